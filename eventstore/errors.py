@@ -1,0 +1,81 @@
+"""The project's exception tree. Adapters map foreign errors onto these with ``raise ... from``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConcurrencyError",
+    "ConfigConflictError",
+    "EventDecodeError",
+    "EventTooLargeError",
+    "ExecutionExistsError",
+    "NatsUnavailableError",
+    "PlanValidationError",
+    "ServerBinaryNotFoundError",
+    "SettingsError",
+    "TepError",
+]
+
+
+class TepError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class EventDecodeError(TepError):
+    """Bytes from the log are not a valid event of a known type."""
+
+
+class EventTooLargeError(TepError):
+    """An event (payload plus headers) does not fit one message under the server's limit."""
+
+
+class ConcurrencyError(TepError):
+    """Someone else appended to the execution after the version the caller expected.
+
+    Attributes:
+        execution_id: the execution whose history moved on.
+        expected_version: the version the caller based its decision on.
+        actual_version: the version the server reported, when known.
+    """
+
+    def __init__(
+        self, execution_id: str, expected_version: int, actual_version: int | None = None
+    ) -> None:
+        self.execution_id = execution_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        found = "" if actual_version is None else f", found {actual_version}"
+        super().__init__(
+            f"execution {execution_id}: expected version {expected_version}{found}"
+        )
+
+
+class ExecutionExistsError(TepError):
+    """A plan was submitted with an execution id that already has a history."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"execution {execution_id!r} already exists")
+
+
+class PlanValidationError(TepError):
+    """A plan document is malformed or inconsistent; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class ConfigConflictError(TepError):
+    """An existing stream, bucket or consumer has a configuration that differs from ours."""
+
+
+class NatsUnavailableError(TepError):
+    """No NATS server answered at the configured URL."""
+
+
+class ServerBinaryNotFoundError(TepError):
+    """The ``nats-server`` executable could not be found."""
+
+
+class SettingsError(TepError, ValueError):
+    """A setting (flag or ``TEP_*`` variable) has an invalid value."""

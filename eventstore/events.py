@@ -1,0 +1,210 @@
+"""Every fact of an execution's life, as frozen msgspec structs in one tagged union.
+
+Events are named in the past tense (requests end in ``requested``), immutable and versioned.
+The ``type`` tag is the event type exactly as it appears first in the subject
+(see :mod:`eventstore.subjects`). Timestamps are ISO-8601 UTC strings, outputs are JSON values:
+every event is JSON-safe by construction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from eventstore.plan import Plan, RequestSpec, RetryPolicy
+
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "ActionAttemptFailed",
+    "ActionCancelled",
+    "ActionCompleted",
+    "ActionEvent",
+    "ActionExecuteRequested",
+    "ActionFailed",
+    "ActionSkipped",
+    "ActionStarted",
+    "ErrorInfo",
+    "Event",
+    "EventBase",
+    "ExecutionCancelRequested",
+    "ExecutionCancelled",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "PlanSubmitted",
+    "SkipReason",
+    "new_event_id",
+    "utc_now",
+]
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string with millisecond precision."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_event_id() -> str:
+    """A fresh random event id."""
+    return uuid.uuid4().hex
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Why something failed: a human message and a stable machine ``code``.
+
+    Codes: ``timeout``, ``connect_error``, ``http_4xx``, ``http_5xx``, ``output_too_large``,
+    ``invalid_request``, ``handler_error``, ``invalid_plan``, ``dependency_failed``, ...
+    """
+
+    message: str
+    code: str
+    status_code: int | None = None
+    retryable: bool = False
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every event carries."""
+
+    execution_id: str
+    event_id: str = msgspec.field(default_factory=new_event_id)
+    occurred_at: str = msgspec.field(default_factory=utc_now)
+    schema_version: int = SCHEMA_VERSION
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+
+class ActionEvent(EventBase, frozen=True, kw_only=True):
+    """An event about one action of an execution."""
+
+    action_id: str
+
+
+class PlanSubmitted(EventBase, frozen=True, kw_only=True, tag="plan.submitted"):
+    """A client asked for a plan to run; this event starts the execution."""
+
+    plan: Plan
+
+
+class ActionExecuteRequested(ActionEvent, frozen=True, kw_only=True, tag="action.execute.requested"):
+    """The orchestrator dispatched an action to the executors of ``queue``.
+
+    ``request`` has plan input and upstream outputs already substituted; ``{{secrets.*}}`` stay
+    as templates until the executor resolves them at call time.
+    """
+
+    action_type: str
+    queue: str
+    request: RequestSpec | None = None
+    input: Any = None
+    retry: RetryPolicy = RetryPolicy()
+    timeout_s: float | None = None
+
+
+class ActionStarted(ActionEvent, frozen=True, kw_only=True, tag="action.started"):
+    """An executor began an attempt."""
+
+    attempt: int
+    executor_id: str | None = None
+
+
+class ActionAttemptFailed(ActionEvent, frozen=True, kw_only=True, tag="action.attempt.failed"):
+    """An attempt failed with a retryable error; attempt ``attempt + 1`` runs after ``retry_in_ms``."""
+
+    attempt: int
+    error: ErrorInfo
+    retry_in_ms: int
+
+
+class ActionCompleted(ActionEvent, frozen=True, kw_only=True, tag="action.completed"):
+    """An action finished successfully with a JSON ``output``."""
+
+    attempt: int
+    output: dict[str, Any]
+    duration_ms: float | None = None
+
+
+class ActionFailed(ActionEvent, frozen=True, kw_only=True, tag="action.failed"):
+    """An action failed for good (non-retryable error or attempts exhausted)."""
+
+    attempt: int
+    error: ErrorInfo
+
+
+SkipReason = Literal["condition_false", "dependency_failed", "dependency_skipped"]
+
+
+class ActionSkipped(ActionEvent, frozen=True, kw_only=True, tag="action.skipped"):
+    """The orchestrator decided an action will not run."""
+
+    reason: SkipReason
+    detail: str | None = None
+
+
+class ActionCancelled(ActionEvent, frozen=True, kw_only=True, tag="action.cancelled"):
+    """An action that had not finished when its execution was cancelled."""
+
+    reason: str | None = None
+
+
+class ExecutionCompleted(EventBase, frozen=True, kw_only=True, tag="execution.completed"):
+    """Every action completed or was skipped by a condition."""
+
+
+class ExecutionFailed(EventBase, frozen=True, kw_only=True, tag="execution.failed"):
+    """An action failed (or the plan was invalid); nothing more will run."""
+
+    error: ErrorInfo
+    failed_actions: list[str] = []
+
+
+class ExecutionCancelRequested(
+    EventBase, frozen=True, kw_only=True, tag="execution.cancel.requested"
+):
+    """Someone (or the plan's deadline) asked for the execution to stop."""
+
+    reason: str | None = None
+
+
+class ExecutionCancelled(EventBase, frozen=True, kw_only=True, tag="execution.cancelled"):
+    """The execution stopped; late results are recorded but ignored."""
+
+    reason: str | None = None
+
+
+Event = (
+    PlanSubmitted
+    | ActionExecuteRequested
+    | ActionStarted
+    | ActionAttemptFailed
+    | ActionCompleted
+    | ActionFailed
+    | ActionSkipped
+    | ActionCancelled
+    | ExecutionCompleted
+    | ExecutionFailed
+    | ExecutionCancelRequested
+    | ExecutionCancelled
+)
+
+EVENT_CLASSES: tuple[type[EventBase], ...] = (
+    PlanSubmitted,
+    ActionExecuteRequested,
+    ActionStarted,
+    ActionAttemptFailed,
+    ActionCompleted,
+    ActionFailed,
+    ActionSkipped,
+    ActionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCancelRequested,
+    ExecutionCancelled,
+)
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    str(cls.__struct_config__.tag): cls for cls in EVENT_CLASSES
+}

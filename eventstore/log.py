@@ -1,0 +1,423 @@
+"""The event log on JetStream: append (idempotent, optimistic, pipelined, atomic), read, replay.
+
+Every event is published with ``Nats-Msg-Id: <event_id>``, so a retried append inside the
+stream's duplicate window stores nothing new. Optimistic concurrency is per execution: its
+*version* is the stream sequence of its last event on :func:`action_version_filter` (every
+event that changes what may run next); ``expected_version`` makes the server reject an append
+when that moved on, which surfaces as :class:`ConcurrencyError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from eventstore.codec import decode_event, encode_event
+from eventstore.config import Settings
+from eventstore.errors import (
+    ConcurrencyError,
+    EventDecodeError,
+    EventTooLargeError,
+    ExecutionExistsError,
+    TepError,
+)
+from eventstore.events import Event, PlanSubmitted
+from eventstore.subjects import action_version_filter, execution_filters, subject_for
+
+__all__ = ["AppendResult", "EventLog", "RawRecord", "RecordedEvent"]
+
+_WRONG_LAST_SEQUENCE = 10071
+_BATCH_DUPLICATE = 10201
+_BATCH_LIMIT = 1000
+_SCHEDULE_HEADER = "Nats-Schedule"
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an event landed; ``duplicate`` when the log already held it (same event id)."""
+
+    sequence: int
+    duplicate: bool = False
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event with its position in the log."""
+
+    sequence: int
+    subject: str
+    event: Event
+
+
+class RawRecord(msgspec.Struct, frozen=True):
+    """A message of the log before decoding (for tools that must survive poison events)."""
+
+    sequence: int
+    subject: str
+    data: bytes
+
+    def decode(self) -> RecordedEvent:
+        """Decode the payload; :class:`EventDecodeError` names the sequence on failure."""
+        try:
+            return RecordedEvent(self.sequence, self.subject, decode_event(self.data))
+        except EventDecodeError as exc:
+            raise EventDecodeError(f"sequence {self.sequence} ({self.subject}): {exc}") from exc
+
+
+class EventLog:
+    """The append-only log of every execution, in one JetStream stream.
+
+    Example:
+        >>> log = EventLog(nc, Settings())  # doctest: +SKIP
+        >>> await log.append(PlanSubmitted(execution_id="e1", plan=plan))  # doctest: +SKIP
+        >>> [r.event for r in await log.read_execution("e1")]  # doctest: +SKIP
+    """
+
+    def __init__(self, nc: NatsClient, settings: Settings | None = None) -> None:
+        self.nc = nc
+        self.settings = settings or Settings()
+        self.js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self.stream = self.settings.stream
+
+    # ---------------------------------------------------------------- append
+
+    def _message(
+        self, event: Event, extra_headers: dict[str, str] | None = None
+    ) -> tuple[str, bytes, dict[str, str]]:
+        subject = subject_for(event)
+        payload = encode_event(event)
+        headers = {"Nats-Msg-Id": event.event_id}
+        if extra_headers:
+            headers.update(extra_headers)
+        size = len(payload) + len(subject) + sum(len(k) + len(v) + 4 for k, v in headers.items())
+        limit = min(self.nc.max_payload or self.settings.max_msg_bytes, self.settings.max_msg_bytes)
+        if size + 64 > limit:
+            raise EventTooLargeError(
+                f"{event.__struct_config__.tag} for execution {event.execution_id} is {size} bytes;"
+                f" the limit for one message is {limit} bytes"
+            )
+        return subject, payload, headers
+
+    @staticmethod
+    def _expectation(execution_id: str, expected_version: int | None) -> dict[str, str]:
+        if expected_version is None:
+            return {}
+        return {
+            "Nats-Expected-Last-Subject-Sequence": str(expected_version),
+            "Nats-Expected-Last-Subject-Sequence-Subject": action_version_filter(execution_id),
+        }
+
+    async def append(self, event: Event, *, expected_version: int | None = None) -> AppendResult:
+        """Append one event and wait until the server stored it.
+
+        Args:
+            event: the event; its ``event_id`` is the dedupe key.
+            expected_version: fail with :class:`ConcurrencyError` unless the execution's version
+                (see :meth:`execution_version`) is exactly this.
+
+        Raises:
+            ConcurrencyError: another writer appended first.
+            ExecutionExistsError: a ``plan.submitted`` for an execution that already exists.
+            EventTooLargeError: the event does not fit one message.
+        """
+        headers = self._expectation(event.execution_id, expected_version)
+        if isinstance(event, PlanSubmitted):
+            # An execution starts once: the plan.submitted subject must be empty.
+            headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
+        subject, payload, headers = self._message(event, headers)
+        try:
+            ack = await self.js.publish(subject, payload, headers=headers)
+        except APIError as exc:
+            # The server checks expectations before dedupe: a retried append of an event that
+            # is already the last one looks like a conflict. Recognise it by its id.
+            stored_at = _parse_int_suffix(exc.description)
+            if exc.err_code == _WRONG_LAST_SEQUENCE and stored_at:
+                if await self._stored_event_id(stored_at) == event.event_id:
+                    return AppendResult(stored_at, True)
+            raise self._translate(exc, event, expected_version) from exc
+        return AppendResult(ack.seq, bool(ack.duplicate))
+
+    async def _stored_event_id(self, sequence: int) -> str | None:
+        try:
+            msg = await self.js.get_msg(self.stream, sequence, direct=True)
+        except NotFoundError:
+            return None
+        return (msg.headers or {}).get("Nats-Msg-Id")
+
+    def _translate(self, exc: APIError, event: Event, expected: int | None) -> TepError:
+        if exc.err_code == _WRONG_LAST_SEQUENCE:
+            if isinstance(event, PlanSubmitted):
+                return ExecutionExistsError(event.execution_id)
+            actual = _parse_int_suffix(exc.description)
+            return ConcurrencyError(event.execution_id, expected or 0, actual)
+        return TepError(f"append of {event.__struct_config__.tag} failed: {exc.description}")
+
+    async def append_atomic(
+        self, events: Sequence[Event], *, expected_version: int | None = None
+    ) -> list[AppendResult]:
+        """Append events of one execution all-or-nothing (an atomic batch).
+
+        The version check applies to the whole batch. More than 1,000 events are split into
+        several batches, each atomic on its own, the check on the first.
+
+        Raises:
+            ConcurrencyError: another writer appended first, or some of the events are already
+                stored (a batch is never partly deduplicated); nothing of the batch was stored.
+        """
+        if not events:
+            return []
+        if len(events) == 1:
+            return [await self.append(events[0], expected_version=expected_version)]
+        results: list[AppendResult] = []
+        for start in range(0, len(events), _BATCH_LIMIT):
+            chunk = events[start : start + _BATCH_LIMIT]
+            results += await self._append_batch(chunk, expected_version if start == 0 else None)
+        return results
+
+    async def _append_batch(
+        self, events: Sequence[Event], expected_version: int | None
+    ) -> list[AppendResult]:
+        batch_id = uuid.uuid4().hex
+        messages = []
+        for index, event in enumerate(events, start=1):
+            extra = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
+            if index == 1:
+                extra.update(self._expectation(event.execution_id, expected_version))
+            if index == len(events):
+                extra["Nats-Batch-Commit"] = "1"
+            messages.append(self._message(event, extra))
+        for subject, payload, headers in messages[:-1]:
+            await self.nc.publish(subject, payload, headers=headers)
+        subject, payload, headers = messages[-1]
+        try:
+            ack = await self.js.publish(subject, payload, headers=headers)
+        except APIError as exc:
+            if exc.err_code == _BATCH_DUPLICATE:
+                # Some of these events are already stored (a racing writer, or an earlier try
+                # of ours): nothing of this batch was written. Reload and decide again.
+                raise ConcurrencyError(events[0].execution_id, expected_version or 0) from exc
+            raise self._translate(exc, events[0], expected_version) from exc
+        first = ack.seq - len(events) + 1
+        return [AppendResult(first + i) for i in range(len(events))]
+
+    async def append_many(
+        self, events: Sequence[Event], *, max_in_flight: int = 512
+    ) -> list[AppendResult]:
+        """Append many events pipelined: up to ``max_in_flight`` unacknowledged at once.
+
+        Each event is still deduplicated by its id; no version checks. Returns results in order.
+        """
+        pending: list[asyncio.Future[Any]] = []
+        window = asyncio.Semaphore(max_in_flight)
+        inbox_prefix = self.nc.new_inbox()
+        futures: dict[str, asyncio.Future[Any]] = {}
+        loop = asyncio.get_running_loop()
+
+        async def on_ack(msg: Msg) -> None:
+            future = futures.pop(msg.subject, None)
+            if future is not None and not future.done():
+                future.set_result(msg.data)
+            window.release()
+
+        sub = await self.nc.subscribe(f"{inbox_prefix}.*", cb=on_ack)
+        try:
+            for index, event in enumerate(events):
+                subject, payload, headers = self._message(event)
+                await window.acquire()
+                reply = f"{inbox_prefix}.{index}"
+                future: asyncio.Future[Any] = loop.create_future()
+                futures[reply] = future
+                pending.append(future)
+                await self.nc.publish(subject, payload, reply=reply, headers=headers)
+            acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30.0)
+        finally:
+            await sub.unsubscribe()
+        results = []
+        for event, raw in zip(events, acks, strict=True):
+            ack = _pub_ack_decoder.decode(raw)
+            if ack.error is not None:
+                raise TepError(
+                    f"append of {event.__struct_config__.tag} for {event.execution_id} failed:"
+                    f" {ack.error.get('description', ack.error)}"
+                )
+            results.append(AppendResult(ack.seq, ack.duplicate))
+        return results
+
+    # ------------------------------------------------------------------ read
+
+    async def last_sequence(self) -> int:
+        """The sequence of the newest message in the log (0 when empty)."""
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def execution_version(self, execution_id: str) -> int:
+        """The execution's current version for ``expected_version`` (0 before any action event)."""
+        try:
+            msg = await self.js.get_last_msg(
+                self.stream, action_version_filter(execution_id), direct=True
+            )
+        except NotFoundError:
+            return 0
+        return int(msg.seq or 0)
+
+    async def read_execution(
+        self, execution_id: str, *, timeout: float = 10.0
+    ) -> list[RecordedEvent]:
+        """Every event of one execution, in log order. Empty if the execution is unknown.
+
+        Reads through a short-lived consumer filtered to this execution's subjects, so the cost
+        depends on the execution's events, not on the size of the log.
+        """
+        return [r.decode() for r in await self.read_execution_raw(execution_id, timeout=timeout)]
+
+    async def read_execution_raw(
+        self, execution_id: str, *, timeout: float = 10.0
+    ) -> list[RawRecord]:
+        """Like :meth:`read_execution`, without decoding."""
+        records: list[RawRecord] = []
+        expected: int | None = None
+        complete = asyncio.Event()
+
+        async def collect(msg: Msg) -> None:
+            if msg.headers and _SCHEDULE_HEADER in msg.headers:
+                return
+            records.append(RawRecord(_stream_sequence(msg), msg.subject, msg.data))
+            if expected is not None and len(records) >= expected:
+                complete.set()
+
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=collect)
+        consumer = None
+        try:
+            info = await self.js._jsm.add_consumer(
+                self.stream,
+                config=ConsumerConfig(
+                    filter_subjects=execution_filters(execution_id),
+                    deliver_subject=inbox,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_policy=AckPolicy.NONE,
+                    mem_storage=True,
+                    num_replicas=1,
+                    inactive_threshold=5.0,
+                ),
+            )
+            consumer = info.name
+            expected = int(info.num_pending or 0)
+            if len(records) >= expected:
+                complete.set()
+            await asyncio.wait_for(complete.wait(), timeout)
+        finally:
+            await sub.unsubscribe()
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await self.js._jsm.delete_consumer(self.stream, consumer)
+        del records[expected or 0 :]
+        return records
+
+    async def replay(
+        self, from_sequence: int = 1, *, to_sequence: int | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event from ``from_sequence`` to ``to_sequence`` (default: the end at call time).
+
+        Raises:
+            EventDecodeError: a message is not a valid event (use :meth:`replay_raw` to skip).
+        """
+        async for record in self.replay_raw(from_sequence, to_sequence=to_sequence):
+            yield record.decode()
+
+    async def replay_raw(
+        self, from_sequence: int = 1, *, to_sequence: int | None = None, buffer: int = 4096
+    ) -> AsyncIterator[RawRecord]:
+        """Raw messages of the log in order, through an ordered push consumer.
+
+        The consumer is paused by flow control while the caller is slower than the server, so
+        memory stays bounded by ``buffer`` messages.
+        """
+        end = await self.last_sequence() if to_sequence is None else to_sequence
+        if end < from_sequence:
+            return
+        pending: list[RawRecord] = []
+        ready = asyncio.Event()
+        room = asyncio.Event()
+        room.set()
+        state = {"done": False}
+
+        async def collect(msg: Msg) -> None:
+            if state["done"]:
+                return
+            sequence = _stream_sequence(msg)
+            if not (msg.headers and _SCHEDULE_HEADER in msg.headers):
+                pending.append(RawRecord(sequence, msg.subject, msg.data))
+            if sequence >= end or _num_pending(msg) == 0:
+                state["done"] = True
+            ready.set()
+            if len(pending) >= buffer:
+                room.clear()
+                await room.wait()
+
+        sub = await self.js.subscribe(
+            ">",
+            stream=self.stream,
+            cb=collect,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=from_sequence, filter_subject=None),
+            pending_msgs_limit=buffer * 4,
+        )
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                batch = pending[:]
+                pending.clear()
+                room.set()
+                for record in batch:
+                    if record.sequence > end:
+                        return
+                    yield record
+                if state["done"] and not pending:
+                    return
+        finally:
+            room.set()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+class _PubAck(msgspec.Struct):
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_pub_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+# Ack reply subjects: v1 `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
+# v2 inserts domain and account hash after `ACK` (and may append a token). Parsing the two
+# fields by hand is several times cheaper than building `msg.metadata` on the replay hot path.
+_V1_TOKENS = 9
+
+
+def _stream_sequence(msg: Msg) -> int:
+    tokens = msg.reply.split(".")
+    return int(tokens[5] if len(tokens) == _V1_TOKENS else tokens[7])
+
+
+def _num_pending(msg: Msg) -> int:
+    tokens = msg.reply.split(".")
+    return int(tokens[8] if len(tokens) == _V1_TOKENS else tokens[10])
+
+
+def _parse_int_suffix(text: str | None) -> int | None:
+    if not text:
+        return None
+    tail = text.rsplit(":", 1)[-1].strip()
+    return int(tail) if tail.isdigit() else None

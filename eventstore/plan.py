@@ -1,0 +1,116 @@
+"""The plan document: a DAG of actions, as typed, immutable structs.
+
+Parsing and semantic validation live in :mod:`eventstore.plan_validation`; this module only
+declares the shape, so event types can embed a plan without importing the validator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_ACTION_TYPE",
+    "Action",
+    "Condition",
+    "HttpMethod",
+    "Plan",
+    "QueueConfig",
+    "RequestSpec",
+    "RetryPolicy",
+]
+
+DEFAULT_ACTION_TYPE = "http"
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How often and how patiently an action is retried.
+
+    The delay before attempt ``n + 1`` is ``min_backoff_ms * backoff_factor ** (n - 1)``, capped at
+    ``max_backoff_ms``, with up to 20 % random jitter.
+    """
+
+    max_attempts: int = 1
+    backoff_factor: float = 2.0
+    min_backoff_ms: int = 200
+    max_backoff_ms: int = 10_000
+    jitter: bool = True
+
+
+class RequestSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An HTTP request. Strings may hold ``{{...}}`` templates."""
+
+    url: str
+    method: HttpMethod = "GET"
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    json: Any = None
+    body: str | None = None
+    timeout_s: float | None = None
+
+
+class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A ``when`` condition on a path into ``input.*`` or ``actions.<id>.*``.
+
+    Exactly one operator is set: ``equals``, ``not_equals``, ``in``, ``exists`` or ``truthy``.
+    """
+
+    path: str
+    equals: Any = msgspec.UNSET
+    not_equals: Any = msgspec.UNSET
+    in_: list[Any] | msgspec.UnsetType = msgspec.field(default=msgspec.UNSET, name="in")
+    exists: bool | msgspec.UnsetType = msgspec.UNSET
+    truthy: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One step of a plan.
+
+    ``allow_failure`` lets the execution complete even if this action fails;
+    ``run_on_dependency_failure`` runs the action although a dependency failed or was skipped
+    (a fallback step).
+    """
+
+    id: str
+    type: str = DEFAULT_ACTION_TYPE
+    depends_on: list[str] = []
+    queue: str | None = None
+    request: RequestSpec | None = None
+    input: Any = None
+    timeout_s: float | None = None
+    retry: RetryPolicy | None = None
+    when: Condition | None = None
+    allow_failure: bool = False
+    run_on_dependency_failure: bool = False
+
+    @property
+    def queue_name(self) -> str:
+        """The queue this action is routed to: ``queue`` or else its type."""
+        return self.queue or self.type
+
+
+class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Per-queue settings carried by a plan (``queues: {name: {concurrency_limit: N}}``)."""
+
+    concurrency_limit: int | None = None
+
+
+class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A plan: input values plus a DAG of actions, with an optional overall deadline."""
+
+    id: str
+    actions: list[Action]
+    input: dict[str, Any] = {}
+    timeout_s: float | None = None
+    queues: dict[str, QueueConfig] = {}
+    description: str | None = None
+
+    def action(self, action_id: str) -> Action:
+        """Return the action with this id (``KeyError`` if there is none)."""
+        for action in self.actions:
+            if action.id == action_id:
+                return action
+        raise KeyError(action_id)

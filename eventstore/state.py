@@ -1,0 +1,109 @@
+"""The current state of an execution, as the fold builds it and the KV view stores it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from eventstore.events import ErrorInfo
+from eventstore.plan import Plan
+
+__all__ = [
+    "ACTION_STATUSES",
+    "EXECUTION_STATUSES",
+    "FINISHED_ACTION_STATUSES",
+    "TERMINAL_EXECUTION_STATUSES",
+    "ActionState",
+    "ActionStatus",
+    "Counts",
+    "ExecutionState",
+    "ExecutionStatus",
+]
+
+ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+ActionStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+
+EXECUTION_STATUSES: tuple[ExecutionStatus, ...] = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+)
+ACTION_STATUSES: tuple[ActionStatus, ...] = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "skipped",
+    "cancelled",
+)
+TERMINAL_EXECUTION_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+FINISHED_ACTION_STATUSES: frozenset[str] = frozenset({"completed", "failed", "skipped", "cancelled"})
+
+
+class ActionState(msgspec.Struct, kw_only=True):
+    """One action's result so far."""
+
+    action_id: str
+    status: ActionStatus = "pending"
+    attempts: int = 0
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    skip_reason: str | None = None
+    queue: str | None = None
+    dispatched_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Completed, failed, skipped or cancelled: nothing more will happen to it."""
+        return self.status in FINISHED_ACTION_STATUSES
+
+
+class Counts(msgspec.Struct, kw_only=True):
+    """How many actions are in each status."""
+
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+
+
+class ExecutionState(msgspec.Struct, kw_only=True):
+    """Everything known about one execution, folded from its events.
+
+    ``last_sequence`` is the stream sequence of the newest event folded in; the fold ignores
+    events at or below it, so applying a history twice equals applying it once.
+    ``version`` is the sequence of the newest event on the execution's version filter (see
+    :mod:`eventstore.log`), the value to pass as ``expected_version``.
+    """
+
+    execution_id: str
+    plan_id: str
+    status: ExecutionStatus = "pending"
+    submitted_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    input: dict[str, Any] = {}
+    actions: dict[str, ActionState] = {}
+    counts: Counts = msgspec.field(default_factory=Counts)
+    error: ErrorInfo | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    deadline_at: str | None = None
+    last_sequence: int = 0
+    version: int = 0
+    event_count: int = 0
+    plan: Plan | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Completed, failed or cancelled."""
+        return self.status in TERMINAL_EXECUTION_STATUSES

@@ -1,0 +1,204 @@
+"""``{{...}}`` templates in plan values: finding references and substituting them. Pure.
+
+Supported references::
+
+    {{input.user_id}}                       plan input (dots and [n] indexes)
+    {{actions.fetch-user.output.email}}     an upstream action's output
+    {{actions.fetch-user.status}}           an upstream action's status
+    {{secrets.API_TOKEN}}                   resolved by the executor at call time only
+
+A string that is exactly one template takes the referenced value with its JSON type; templates
+inside a longer string are rendered as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "MISSING",
+    "Reference",
+    "TemplateError",
+    "find_references",
+    "parse_path",
+    "parse_reference",
+    "render",
+    "resolve_path",
+]
+
+TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_ACTION_FIELDS = ("output", "status", "error", "attempts")
+
+
+class TemplateError(ValueError):
+    """A template is malformed or refers to something that does not exist."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class Reference(msgspec.Struct, frozen=True):
+    """A parsed template reference, e.g. ``actions.a.output.x`` -> kind ``actions``, target ``a``."""
+
+    kind: Literal["input", "actions", "secrets"]
+    target: str | None
+    path: tuple[str | int, ...]
+    text: str
+
+
+def parse_path(text: str) -> tuple[str | int, ...]:
+    """``a.b[0].c`` -> ``("a", "b", 0, "c")``.
+
+    Raises:
+        TemplateError: empty segments or stray brackets.
+    """
+    segments: list[str | int] = []
+    for part in text.split("."):
+        if not part:
+            raise TemplateError(f"empty segment in path {text!r}")
+        consumed = 0
+        for match in _SEGMENT.finditer(part):
+            if match.start() != consumed:
+                raise TemplateError(f"malformed path {text!r}")
+            name, index = match.groups()
+            segments.append(int(index) if index is not None else name)
+            consumed = match.end()
+        if consumed != len(part):
+            raise TemplateError(f"malformed path {text!r}")
+    return tuple(segments)
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse the inside of one ``{{...}}``.
+
+    Raises:
+        TemplateError: unknown root, or a malformed path.
+    """
+    body = text.strip()
+    if not body:
+        raise TemplateError("empty template {{}}")
+    path = parse_path(body)
+    root = path[0]
+    if root == "input":
+        return Reference("input", None, path[1:], body)
+    if root == "secrets":
+        if len(path) != 2 or not isinstance(path[1], str):
+            raise TemplateError(f"{{{{{body}}}}}: a secret is referenced as secrets.NAME")
+        return Reference("secrets", path[1], (), body)
+    if root == "actions":
+        if len(path) < 3 or not isinstance(path[1], str) or path[2] not in _ACTION_FIELDS:
+            raise TemplateError(
+                f"{{{{{body}}}}}: use actions.<id>.output.<path> "
+                f"(or .status, .error, .attempts)"
+            )
+        return Reference("actions", path[1], path[2:], body)
+    raise TemplateError(f"{{{{{body}}}}}: must start with input., actions. or secrets.")
+
+
+def find_references(value: Any) -> list[Reference]:
+    """Every reference in a JSON value (strings, lists, dict keys and values), in order.
+
+    Raises:
+        TemplateError: a malformed template, or an unclosed ``{{``.
+    """
+    found: list[Reference] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, str):
+            for match in TEMPLATE.finditer(node):
+                found.append(parse_reference(match.group(1)))
+            stripped = TEMPLATE.sub("", node)
+            if "{{" in stripped:
+                raise TemplateError(f"unclosed template in {node!r}")
+        elif isinstance(node, Mapping):
+            for key, item in node.items():
+                visit(key)
+                visit(item)
+        elif isinstance(node, list | tuple):
+            for item in node:
+                visit(item)
+
+    visit(value)
+    return found
+
+
+def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
+    """Follow ``path`` into nested dicts and lists; :data:`MISSING` where it leads nowhere."""
+    node = root
+    for segment in path:
+        if isinstance(segment, int) and isinstance(node, list) and -len(node) <= segment < len(node):
+            node = node[segment]
+        elif isinstance(segment, str) and isinstance(node, Mapping) and segment in node:
+            node = node[segment]
+        else:
+            return MISSING
+    return node
+
+
+def _lookup(ref: Reference, context: Mapping[str, Any]) -> Any:
+    if ref.kind == "input":
+        return resolve_path(context.get("input", {}), ref.path)
+    if ref.kind == "secrets":
+        return context.get("secrets", {}).get(ref.target, MISSING)
+    actions = context.get("actions", {})
+    if ref.target not in actions:
+        return MISSING
+    return resolve_path(actions[ref.target], ref.path)
+
+
+def render(value: Any, context: Mapping[str, Any], *, kinds: frozenset[str]) -> Any:
+    """Substitute references of the given ``kinds`` in a JSON value; leave others untouched.
+
+    ``context`` holds ``input`` (dict), ``actions`` (id -> {output, status, ...}) and
+    ``secrets`` (name -> value).
+
+    Raises:
+        TemplateError: a reference of a rendered kind resolves to nothing.
+    """
+
+    def text_of(resolved: Any) -> str:
+        if isinstance(resolved, str):
+            return resolved
+        return msgspec.json.encode(resolved).decode()
+
+    def substitute(node: Any) -> Any:
+        if isinstance(node, str):
+            if "{{" not in node:
+                return node
+            whole = TEMPLATE.fullmatch(node)
+            if whole:
+                ref = parse_reference(whole.group(1))
+                if ref.kind not in kinds:
+                    return node
+                resolved = _lookup(ref, context)
+                if resolved is MISSING:
+                    raise TemplateError(f"{{{{{ref.text}}}}} resolves to nothing")
+                return resolved
+
+            def replace(match: re.Match[str]) -> str:
+                ref = parse_reference(match.group(1))
+                if ref.kind not in kinds:
+                    return match.group(0)
+                resolved = _lookup(ref, context)
+                if resolved is MISSING:
+                    raise TemplateError(f"{{{{{ref.text}}}}} resolves to nothing")
+                return text_of(resolved)
+
+            return TEMPLATE.sub(replace, node)
+        if isinstance(node, Mapping):
+            return {substitute(k): substitute(v) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [substitute(item) for item in node]
+        return node
+
+    return substitute(value)

@@ -26,6 +26,7 @@ def decode_event(data: bytes) -> Event:
             schema of their type.
     """
     try:
-        return _decoder.decode(data)
+        event: Event = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise EventDecodeError(f"undecodable event: {exc}") from exc
+    return event

@@ -44,9 +44,7 @@ class ConcurrencyError(TepError):
         self.expected_version = expected_version
         self.actual_version = actual_version
         found = "" if actual_version is None else f", found {actual_version}"
-        super().__init__(
-            f"execution {execution_id}: expected version {expected_version}{found}"
-        )
+        super().__init__(f"execution {execution_id}: expected version {expected_version}{found}")
 
 
 class ExecutionExistsError(TepError):

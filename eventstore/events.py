@@ -89,7 +89,9 @@ class PlanSubmitted(EventBase, frozen=True, kw_only=True, tag="plan.submitted"):
     plan: Plan
 
 
-class ActionExecuteRequested(ActionEvent, frozen=True, kw_only=True, tag="action.execute.requested"):
+class ActionExecuteRequested(
+    ActionEvent, frozen=True, kw_only=True, tag="action.execute.requested"
+):
     """The orchestrator dispatched an action to the executors of ``queue``.
 
     ``request`` has plan input and upstream outputs already substituted; ``{{secrets.*}}`` stay
@@ -112,7 +114,7 @@ class ActionStarted(ActionEvent, frozen=True, kw_only=True, tag="action.started"
 
 
 class ActionAttemptFailed(ActionEvent, frozen=True, kw_only=True, tag="action.attempt.failed"):
-    """An attempt failed with a retryable error; attempt ``attempt + 1`` runs after ``retry_in_ms``."""
+    """A retryable attempt failed; attempt ``attempt + 1`` runs after ``retry_in_ms``."""
 
     attempt: int
     error: ErrorInfo

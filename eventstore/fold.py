@@ -49,7 +49,9 @@ def new_state(event: PlanSubmitted) -> ExecutionState:
     )
 
 
-def fold(records: Iterable[RecordedEvent], state: ExecutionState | None = None) -> ExecutionState | None:
+def fold(
+    records: Iterable[RecordedEvent], state: ExecutionState | None = None
+) -> ExecutionState | None:
     """Fold a history (in log order) onto ``state``; ``None`` until a ``plan.submitted``."""
     for record in records:
         state = apply(state, record)
@@ -151,8 +153,10 @@ def _apply_action_event(state: ExecutionState, action: ActionState, event: Actio
             action.output = output
             action.error = None
             action.completed_at = event.occurred_at
-            action.duration_ms = duration if duration is not None else _elapsed_ms(
-                action.started_at, event.occurred_at
+            action.duration_ms = (
+                duration
+                if duration is not None
+                else _elapsed_ms(action.started_at, event.occurred_at)
             )
             _set_status(state, action, "completed")
         case ActionFailed(attempt=attempt, error=error):

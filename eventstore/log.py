@@ -139,9 +139,12 @@ class EventLog:
             # The server checks expectations before dedupe: a retried append of an event that
             # is already the last one looks like a conflict. Recognise it by its id.
             stored_at = _parse_int_suffix(exc.description)
-            if exc.err_code == _WRONG_LAST_SEQUENCE and stored_at:
-                if await self._stored_event_id(stored_at) == event.event_id:
-                    return AppendResult(stored_at, True)
+            if (
+                exc.err_code == _WRONG_LAST_SEQUENCE
+                and stored_at
+                and await self._stored_event_id(stored_at) == event.event_id
+            ):
+                return AppendResult(stored_at, True)
             raise self._translate(exc, event, expected_version) from exc
         return AppendResult(ack.seq, bool(ack.duplicate))
 

@@ -17,7 +17,13 @@ from eventstore.config import Settings
 from eventstore.errors import ConfigConflictError
 from eventstore.subjects import DEADLETTER_PREFIX, EVENT_SUBJECT_ROOTS
 
-__all__ = ["deadletter_stream_config", "ensure_kv", "ensure_log", "ensure_stream", "log_stream_config"]
+__all__ = [
+    "deadletter_stream_config",
+    "ensure_kv",
+    "ensure_log",
+    "ensure_stream",
+    "log_stream_config",
+]
 
 # Fields we set and therefore check on an existing stream.
 _CHECKED_FIELDS = (

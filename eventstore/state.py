@@ -40,7 +40,9 @@ ACTION_STATUSES: tuple[ActionStatus, ...] = (
     "cancelled",
 )
 TERMINAL_EXECUTION_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-FINISHED_ACTION_STATUSES: frozenset[str] = frozenset({"completed", "failed", "skipped", "cancelled"})
+FINISHED_ACTION_STATUSES: frozenset[str] = frozenset(
+    {"completed", "failed", "skipped", "cancelled"}
+)
 
 
 class ActionState(msgspec.Struct, kw_only=True):

@@ -48,7 +48,7 @@ MISSING: Any = _Missing()
 
 
 class Reference(msgspec.Struct, frozen=True):
-    """A parsed template reference, e.g. ``actions.a.output.x`` -> kind ``actions``, target ``a``."""
+    """A parsed reference: ``actions.a.output.x`` has kind ``actions``, target ``a``."""
 
     kind: Literal["input", "actions", "secrets"]
     target: str | None
@@ -98,8 +98,7 @@ def parse_reference(text: str) -> Reference:
     if root == "actions":
         if len(path) < 3 or not isinstance(path[1], str) or path[2] not in _ACTION_FIELDS:
             raise TemplateError(
-                f"{{{{{body}}}}}: use actions.<id>.output.<path> "
-                f"(or .status, .error, .attempts)"
+                f"{{{{{body}}}}}: use actions.<id>.output.<path> (or .status, .error, .attempts)"
             )
         return Reference("actions", path[1], path[2:], body)
     raise TemplateError(f"{{{{{body}}}}}: must start with input., actions. or secrets.")
@@ -136,7 +135,11 @@ def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
     """Follow ``path`` into nested dicts and lists; :data:`MISSING` where it leads nowhere."""
     node = root
     for segment in path:
-        if isinstance(segment, int) and isinstance(node, list) and -len(node) <= segment < len(node):
+        if (
+            isinstance(segment, int)
+            and isinstance(node, list)
+            and -len(node) <= segment < len(node)
+        ):
             node = node[segment]
         elif isinstance(segment, str) and isinstance(node, Mapping) and segment in node:
             node = node[segment]

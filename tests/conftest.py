@@ -1,0 +1,58 @@
+"""Shared fixtures: a real nats-server per test (random port, temp store dir)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from eventstore.config import Settings
+from eventstore.connection import NatsClient, connect
+from eventstore.log import EventLog
+from eventstore.provision import ensure_log
+from eventstore.server import EmbeddedServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(data_dir=tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(nats_server: EmbeddedServer) -> Settings:
+    return Settings(nats_url=nats_server.url)
+
+
+@pytest.fixture
+async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
+    client = await connect(settings.nats_url, name="tests")
+    await ensure_log(client.jetstream(), settings)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def event_log(nc: NatsClient, settings: Settings) -> EventLog:
+    return EventLog(nc, settings)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+) -> None:
+    """Poll ``condition`` until it holds, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")

@@ -1,0 +1,68 @@
+"""``tep``: the command line. Wiring only; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NATS_UNAVAILABLE,
+    UsageError,
+    fail,
+)
+from eventstore.errors import NatsUnavailableError, SettingsError, TepError
+
+__all__ = ["build_parser", "main"]
+
+# Each module defines `register(subparsers)`, which adds its command and sets `handler`:
+# a function (args) -> exit code.
+COMMAND_MODULES = (
+    "cli.validate",
+)
+
+
+def _command_modules() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``tep`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="tep",
+        description="Event-sourced workflow plans on NATS JetStream: "
+        "submit plans of HTTP actions, run the roles, watch and replay executions.",
+        epilog="Run `tep <command> --help` for details and an example. "
+        "Exit codes: 0 ok, 1 execution not completed, 2 bad input, 3 NATS unreachable, "
+        "124 --wait timed out.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for module in _command_modules():
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tep`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except UsageError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except NatsUnavailableError as exc:
+        fail(str(exc), EXIT_NATS_UNAVAILABLE)
+    except TepError as exc:
+        fail(str(exc), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

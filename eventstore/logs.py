@@ -1,0 +1,80 @@
+"""Structured logging: one JSON object per line when stderr is not a terminal.
+
+Pass ids as ``extra`` so they become fields::
+
+    log.info("action dispatched", extra={"execution_id": e, "action_id": a})
+
+Secrets never reach a log line: nothing here formats request headers or resolved templates,
+and callers log ids and codes, not payloads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["configure_logging"]
+
+_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line with its ``extra`` fields."""
+
+    def __init__(self, role: str | None) -> None:
+        super().__init__()
+        self.role = role
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self.role:
+            entry["role"] = self.role
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for a terminal, ids appended as ``key=value``."""
+
+    def __init__(self, role: str | None) -> None:
+        super().__init__()
+        self.role = role
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_")
+        )
+        stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        prefix = f"[{self.role}] " if self.role else ""
+        line = f"{stamp} {prefix}{record.levelname.lower():7} {record.getMessage()}"
+        if extras:
+            line += f"  {extras}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(role: str | None = None, level: str | None = None) -> None:
+    """Log to stderr: JSON lines unless stderr is a TTY (``TEP_LOG_FORMAT=json|text`` overrides)."""
+    chosen = os.environ.get("TEP_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(role) if chosen == "json" else TextFormatter(role))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("TEP_LOG_LEVEL") or "INFO").upper())
+    logging.getLogger("nats").setLevel(logging.CRITICAL)

@@ -122,11 +122,16 @@ class ActionAttemptFailed(ActionEvent, frozen=True, kw_only=True, tag="action.at
 
 
 class ActionCompleted(ActionEvent, frozen=True, kw_only=True, tag="action.completed"):
-    """An action finished successfully with a JSON ``output``."""
+    """An action finished successfully with a JSON ``output``.
+
+    For HTTP actions ``status_code`` and selected response ``headers`` are kept beside it.
+    """
 
     attempt: int
     output: dict[str, Any]
     duration_ms: float | None = None
+    status_code: int | None = None
+    headers: dict[str, str] = {}
 
 
 class ActionFailed(ActionEvent, frozen=True, kw_only=True, tag="action.failed"):

@@ -126,7 +126,7 @@ async def bench_history(nc: NatsClient, log: EventLog, settings: Settings) -> Re
     async def raw_read(execution: str) -> int:
         received: list[bytes] = []
         done = asyncio.Event()
-        info = await js._jsm.add_consumer(
+        info = await js.add_consumer(
             settings.stream,
             config=ConsumerConfig(
                 filter_subjects=execution_filters(execution),
@@ -136,7 +136,7 @@ async def bench_history(nc: NatsClient, log: EventLog, settings: Settings) -> Re
             ),
         )
         total = info.num_pending or 0
-        await js._jsm.delete_consumer(settings.stream, info.name)
+        await js.delete_consumer(settings.stream, info.name)
 
         async def on_msg(msg: object) -> None:
             received.append(msg.data)  # type: ignore[attr-defined]

@@ -300,7 +300,7 @@ class EventLog:
         sub = await self.nc.subscribe(inbox, cb=collect)
         consumer = None
         try:
-            info = await self.js._jsm.add_consumer(
+            info = await self.js.add_consumer(
                 self.stream,
                 config=ConsumerConfig(
                     filter_subjects=execution_filters(execution_id),
@@ -321,7 +321,7 @@ class EventLog:
             await sub.unsubscribe()
             if consumer is not None:
                 with contextlib.suppress(Exception):
-                    await self.js._jsm.delete_consumer(self.stream, consumer)
+                    await self.js.delete_consumer(self.stream, consumer)
         del records[expected or 0 :]
         return records
 

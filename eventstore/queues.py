@@ -47,9 +47,9 @@ async def ensure_queue_consumer(
             return name
         config = info.config
         config.max_ack_pending = concurrency_limit
-        await js._jsm.add_consumer(settings.stream, config=config)
+        await js.add_consumer(settings.stream, config=config)
         return name
-    await js._jsm.add_consumer(
+    await js.add_consumer(
         settings.stream,
         config=ConsumerConfig(
             durable_name=name,

@@ -44,8 +44,8 @@ SCHEMA_VERSION = 1
 
 
 def utc_now() -> str:
-    """The current time as an ISO-8601 UTC string with millisecond precision."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current time as an ISO-8601 UTC string with microsecond precision."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_event_id() -> str:

@@ -136,10 +136,10 @@ def _critical_path(plan: Plan, actions: Mapping[str, ActionState]) -> tuple[list
     last = max(best, key=best.__getitem__)
     total = best[last]
     path: list[str] = []
-    node: str | None = last
-    while node is not None:
-        path.append(node)
-        node = previous[node]
+    step: str | None = last
+    while step is not None:
+        path.append(step)
+        step = previous[step]
     path.reverse()
     return path, round(total, 3)
 

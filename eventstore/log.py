@@ -344,9 +344,32 @@ class EventLog:
         The consumer is paused by flow control while the caller is slower than the server, so
         memory stays bounded by ``buffer`` messages.
         """
-        end = await self.last_sequence() if to_sequence is None else to_sequence
-        if end < from_sequence:
-            return
+        async for batch in self.replay_batches(
+            from_sequence, to_sequence=to_sequence, buffer=buffer
+        ):
+            for record in batch:
+                yield record
+
+    async def replay_batches(
+        self,
+        from_sequence: int = 1,
+        *,
+        to_sequence: int | None = None,
+        follow: bool = False,
+        buffer: int = 4096,
+    ) -> AsyncIterator[list[RawRecord]]:
+        """Raw messages of the log in order, in batches of whatever arrived since the last one.
+
+        A batch holds at most ``buffer`` records (never none). Without ``follow`` the replay
+        ends at ``to_sequence`` (default: the end of the log at call time); with ``follow`` it
+        tails the log until the caller stops iterating. Schedule holders (messages with a
+        ``Nats-Schedule`` header) are not events and are left out.
+        """
+        end = 0
+        if not follow:
+            end = await self.last_sequence() if to_sequence is None else to_sequence
+            if end < from_sequence:
+                return
         pending: list[RawRecord] = []
         ready = asyncio.Event()
         room = asyncio.Event()
@@ -359,7 +382,7 @@ class EventLog:
             sequence = _stream_sequence(msg)
             if not (msg.headers and _SCHEDULE_HEADER in msg.headers):
                 pending.append(RawRecord(sequence, msg.subject, msg.data))
-            if sequence >= end or _num_pending(msg) == 0:
+            if not follow and (sequence >= end or _num_pending(msg) == 0):
                 state["done"] = True
             ready.set()
             if len(pending) >= buffer:
@@ -382,10 +405,11 @@ class EventLog:
                 batch = pending[:]
                 pending.clear()
                 room.set()
-                for record in batch:
-                    if record.sequence > end:
-                        return
-                    yield record
+                if not follow and batch and batch[-1].sequence > end:
+                    batch = [record for record in batch if record.sequence <= end]
+                    state["done"] = True
+                if batch:
+                    yield batch
                 if state["done"] and not pending:
                     return
         finally:

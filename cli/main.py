@@ -22,6 +22,12 @@ __all__ = ["build_parser", "main"]
 # a function (args) -> exit code.
 COMMAND_MODULES = (
     "cli.validate",
+    "cli.submit",
+    "cli.events",
+    "cli.watch",
+    "cli.cancel",
+    "cli.demo_target",
+    "cli.up",
 )
 
 

@@ -1,0 +1,164 @@
+"""One execution as a client sees it through the log: connect, look up, read, follow live.
+
+The commands built on this (``submit --wait``, ``events``, ``watch``, ``cancel``) read the log
+itself, never the projected view, so they work while no projector runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from cli.common import UsageError, settings_from
+from eventstore.codec import decode_event
+from eventstore.connection import NatsClient, connect
+from eventstore.errors import EventDecodeError
+from eventstore.fold import apply, fold
+from eventstore.log import EventLog, RecordedEvent
+from eventstore.state import ExecutionState
+from eventstore.subjects import execution_filters, execution_id_problem
+
+__all__ = [
+    "check_execution_id",
+    "follow",
+    "load_state",
+    "open_log",
+    "quiet_connect",
+    "require_execution",
+    "wait_for_terminal",
+]
+
+_log = logging.getLogger("tep.cli")
+_SCHEDULE_HEADER = "Nats-Schedule"
+
+
+async def quiet_connect(url: str, *, name: str, timeout_s: float) -> NatsClient:
+    """:func:`eventstore.connection.connect` without a warning per failed first attempt.
+
+    A command reports an unreachable server once, as its exit message; the connection's own
+    warnings stay on for reconnects later on.
+    """
+    logger = logging.getLogger("tep.nats")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return await connect(url, name=name, timeout_s=timeout_s)
+    finally:
+        logger.setLevel(previous)
+
+
+@contextlib.asynccontextmanager
+async def open_log(
+    args: argparse.Namespace, *, client_name: str = "tep-cli"
+) -> AsyncIterator[EventLog]:
+    """Connect with the command's ``--nats-url`` and settings; close on exit.
+
+    Raises:
+        NatsUnavailableError: no server answered within the connect timeout.
+    """
+    settings = settings_from(args)
+    nc = await quiet_connect(
+        settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s
+    )
+    try:
+        yield EventLog(nc, settings)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2.0)
+
+
+def check_execution_id(execution_id: str) -> str:
+    """The id itself if it can name an execution; :class:`UsageError` otherwise."""
+    problem = execution_id_problem(execution_id)
+    if problem:
+        raise UsageError(problem)
+    return execution_id
+
+
+async def require_execution(log: EventLog, execution_id: str) -> None:
+    """Raise :class:`UsageError` unless a ``plan.submitted`` exists for ``execution_id``."""
+    check_execution_id(execution_id)
+    try:
+        await log.js.stream_info(log.stream)
+        await log.js.get_last_msg(log.stream, f"plan.submitted.{execution_id}", direct=True)
+    except NotFoundError:
+        raise UsageError(f"unknown execution {execution_id!r}") from None
+
+
+async def load_state(log: EventLog, execution_id: str) -> ExecutionState:
+    """The execution's current state, folded from its whole history.
+
+    Raises:
+        UsageError: the execution does not exist.
+    """
+    await require_execution(log, execution_id)
+    state = fold(await log.read_execution(execution_id))
+    if state is None:
+        raise UsageError(f"unknown execution {execution_id!r}")
+    return state
+
+
+async def follow(log: EventLog, execution_id: str) -> AsyncGenerator[RecordedEvent, None]:
+    """Every event of the execution from the first one, then live ones as they are appended.
+
+    An ordered push consumer over the execution's filter subjects: it survives reconnects and
+    costs nothing on the server once the caller stops iterating. Never ends by itself.
+    """
+    queue: asyncio.Queue[RecordedEvent] = asyncio.Queue()
+
+    async def on_message(msg: Msg) -> None:
+        if msg.headers and _SCHEDULE_HEADER in msg.headers:
+            return
+        try:
+            event = decode_event(msg.data)
+        except EventDecodeError as exc:
+            _log.warning(
+                "skipping an undecodable event", extra={"subject": msg.subject, "error": str(exc)}
+            )
+            return
+        queue.put_nowait(RecordedEvent(msg.metadata.sequence.stream, msg.subject, event))
+
+    filters = execution_filters(execution_id)
+    subscription = await log.js.subscribe(
+        filters[0],
+        stream=log.stream,
+        cb=on_message,
+        ordered_consumer=True,
+        config=ConsumerConfig(filter_subjects=filters, deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        while True:
+            yield await queue.get()
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+async def wait_for_terminal(
+    log: EventLog, execution_id: str, timeout: float | None
+) -> tuple[ExecutionState | None, bool]:
+    """Fold the execution's events as they arrive until it completes, fails or is cancelled.
+
+    Returns:
+        The state at the end and whether it is terminal (``False``: ``timeout`` ran out).
+    """
+    state: ExecutionState | None = None
+    stream = follow(log, execution_id)
+    try:
+        async with asyncio.timeout(timeout):
+            async for record in stream:
+                state = apply(state, record)
+                if state is not None and state.terminal:
+                    return state, True
+    except TimeoutError:
+        pass
+    finally:
+        await stream.aclose()
+    return state, False

@@ -25,6 +25,7 @@ action in plan order, then cycles.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import types
@@ -200,8 +201,14 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
+@functools.cache
+def _fields(struct: type[msgspec.Struct]) -> dict[str, msgspec.structs.FieldInfo]:
+    """Encoded name -> field (msgspec.structs.fields re-evaluates annotations on every call)."""
+    return {field.encode_name: field for field in msgspec.structs.fields(struct)}
+
+
 def _field_names(struct: type[msgspec.Struct]) -> set[str]:
-    return {field.encode_name for field in msgspec.structs.fields(struct)}
+    return set(_fields(struct))
 
 
 def _rename(
@@ -342,7 +349,7 @@ class _Shape:
     def check_struct(
         self, value: dict[str, Any], struct: type[msgspec.Struct], path: tuple[str | int, ...]
     ) -> None:
-        fields = {field.encode_name: field for field in msgspec.structs.fields(struct)}
+        fields = _fields(struct)
         for key in value:
             if key not in fields:
                 close = difflib.get_close_matches(_snake(str(key)), list(fields), n=1)

@@ -1,0 +1,292 @@
+"""``decide``: what the orchestrator appends after an event. Pure, no I/O.
+
+``decide(state, event)`` is called *after* ``event`` was folded into ``state`` and returns the
+events to append, in order. Rules (see ``docs/orchestrator.md``):
+
+* Every ready action (pending, all dependencies finished) is decided at once: dispatched, or
+  skipped because its ``when`` is false (``condition_false``) or a dependency failed / was
+  skipped (``dependency_failed`` / ``dependency_skipped``; not for actions with
+  ``run_on_dependency_failure``). Skips propagate through the DAG within one decision.
+* An action whose templates cannot be resolved fails at once (code ``invalid_request``).
+* A failure without ``allow_failure`` makes the execution fail: nothing new starts except
+  actions with ``run_on_dependency_failure``; once nothing is in flight, the actions that never
+  ran are cancelled (reason ``execution failed``) and ``execution.failed`` names the failures.
+* Every action finished and nothing blocking failed: ``execution.completed``.
+* A cancel request: every unfinished action is cancelled, then ``execution.cancelled``.
+* A terminal execution decides nothing.
+
+Decision events carry deterministic ids (:mod:`orchestrator.ids`), the triggering event's id as
+``causation_id`` and the execution id as ``correlation_id``.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap, deque
+from collections.abc import Iterable
+
+from eventstore.events import (
+    ActionCancelled,
+    ActionEvent,
+    ActionFailed,
+    ActionSkipped,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    PlanSubmitted,
+    SkipReason,
+)
+from eventstore.plan import Action
+from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionState
+from eventstore.templates import TemplateError
+from orchestrator import ids
+from orchestrator.conditions import ConditionError, evaluate
+from orchestrator.dispatch import build_request
+from orchestrator.graph import PlanGraph, graph_of
+
+__all__ = ["EXECUTION_FAILED_REASON", "decide"]
+
+EXECUTION_FAILED_REASON = "execution failed"
+_FAILED = frozenset({"failed", "cancelled"})
+
+
+def decide(state: ExecutionState | None, event: Event) -> list[Event]:
+    """The events to append after ``event`` (already folded into ``state``).
+
+    Args:
+        state: the execution's state including ``event``; ``None`` if no plan was seen.
+        event: the event that triggered the decision.
+
+    Returns:
+        Decisions in the order they must be appended; empty when there is nothing to do.
+
+    Example:
+        >>> state = fold.apply_event(None, submitted)  # doctest: +SKIP
+        >>> [e.action_id for e in decide(state, submitted)]  # doctest: +SKIP
+        ['fetch-user']
+    """
+    if state is None or state.plan is None or state.terminal:
+        return []
+    if state.cancel_requested:
+        return _cancel(state, event.event_id)
+    decision = _Decision(state, event.event_id)
+    decision.advance(_candidates(decision.graph, event))
+    decision.conclude()
+    return decision.events
+
+
+def _candidates(graph: PlanGraph, event: Event) -> Iterable[str]:
+    if isinstance(event, PlanSubmitted):
+        return graph.specs.keys()
+    if isinstance(event, ActionEvent):
+        return graph.dependents.get(event.action_id, ())
+    return ()
+
+
+def _cancel(state: ExecutionState, cause: str) -> list[Event]:
+    execution = state.execution_id
+    reason = state.cancel_reason
+    events: list[Event] = [
+        ActionCancelled(
+            execution_id=execution,
+            action_id=action.action_id,
+            event_id=ids.cancelled_id(execution, action.action_id),
+            causation_id=cause,
+            correlation_id=execution,
+            reason=reason,
+        )
+        for action in state.actions.values()
+        if not action.finished
+    ]
+    events.append(
+        ExecutionCancelled(
+            execution_id=execution,
+            event_id=ids.terminal_id(execution),
+            causation_id=cause,
+            correlation_id=execution,
+            reason=reason,
+        )
+    )
+    return events
+
+
+class _Decision:
+    """One decision in progress: an overlay of the actions decided so far over the state."""
+
+    def __init__(self, state: ExecutionState, cause: str) -> None:
+        assert state.plan is not None
+        self.state = state
+        self.execution = state.execution_id
+        self.cause = cause
+        self.graph = graph_of(state.plan)
+        self.decided: dict[str, ActionState] = {}
+        self.view: ChainMap[str, ActionState] = ChainMap(self.decided, state.actions)
+        self.events: list[Event] = []
+        self.finished_now = 0
+        self.dispatched_now = 0
+        self.blocking = self._blocking_failures()
+
+    def _blocking_failures(self) -> list[str]:
+        counts = self.state.counts
+        if not counts.failed and not counts.cancelled:
+            return []
+        return [
+            action_id
+            for action_id, spec in self.graph.specs.items()
+            if (status := self.state.actions[action_id].status) == "cancelled"
+            or (status == "failed" and not spec.allow_failure)
+        ]
+
+    # ----------------------------------------------------------------- frontier
+
+    def advance(self, candidates: Iterable[str]) -> None:
+        """Decide every ready candidate, then the dependents of whatever finished now."""
+        queue = deque(candidates)
+        while queue:
+            action_id = queue.popleft()
+            if self._ready(action_id) and self._decide_action(self.graph.specs[action_id]):
+                queue.extend(self.graph.dependents[action_id])
+
+    def _ready(self, action_id: str) -> bool:
+        action = self.view[action_id]
+        if action.status != "pending" or action.dispatched_at is not None:
+            return False
+        decided, actions = self.decided, self.state.actions
+        # Outcomes tend to arrive in dispatch order: the last dependency is the likeliest to
+        # be unfinished, so a big fan-in is usually rejected after one look.
+        for dependency in reversed(self.graph.specs[action_id].depends_on):
+            upstream = decided.get(dependency) or actions[dependency]
+            if upstream.status not in FINISHED_ACTION_STATUSES:
+                return False
+        return True
+
+    def _decide_action(self, spec: Action) -> bool:
+        """Decide one ready action; ``True`` if it is finished by this decision."""
+        upstream = [self.view[d] for d in spec.depends_on]
+        failed = [a for a in upstream if a.status in _FAILED]
+        skipped = [a for a in upstream if a.status == "skipped"]
+        if (failed or skipped) and not spec.run_on_dependency_failure:
+            culprit = (failed or skipped)[0]
+            reason: SkipReason = "dependency_failed" if failed else "dependency_skipped"
+            self._skip(spec, reason, f"dependency {culprit.action_id} {culprit.status}")
+            return True
+        if self.blocking and not spec.run_on_dependency_failure:
+            return False  # the execution is failing: start nothing new
+        if spec.when is not None:
+            try:
+                holds = evaluate(spec.when, self.state, self.view)
+            except ConditionError as exc:
+                self._fail(spec, "invalid_condition", str(exc))
+                return True
+            if not holds:
+                self._skip(spec, "condition_false", f"when on {spec.when.path} is false")
+                return True
+        try:
+            request = build_request(
+                spec,
+                self.state,
+                event_id=ids.requested_id(self.execution, spec.id),
+                causation_id=self.cause,
+                actions=self.view,
+            )
+        except TemplateError as exc:
+            self._fail(spec, "invalid_request", f"cannot build the request: {exc}")
+            return True
+        self.events.append(request)
+        self.decided[spec.id] = ActionState(
+            action_id=spec.id, queue=request.queue, dispatched_at=request.occurred_at
+        )
+        self.dispatched_now += 1
+        return False
+
+    def _skip(self, spec: Action, reason: SkipReason, detail: str) -> None:
+        self.events.append(
+            ActionSkipped(
+                execution_id=self.execution,
+                action_id=spec.id,
+                event_id=ids.skipped_id(self.execution, spec.id),
+                causation_id=self.cause,
+                correlation_id=self.execution,
+                reason=reason,
+                detail=detail,
+            )
+        )
+        self.decided[spec.id] = ActionState(action_id=spec.id, status="skipped", skip_reason=reason)
+        self.finished_now += 1
+
+    def _fail(self, spec: Action, code: str, message: str) -> None:
+        error = ErrorInfo(message=message, code=code)
+        self.events.append(
+            ActionFailed(
+                execution_id=self.execution,
+                action_id=spec.id,
+                event_id=ids.dispatch_failed_id(self.execution, spec.id),
+                causation_id=self.cause,
+                correlation_id=self.execution,
+                attempt=0,
+                error=error,
+            )
+        )
+        self.decided[spec.id] = ActionState(action_id=spec.id, status="failed", error=error)
+        self.finished_now += 1
+        if not spec.allow_failure:
+            self.blocking.append(spec.id)
+
+    # ------------------------------------------------------------------- ending
+
+    def conclude(self) -> None:
+        """Append the execution's end if this decision reaches it."""
+        counts = self.state.counts
+        unfinished = counts.pending + counts.running - self.finished_now
+        if self.blocking:
+            if not self._in_flight():
+                self._fail_execution()
+        elif unfinished == 0:
+            self.events.append(
+                ExecutionCompleted(
+                    execution_id=self.execution,
+                    event_id=ids.terminal_id(self.execution),
+                    causation_id=self.cause,
+                    correlation_id=self.execution,
+                )
+            )
+
+    def _in_flight(self) -> bool:
+        if self.dispatched_now:
+            return True
+        return any(
+            a.status == "running" or (a.status == "pending" and a.dispatched_at is not None)
+            for a in self.state.actions.values()
+        )
+
+    def _fail_execution(self) -> None:
+        for action_id in self.graph.specs:
+            if not self.view[action_id].finished:
+                self.events.append(
+                    ActionCancelled(
+                        execution_id=self.execution,
+                        action_id=action_id,
+                        event_id=ids.cancelled_id(self.execution, action_id),
+                        causation_id=self.cause,
+                        correlation_id=self.execution,
+                        reason=EXECUTION_FAILED_REASON,
+                    )
+                )
+        failed = [a for a in self.blocking if self.view[a].status == "failed"] or self.blocking
+        first = self.view[failed[0]].error
+        detail = f": {first.message}" if first is not None else ""
+        noun = "action" if len(failed) == 1 else "actions"
+        self.events.append(
+            ExecutionFailed(
+                execution_id=self.execution,
+                event_id=ids.terminal_id(self.execution),
+                causation_id=self.cause,
+                correlation_id=self.execution,
+                error=ErrorInfo(
+                    message=f"{noun} {', '.join(failed)} failed{detail}",
+                    code="action_failed",
+                ),
+                failed_actions=failed,
+            )
+        )

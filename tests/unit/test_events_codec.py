@@ -1,0 +1,160 @@
+"""Every event type survives encode/decode; anything else is an EventDecodeError."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+
+from eventstore.codec import decode_event, encode_event
+from eventstore.errors import EventDecodeError
+from eventstore.events import (
+    EVENT_TYPES,
+    ActionAttemptFailed,
+    ActionCancelled,
+    ActionCompleted,
+    ActionExecuteRequested,
+    ActionFailed,
+    ActionSkipped,
+    ActionStarted,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCancelRequested,
+    ExecutionCompleted,
+    ExecutionFailed,
+    PlanSubmitted,
+)
+from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec, RetryPolicy
+
+PLAN = Plan(
+    id="welcome",
+    input={"user_id": "42", "nested": [1, {"x": None}]},
+    actions=[
+        Action(
+            id="fetch",
+            request=RequestSpec(
+                url="http://127.0.0.1:8080/users/{{input.user_id}}",
+                headers={"Authorization": "Bearer {{secrets.TOKEN}}"},
+                timeout_s=5,
+            ),
+            retry=RetryPolicy(max_attempts=3),
+        ),
+        Action(
+            id="send",
+            depends_on=["fetch"],
+            when=Condition(path="actions.fetch.output.tier", in_=["gold", "premium"]),
+            request=RequestSpec(method="POST", url="http://127.0.0.1:8080/send", json={"a": 1}),
+            allow_failure=True,
+        ),
+    ],
+    queues={"http": QueueConfig(concurrency_limit=2)},
+)
+ERROR = ErrorInfo(message="HTTP 503", code="http_5xx", status_code=503, retryable=True)
+COMMON = {"execution_id": "exec-1", "causation_id": "cause", "correlation_id": "corr"}
+
+ONE_OF_EACH: list[Event] = [
+    PlanSubmitted(plan=PLAN, **COMMON),
+    ActionExecuteRequested(
+        action_id="fetch",
+        action_type="http",
+        queue="http",
+        request=PLAN.actions[0].request,
+        input={"k": [1, 2]},
+        retry=RetryPolicy(max_attempts=3, jitter=False),
+        timeout_s=5.0,
+        **COMMON,
+    ),
+    ActionStarted(action_id="fetch", attempt=1, executor_id="exec-host-1", **COMMON),
+    ActionAttemptFailed(action_id="fetch", attempt=1, error=ERROR, retry_in_ms=400, **COMMON),
+    ActionCompleted(
+        action_id="fetch",
+        attempt=2,
+        output={"tier": "gold", "list": [1, 2.5, None, True]},
+        duration_ms=12.5,
+        status_code=200,
+        headers={"content-type": "application/json"},
+        **COMMON,
+    ),
+    ActionFailed(action_id="send", attempt=3, error=ERROR, **COMMON),
+    ActionSkipped(action_id="send", reason="condition_false", detail="tier is bronze", **COMMON),
+    ActionCancelled(action_id="send", reason="user", **COMMON),
+    ExecutionCompleted(**COMMON),
+    ExecutionFailed(error=ERROR, failed_actions=["send"], **COMMON),
+    ExecutionCancelRequested(reason="user", **COMMON),
+    ExecutionCancelled(reason="user", **COMMON),
+]
+
+
+def test_the_sample_covers_every_event_type() -> None:
+    assert sorted(type(event).__struct_config__.tag for event in ONE_OF_EACH) == sorted(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda e: type(e).__struct_config__.tag)
+def test_every_event_type_round_trips(event: Event) -> None:
+    data = encode_event(event)
+
+    decoded = decode_event(data)
+
+    assert decoded == event
+    assert type(decoded) is type(event)
+    assert json.loads(data)["type"] == type(event).__struct_config__.tag
+
+
+@pytest.mark.parametrize("event", ONE_OF_EACH, ids=lambda e: type(e).__struct_config__.tag)
+def test_encoded_events_are_plain_json(event: Event) -> None:
+    document = json.loads(encode_event(event))
+
+    assert json.loads(json.dumps(document, allow_nan=False)) == document
+    assert document["execution_id"] == "exec-1"
+    assert isinstance(document["occurred_at"], str)
+    assert document["occurred_at"].endswith("Z")
+
+
+def test_condition_in_operator_is_encoded_as_in() -> None:
+    data = encode_event(ONE_OF_EACH[0])
+
+    when = json.loads(data)["plan"]["actions"][1]["when"]
+
+    assert when == {"path": "actions.fetch.output.tier", "in": ["gold", "premium"]}
+
+
+def test_unknown_event_type_is_a_decode_error() -> None:
+    with pytest.raises(EventDecodeError, match="undecodable event"):
+        decode_event(b'{"type": "action.teleported", "execution_id": "e"}')
+
+
+def test_missing_type_is_a_decode_error() -> None:
+    with pytest.raises(EventDecodeError):
+        decode_event(b'{"execution_id": "e"}')
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe"])
+def test_malformed_bytes_are_a_decode_error(data: bytes) -> None:
+    with pytest.raises(EventDecodeError):
+        decode_event(data)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"type": "action.started", "execution_id": "e", "action_id": "a", "attempt": "one"},
+        {"type": "action.started", "execution_id": 7, "action_id": "a", "attempt": 1},
+        {"type": "action.started", "execution_id": "e", "attempt": 1},
+        {"type": "action.skipped", "execution_id": "e", "action_id": "a", "reason": "bored"},
+        {"type": "action.completed", "execution_id": "e", "action_id": "a", "attempt": 1,
+         "output": [1, 2]},
+        {"type": "execution.failed", "execution_id": "e", "error": {"message": "m"}},
+    ],
+)  # fmt: skip
+def test_wrong_field_types_are_a_decode_error(document: dict[str, object]) -> None:
+    with pytest.raises(EventDecodeError):
+        decode_event(json.dumps(document).encode())
+
+
+def test_decode_error_keeps_the_cause() -> None:
+    with pytest.raises(EventDecodeError) as caught:
+        decode_event(b"{")
+
+    assert isinstance(caught.value.__cause__, msgspec.DecodeError)

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "cli.cancel",
     "cli.demo_target",
     "cli.up",
+    "cli.executor",
 )
 
 

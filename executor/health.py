@@ -1,0 +1,46 @@
+"""A tiny HTTP health endpoint for process supervisors (``GET /healthz``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+
+__all__ = ["serve_health"]
+
+
+async def serve_health(
+    host: str,
+    port: int,
+    report: Callable[[], tuple[bool, dict[str, Any]]],
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``GET /healthz`` until cancelled: 200 when ``report()`` says healthy, else 503.
+
+    The body is ``report()``'s document as JSON. ``task_status`` receives the bound port
+    (useful with ``port=0``).
+    """
+
+    async def healthz(request: web.Request) -> web.Response:
+        healthy, document = report()
+        return web.json_response(document, status=200 if healthy else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        task_status.started(bound)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

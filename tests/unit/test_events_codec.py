@@ -6,85 +6,11 @@ import json
 
 import msgspec
 import pytest
+from event_samples import ONE_OF_EACH
 
 from eventstore.codec import decode_event, encode_event
 from eventstore.errors import EventDecodeError
-from eventstore.events import (
-    EVENT_TYPES,
-    ActionAttemptFailed,
-    ActionCancelled,
-    ActionCompleted,
-    ActionExecuteRequested,
-    ActionFailed,
-    ActionSkipped,
-    ActionStarted,
-    ErrorInfo,
-    Event,
-    ExecutionCancelled,
-    ExecutionCancelRequested,
-    ExecutionCompleted,
-    ExecutionFailed,
-    PlanSubmitted,
-)
-from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec, RetryPolicy
-
-PLAN = Plan(
-    id="welcome",
-    input={"user_id": "42", "nested": [1, {"x": None}]},
-    actions=[
-        Action(
-            id="fetch",
-            request=RequestSpec(
-                url="http://127.0.0.1:8080/users/{{input.user_id}}",
-                headers={"Authorization": "Bearer {{secrets.TOKEN}}"},
-                timeout_s=5,
-            ),
-            retry=RetryPolicy(max_attempts=3),
-        ),
-        Action(
-            id="send",
-            depends_on=["fetch"],
-            when=Condition(path="actions.fetch.output.tier", in_=["gold", "premium"]),
-            request=RequestSpec(method="POST", url="http://127.0.0.1:8080/send", json={"a": 1}),
-            allow_failure=True,
-        ),
-    ],
-    queues={"http": QueueConfig(concurrency_limit=2)},
-)
-ERROR = ErrorInfo(message="HTTP 503", code="http_5xx", status_code=503, retryable=True)
-COMMON = {"execution_id": "exec-1", "causation_id": "cause", "correlation_id": "corr"}
-
-ONE_OF_EACH: list[Event] = [
-    PlanSubmitted(plan=PLAN, **COMMON),
-    ActionExecuteRequested(
-        action_id="fetch",
-        action_type="http",
-        queue="http",
-        request=PLAN.actions[0].request,
-        input={"k": [1, 2]},
-        retry=RetryPolicy(max_attempts=3, jitter=False),
-        timeout_s=5.0,
-        **COMMON,
-    ),
-    ActionStarted(action_id="fetch", attempt=1, executor_id="exec-host-1", **COMMON),
-    ActionAttemptFailed(action_id="fetch", attempt=1, error=ERROR, retry_in_ms=400, **COMMON),
-    ActionCompleted(
-        action_id="fetch",
-        attempt=2,
-        output={"tier": "gold", "list": [1, 2.5, None, True]},
-        duration_ms=12.5,
-        status_code=200,
-        headers={"content-type": "application/json"},
-        **COMMON,
-    ),
-    ActionFailed(action_id="send", attempt=3, error=ERROR, **COMMON),
-    ActionSkipped(action_id="send", reason="condition_false", detail="tier is bronze", **COMMON),
-    ActionCancelled(action_id="send", reason="user", **COMMON),
-    ExecutionCompleted(**COMMON),
-    ExecutionFailed(error=ERROR, failed_actions=["send"], **COMMON),
-    ExecutionCancelRequested(reason="user", **COMMON),
-    ExecutionCancelled(reason="user", **COMMON),
-]
+from eventstore.events import EVENT_TYPES, Event
 
 
 def test_the_sample_covers_every_event_type() -> None:

@@ -1,0 +1,38 @@
+"""Every client command reports an unreachable NATS in one line, exit 3, within seconds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from tep_cli import EXAMPLES, run_tep
+
+from eventstore.server import find_free_port
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["submit", str(EXAMPLES / "sequential-pipeline.json")],
+        ["submit", str(EXAMPLES / "sequential-pipeline.json"), "--wait", "--json"],
+        ["events", "exe_1"],
+        ["events", "exe_1", "--json"],
+        ["watch", "exe_1"],
+        ["cancel", "exe_1"],
+    ],
+    ids=lambda args: " ".join(a for a in args if not a.endswith(".json")),
+)
+def test_unreachable_nats_exits_3_with_one_line(args: list[str], tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{find_free_port()}"
+
+    begin = time.monotonic()
+    result = run_tep(*args, "--nats-url", url, timeout=30)
+    elapsed = time.monotonic() - begin
+
+    assert result.returncode == 3
+    assert elapsed < 5
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"tep: cannot reach NATS at {url}")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,215 @@
+"""`tep up`: embedded NATS, supervised roles, clean stop with no orphans, history kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tep_cli import (
+    EXAMPLES,
+    ROOT,
+    alive,
+    child_env,
+    command_line,
+    descendants,
+    json_output,
+    run_tep,
+    tep_command,
+    wait_for,
+)
+
+from eventstore.server import EmbeddedServer, find_free_port
+
+
+@dataclass
+class Up:
+    """A running `tep up` and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    nats_url: str
+
+    def output(self) -> str:
+        return self.stdout.read_text()
+
+    def roles(self) -> dict[int, str]:
+        """Live descendants by pid -> role (`nats-server` for the server)."""
+        found = {}
+        for pid in descendants(self.process.pid):
+            args = command_line(pid)
+            if not args:
+                continue
+            if Path(args[0]).name == "nats-server":
+                found[pid] = "nats-server"
+            elif "cli.main" in args:
+                found[pid] = args[args.index("cli.main") + 1]
+        return found
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> float:
+        """Signal `tep up`, wait for it to exit, return how long that took."""
+        begin = time.monotonic()
+        self.process.send_signal(signum)
+        self.process.wait(10)
+        return time.monotonic() - begin
+
+
+def start_up(tmp_path: Path, *args: str, name: str = "up") -> Up:
+    stdout, stderr = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            tep_command("up", *args), cwd=ROOT, env=child_env(), stdout=out, stderr=err
+        )
+    up = Up(process, stdout, stderr, "")
+    try:
+        wait_for(lambda: "ready:" in up.output() or process.poll() is not None, 30, "tep up ready")
+    except AssertionError:
+        process.kill()
+        raise
+    assert process.poll() is None, up.output() + stderr.read_text()
+    for line in up.output().splitlines():
+        if line.strip().startswith("nats"):
+            up.nats_url = line.split()[1]
+    return up
+
+
+@pytest.fixture
+def ups() -> Iterator[list[Up]]:
+    started: list[Up] = []
+    yield started
+    for up in started:
+        if up.process.poll() is None:
+            up.process.kill()
+            up.process.wait()
+        for pid in descendants(up.process.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def embedded_args(tmp_path: Path, port: int | None = None) -> list[str]:
+    return ["--data-dir", str(tmp_path / "data"), "--port", str(port or find_free_port())]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_up_starts_every_role_and_stops_them_all_within_5s(
+    signum: signal.Signals, tmp_path: Path, ups: list[Up]
+) -> None:
+    up = start_up(
+        tmp_path,
+        *embedded_args(tmp_path),
+        "--executors",
+        "2",
+        "--with-demo-target",
+        "--demo-port",
+        str(find_free_port()),
+    )
+    ups.append(up)
+    expected = ["demo-target", "executor", "executor", "nats-server", "orchestrator", "projector"]
+    roles = wait_for(
+        lambda: (r := up.roles()) and sorted(r.values()) == expected and r,
+        15,
+        f"every role running ({up.roles()})",
+    )
+
+    took = up.stop(signum)
+
+    assert up.process.returncode == 0
+    assert took < 5, f"stopping took {took:.1f}s"
+    survivors = [pid for pid in roles if alive(pid)]
+    assert survivors == [], f"still running: {[roles[p] for p in survivors]}"
+    assert up.output().splitlines()[-1] == "stopped"
+
+
+def test_children_log_lines_carry_their_role(tmp_path: Path, ups: list[Up]) -> None:
+    up = start_up(
+        tmp_path,
+        *embedded_args(tmp_path),
+        "--with-demo-target",
+        "--demo-port",
+        str(find_free_port()),
+    )
+    ups.append(up)
+
+    wait_for(lambda: "demo target listening" in up.stderr.read_text(), 15, "demo target log")
+    up.stop()
+
+    lines = [line for line in up.stderr.read_text().splitlines() if "demo target listening" in line]
+    assert lines and '"proc": "demo-target"' in lines[0]
+
+
+def test_a_crashed_child_is_restarted(tmp_path: Path, ups: list[Up]) -> None:
+    up = start_up(
+        tmp_path,
+        *embedded_args(tmp_path),
+        "--with-demo-target",
+        "--demo-port",
+        str(find_free_port()),
+    )
+    ups.append(up)
+    first = wait_for(
+        lambda: next((p for p, r in up.roles().items() if r == "demo-target"), None),
+        15,
+        "demo target running",
+    )
+
+    os.kill(first, signal.SIGKILL)
+
+    second = wait_for(
+        lambda: next((p for p, r in up.roles().items() if r == "demo-target" and p != first), None),
+        15,
+        "demo target restarted",
+    )
+    assert second != first
+    assert "demo-target exited with code -9; restarting in" in up.stderr.read_text()
+
+
+def test_a_second_up_on_the_same_data_dir_keeps_the_history(tmp_path: Path, ups: list[Up]) -> None:
+    port = find_free_port()
+    first = start_up(tmp_path, *embedded_args(tmp_path, port), name="first")
+    ups.append(first)
+    submitted = run_tep(
+        "submit",
+        str(EXAMPLES / "sequential-pipeline.json"),
+        "--execution-id",
+        "kept",
+        nats_url=first.nats_url,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    first.stop()
+
+    second = start_up(tmp_path, *embedded_args(tmp_path, port), name="second")
+    ups.append(second)
+    history = run_tep("events", "kept", "--json", nats_url=second.nats_url)
+
+    assert history.returncode == 0, history.stderr
+    events = json_output(history)["events"]
+    assert events[0]["event"]["type"] == "plan.submitted" and events[0]["sequence"] == 1
+
+
+def test_up_uses_a_nats_server_that_already_answers(
+    nats_server: EmbeddedServer, tmp_path: Path, ups: list[Up]
+) -> None:
+    up = start_up(tmp_path, "--nats-url", nats_server.url, "--data-dir", str(tmp_path / "unused"))
+    ups.append(up)
+
+    assert f"{nats_server.url} (existing server)" in up.output()
+    assert "nats-server" not in up.roles().values()
+    assert not (tmp_path / "unused").exists()
+    up.stop()
+    assert up.process.returncode == 0
+
+
+def test_up_with_an_unreachable_cluster_url_exits_3(tmp_path: Path) -> None:
+    url = f"nats://127.0.0.1:{find_free_port()},nats://127.0.0.1:{find_free_port()}"
+
+    begin = time.monotonic()
+    result = run_tep("up", "--nats-url", url, timeout=30)
+
+    assert result.returncode == 3
+    assert time.monotonic() - begin < 5
+    assert result.stderr.strip().splitlines() == [f"tep: cannot reach NATS at {url}"]

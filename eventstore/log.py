@@ -34,12 +34,32 @@ from eventstore.errors import (
 from eventstore.events import Event, PlanSubmitted
 from eventstore.subjects import action_version_filter, execution_filters, subject_for
 
-__all__ = ["AppendResult", "EventLog", "RawRecord", "RecordedEvent"]
+__all__ = ["AppendResult", "EventLog", "Guard", "RawRecord", "RecordedEvent"]
 
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE = 10201
 _BATCH_LIMIT = 1000
 _SCHEDULE_HEADER = "Nats-Schedule"
+
+
+class Guard(msgspec.Struct, frozen=True):
+    """A condition the server checks before storing one event of an append.
+
+    The event is stored only if the last message on ``subject`` (a subject or filter; default:
+    the event's own subject) has sequence ``last_sequence`` (``0``: there is none). A guard
+    ``Guard()`` therefore means "this event's subject is still empty": a decision that can be
+    stored once, whoever tries to store it.
+    """
+
+    last_sequence: int = 0
+    subject: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The JetStream expectation headers of this guard."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(self.last_sequence)}
+        if self.subject is not None:
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = self.subject
+        return headers
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -107,7 +127,13 @@ class EventLog:
         return subject, payload, headers
 
     @staticmethod
-    def _expectation(execution_id: str, expected_version: int | None) -> dict[str, str]:
+    def _expectation(
+        execution_id: str, expected_version: int | None, guard: Guard | None = None
+    ) -> dict[str, str]:
+        if guard is not None:
+            if expected_version is not None:
+                raise ValueError("one event cannot carry both expected_version and a guard")
+            return guard.headers()
         if expected_version is None:
             return {}
         return {
@@ -115,20 +141,25 @@ class EventLog:
             "Nats-Expected-Last-Subject-Sequence-Subject": action_version_filter(execution_id),
         }
 
-    async def append(self, event: Event, *, expected_version: int | None = None) -> AppendResult:
+    async def append(
+        self, event: Event, *, expected_version: int | None = None, guard: Guard | None = None
+    ) -> AppendResult:
         """Append one event and wait until the server stored it.
 
         Args:
             event: the event; its ``event_id`` is the dedupe key.
             expected_version: fail with :class:`ConcurrencyError` unless the execution's version
                 (see :meth:`execution_version`) is exactly this.
+            guard: instead of ``expected_version``, an expectation on any subject (see
+                :class:`Guard`); a retry of an append that already stored this event returns
+                it as a duplicate.
 
         Raises:
             ConcurrencyError: another writer appended first.
             ExecutionExistsError: a ``plan.submitted`` for an execution that already exists.
             EventTooLargeError: the event does not fit one message.
         """
-        headers = self._expectation(event.execution_id, expected_version)
+        headers = self._expectation(event.execution_id, expected_version, guard)
         if isinstance(event, PlanSubmitted):
             # An execution starts once: the plan.submitted subject must be empty.
             headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
@@ -164,36 +195,62 @@ class EventLog:
         return TepError(f"append of {event.__struct_config__.tag} failed: {exc.description}")
 
     async def append_atomic(
-        self, events: Sequence[Event], *, expected_version: int | None = None
+        self,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None = None,
+        guards: Sequence[Guard | None] | None = None,
     ) -> list[AppendResult]:
         """Append events of one execution all-or-nothing (an atomic batch).
 
         The version check applies to the whole batch. More than 1,000 events are split into
         several batches, each atomic on its own, the check on the first.
 
+        Args:
+            events: the events, in order.
+            expected_version: the execution's version the batch is based on.
+            guards: one optional :class:`Guard` per event (same length as ``events``), checked
+                by the server with the rest of the batch; a guard on the first event replaces
+                ``expected_version`` (passing both for it is a ``ValueError``).
+
         Raises:
-            ConcurrencyError: another writer appended first, or some of the events are already
-                stored (a batch is never partly deduplicated); nothing of the batch was stored.
+            ConcurrencyError: another writer appended first, a guard did not hold, or some of
+                the events are already stored (a batch is never partly deduplicated); nothing
+                of the batch was stored.
         """
         if not events:
             return []
+        if guards is not None and len(guards) != len(events):
+            raise ValueError(f"{len(guards)} guards for {len(events)} events")
         if len(events) == 1:
-            return [await self.append(events[0], expected_version=expected_version)]
+            guard = guards[0] if guards is not None else None
+            return [await self.append(events[0], expected_version=expected_version, guard=guard)]
         results: list[AppendResult] = []
         for start in range(0, len(events), _BATCH_LIMIT):
             chunk = events[start : start + _BATCH_LIMIT]
-            results += await self._append_batch(chunk, expected_version if start == 0 else None)
+            chunk_guards = None if guards is None else guards[start : start + _BATCH_LIMIT]
+            results += await self._append_batch(
+                chunk, expected_version if start == 0 else None, chunk_guards
+            )
         return results
 
     async def _append_batch(
-        self, events: Sequence[Event], expected_version: int | None
+        self,
+        events: Sequence[Event],
+        expected_version: int | None,
+        guards: Sequence[Guard | None] | None = None,
     ) -> list[AppendResult]:
         batch_id = uuid.uuid4().hex
         messages = []
         for index, event in enumerate(events, start=1):
             extra = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
-            if index == 1:
-                extra.update(self._expectation(event.execution_id, expected_version))
+            guard = guards[index - 1] if guards is not None else None
+            if index == 1 or guard is not None:
+                extra.update(
+                    self._expectation(
+                        event.execution_id, expected_version if index == 1 else None, guard
+                    )
+                )
             if index == len(events):
                 extra["Nats-Batch-Commit"] = "1"
             messages.append(self._message(event, extra))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from eventstore.dag import find_cycle, topological_levels, upstream
@@ -117,3 +118,79 @@ def test_templates_are_accepted_exactly_on_upstream_actions(
             parse_plan(doc)
         (problem,) = caught.value.problems
         assert problem.startswith(f'action "{source}": input: template')
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["{{", "{{input.x}}", "{{actions.a.output}}", "http://h/", "a", "noop"]),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(
+            ["id", "actions", "depends_on", "dependsOn", "request", "url", "when", "path",
+             "equals", "in", "retry", "maxAttempts", "factor", "timeoutMs", "queues", "type",
+             "input", "method", "headers", "x"]
+        ),
+        children,
+        max_size=5,
+    ),
+    max_leaves=20,
+)  # fmt: skip
+
+
+def mutate(value: Any, path: list[int], replacement: Any) -> Any:
+    """Replace the node reached by following ``path`` (child indexes) with ``replacement``."""
+    if not path:
+        return replacement
+    if isinstance(value, dict) and value:
+        key = list(value)[path[0] % len(value)]
+        return {**value, key: mutate(value[key], path[1:], replacement)}
+    if isinstance(value, list) and value:
+        index = path[0] % len(value)
+        return [*value[:index], mutate(value[index], path[1:], replacement), *value[index + 1 :]]
+    return replacement
+
+
+VALID = {
+    "id": "p",
+    "input": {"x": 1},
+    "actions": [
+        {"id": "a", "request": {"url": "http://h/{{input.x}}"}, "retry": {"maxAttempts": 2}},
+        {"id": "b", "type": "noop", "dependsOn": ["a"], "input": "{{actions.a.output}}",
+         "when": {"path": "actions.a.status", "equals": "completed"}},
+    ],
+}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_arbitrary_json_never_crashes_the_validator(document: Any) -> None:
+    try:
+        plan = parse_plan(document if isinstance(document, dict) else json.dumps(document))
+    except PlanValidationError as exc:
+        assert exc.problems
+        assert all(isinstance(p, str) and p and "\n" not in p for p in exc.problems)
+    else:
+        assert plan.actions
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10), max_size=5), JSON_VALUES)
+def test_mutated_valid_plan_is_accepted_or_rejected_with_problems(
+    path: list[int], replacement: Any
+) -> None:
+    document = mutate(VALID, path, replacement)
+    assume(isinstance(document, dict))
+
+    try:
+        first = parse_plan(document)
+    except PlanValidationError as exc:
+        assert exc.problems
+        with pytest.raises(PlanValidationError) as again:
+            parse_plan(json.dumps(document))
+        assert again.value.problems == exc.problems
+    else:
+        assert parse_plan(json.dumps(document)) == first

@@ -388,7 +388,7 @@ class _Node(NamedTuple):
 
 class _PlanFields(NamedTuple):
     id: str | None
-    action_count: int
+    action_count: int | None
     timeout_s: float | None
     queues: dict[str, QueueConfig] | None
 
@@ -399,8 +399,8 @@ def _salvage(document: Any, plan: Plan | None) -> tuple[list[_Node], _PlanFields
         nodes = [_Node(i, a.id, list(a.depends_on), a) for i, a in enumerate(plan.actions)]
         return nodes, _PlanFields(plan.id, len(plan.actions), plan.timeout_s, plan.queues)
     nodes = []
-    raw_actions = document.get("actions")
-    raw_actions = raw_actions if isinstance(raw_actions, list) else []
+    actions_field = document.get("actions")
+    raw_actions = actions_field if isinstance(actions_field, list) else []
     for index, raw in enumerate(raw_actions):
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             continue
@@ -421,7 +421,7 @@ def _salvage(document: Any, plan: Plan | None) -> tuple[list[_Node], _PlanFields
         queues = None
     return nodes, _PlanFields(
         plan_id if isinstance(plan_id, str) else None,
-        len(raw_actions),
+        len(raw_actions) if isinstance(actions_field, list) else None,
         timeout if isinstance(timeout, int | float) and not isinstance(timeout, bool) else None,
         queues,
     )
@@ -435,7 +435,7 @@ def _semantic_problems(
         problems.append("plan: id must not be empty")
     if plan_fields.action_count == 0:
         problems.append("plan: actions: a plan needs at least one action")
-    if plan_fields.action_count > max_actions:
+    if plan_fields.action_count is not None and plan_fields.action_count > max_actions:
         problems.append(
             f"plan: actions: {plan_fields.action_count} actions, above the limit of "
             f"{max_actions} (setting TEP_MAX_ACTIONS)"

@@ -250,6 +250,19 @@ def test_missing_required_fields_are_reported() -> None:
     ]
 
 
+def test_actions_of_the_wrong_type_are_one_problem() -> None:
+    assert problems_of({"id": "p", "actions": {"a": {}}}) == [
+        "plan: actions: expected array, got object"
+    ]
+
+
+def test_non_object_actions_are_named_by_position() -> None:
+    assert problems_of({"id": "p", "actions": ["a", None]}) == [
+        "actions[0]: expected object, got str",
+        "actions[1]: expected object, got null",
+    ]
+
+
 def test_alias_and_canonical_name_together_are_a_conflict() -> None:
     document = welcome()
     document["actions"][1]["dependsOn"] = ["fetch-user"]

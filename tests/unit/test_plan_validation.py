@@ -648,3 +648,15 @@ def test_parsed_plan_encodes_back_to_a_valid_document() -> None:
     plan = parse_plan(welcome())
 
     assert parse_plan(msgspec.json.encode(plan)) == plan
+
+
+def test_msgspec_error_paths_are_translated_to_the_action() -> None:
+    from eventstore.plan_validation import _translate_msgspec_error
+
+    document = {"id": "p", "actions": [{"id": "a"}, {"id": "x", "request": {"url": 1}}]}
+
+    problem = _translate_msgspec_error(
+        "Expected `str`, got `int` - at `$.actions[1].request.url`", document
+    )
+
+    assert problem == 'actions[1] ("x"): request.url: expected str, got int'

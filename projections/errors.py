@@ -1,0 +1,49 @@
+"""Errors of the read side and the StateManager facade (all are ``TepError``)."""
+
+from __future__ import annotations
+
+from eventstore.errors import TepError
+
+__all__ = [
+    "ActionNotFoundError",
+    "ExecutionNotFoundError",
+    "InvalidTransitionError",
+    "ViewTimeoutError",
+]
+
+
+class ExecutionNotFoundError(TepError, LookupError):
+    """No execution with this id exists (no ``plan.submitted`` in the log or the view)."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"execution {execution_id!r} not found")
+
+
+class ActionNotFoundError(TepError, LookupError):
+    """The execution's plan has no action with this id."""
+
+    def __init__(self, execution_id: str, action_id: str) -> None:
+        self.execution_id = execution_id
+        self.action_id = action_id
+        super().__init__(f"execution {execution_id!r} has no action {action_id!r}")
+
+
+class InvalidTransitionError(TepError, ValueError):
+    """A status change that the action's current status does not allow (nothing was written).
+
+    Attributes:
+        current: the action's status now.
+        requested: the status asked for.
+    """
+
+    def __init__(self, action_id: str, current: str, requested: str, why: str = "") -> None:
+        self.action_id = action_id
+        self.current = current
+        self.requested = requested
+        reason = f": {why}" if why else ""
+        super().__init__(f"action {action_id!r}: cannot go from {current} to {requested}{reason}")
+
+
+class ViewTimeoutError(TepError, TimeoutError):
+    """The view did not reach the awaited state (a sequence, a terminal status) in time."""

@@ -1,0 +1,179 @@
+"""The projector: tails the whole log and folds it into the live view bucket.
+
+Each projector process reads the log in order from the view's checkpoint (an ordered consumer,
+so one execution's events are never split between replicas or reordered by redelivery) and
+commits through a :class:`ViewUpdater`; the checkpoint travels in the same atomic batch as the
+states, so a restart resumes exactly where the view stands. Any number of replicas may run:
+compare-and-set makes the one that falls behind re-read instead of overwrite. When a rebuild
+switches the view pointer, the projector starts over on the new bucket from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import anyio
+from nats.aio.client import Client as NatsClient
+from nats.js.kv import KeyValue
+
+from eventstore.config import Settings
+from eventstore.log import EventLog
+from eventstore.provision import ensure_log
+from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
+from projections.deadletter import publish_dead_letter
+from projections.updater import Poison, ViewUpdater
+
+__all__ = ["DEFAULT_BATCH", "Projector", "value_limit"]
+
+_log = logging.getLogger("tep.projector")
+
+DEFAULT_BATCH = 4096
+_HEADER_ROOM = 2048
+_MAX_BACKOFF_S = 5.0
+
+
+def value_limit(nc: NatsClient, settings: Settings) -> int:
+    """The largest value a view key may hold on this connection."""
+    limit = min(nc.max_payload or settings.max_msg_bytes, settings.max_msg_bytes)
+    return limit - _HEADER_ROOM
+
+
+class Projector:
+    """Keeps the live view up to date. Run :meth:`run` in a task; cancel it to stop.
+
+    Example:
+        >>> projector = Projector(nc, Settings())  # doctest: +SKIP
+        >>> async with anyio.create_task_group() as tg:  # doctest: +SKIP
+        ...     tg.start_soon(projector.run)
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        settings: Settings | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.nc = nc
+        self.settings = settings or Settings()
+        self.log = EventLog(nc, self.settings)
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self.running = False
+        self.generation: int | None = None
+        self.updater: ViewUpdater | None = None
+        self.last_error: str | None = None
+        self.restarts = 0
+
+    @property
+    def checkpoint(self) -> int:
+        """The last stream sequence applied to the live view by anyone (as this process knows)."""
+        return self.updater.checkpoint if self.updater is not None else 0
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """Health document: healthy while connected and following the log."""
+        updater = self.updater
+        healthy = bool(self.nc.is_connected and self.running)
+        return healthy, {
+            "role": "projector",
+            "nats_connected": bool(self.nc.is_connected),
+            "running": self.running,
+            "view_generation": self.generation,
+            "checkpoint": self.checkpoint,
+            "events_applied": updater.events_applied if updater else 0,
+            "commits": updater.commits if updater else 0,
+            "conflicts": updater.conflicts if updater else 0,
+            "poisoned": updater.poisoned if updater else 0,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+
+    async def run(self) -> None:
+        """Project forever: survive errors (logged, retried with backoff) and view switches."""
+        await ensure_log(self.log.js, self.settings)
+        backoff = 0.2
+        while True:
+            try:
+                await self._run_generation()
+                backoff = 0.2
+            except Exception as exc:
+                self.running = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                _log.error("projection interrupted, restarting: %s", self.last_error)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _run_generation(self) -> None:
+        """Follow the log into the current view until the pointer moves (then return)."""
+        meta, pointer, kv = await ensure_current_view(self.log.js, self.settings)
+        updater = ViewUpdater(
+            self.nc,
+            kv,
+            pointer.bucket,
+            value_limit=value_limit(self.nc, self.settings),
+            cache_size=self.cache_size,
+            on_poison=self._dead_letter,
+        )
+        await updater.load()
+        self.updater = updater
+        self.generation = pointer.generation
+        _log.info(
+            "projecting into %s from sequence %d",
+            pointer.bucket,
+            updater.checkpoint + 1,
+            extra={"view": pointer.bucket},
+        )
+        async with anyio.create_task_group() as group:
+
+            async def until_switched() -> None:
+                await self._wait_for_switch(meta, pointer)
+                group.cancel_scope.cancel()
+
+            group.start_soon(until_switched)
+            self.running = True
+            try:
+                await self._follow(updater)
+            finally:
+                self.running = False
+
+    async def _follow(self, updater: ViewUpdater) -> None:
+        started = time.monotonic()
+        applied_at_start = updater.events_applied
+        async for batch in self.log.replay_batches(
+            updater.checkpoint + 1, follow=True, buffer=self.batch_size
+        ):
+            await updater.apply(batch)
+            if _log.isEnabledFor(logging.DEBUG):
+                elapsed = time.monotonic() - started
+                _log.debug(
+                    "applied %d events (%.0f/s), checkpoint %d",
+                    updater.events_applied,
+                    (updater.events_applied - applied_at_start) / max(elapsed, 1e-9),
+                    updater.checkpoint,
+                )
+
+    async def _wait_for_switch(self, meta: KeyValue, pointer: ViewPointer) -> None:
+        watcher = await meta.watch(POINTER_KEY)
+        try:
+            async for entry in watcher:
+                if entry is None or not entry.value:
+                    continue
+                current = await read_pointer(meta)
+                if current is not None and current.generation != pointer.generation:
+                    _log.info(
+                        "view switched to generation %d; following it",
+                        current.generation,
+                        extra={"view": current.bucket},
+                    )
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _dead_letter(self, poison: Poison) -> None:
+        await publish_dead_letter(self.log.js, self.settings.stream, poison)

@@ -1,0 +1,187 @@
+"""Rebuild: replay the whole log into a fresh view bucket, then switch readers to it at once.
+
+The next generation's bucket is filled through the same :class:`ViewUpdater` as the live view
+(same fold, same atomic batches with the checkpoint inside), so an interrupted rebuild resumes
+from the new bucket's checkpoint when run again. Once it has caught up with the live view, the
+pointer is switched with a compare-and-set: readers go from one complete view to the other and
+never see a half-built one. Live projectors notice the switch and continue on the new bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from eventstore.config import Settings
+from eventstore.log import EventLog
+from eventstore.provision import ensure_log
+from projections.buckets import (
+    bucket_name,
+    delete_view_bucket,
+    ensure_meta_bucket,
+    ensure_view_bucket,
+    read_pointer,
+    switch_pointer,
+)
+from projections.projector import value_limit
+from projections.updater import Poison, ViewUpdater
+from projections.view import CHECKPOINT_KEY, decode_checkpoint
+
+__all__ = ["DEFAULT_REBUILD_BATCH", "RebuildProgress", "RebuildReport", "rebuild"]
+
+_log = logging.getLogger("tep.rebuild")
+
+DEFAULT_REBUILD_BATCH = 16_384
+_CACHE_SIZE = 100_000
+
+
+class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a running rebuild stands."""
+
+    bucket: str
+    sequence: int
+    end: int
+    events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        """Events read per second so far in this run."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+class RebuildReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rebuild did (the ``tep rebuild --json`` document)."""
+
+    bucket: str
+    generation: int
+    previous_generation: int | None
+    resumed_from: int
+    checkpoint: int
+    events: int
+    events_applied: int
+    poisoned: int
+    executions: int
+    seconds: float
+    events_per_second: float
+    switched: bool
+    previous_deleted: bool
+
+
+async def rebuild(
+    nc: NatsClient,
+    settings: Settings,
+    *,
+    keep_old: bool = False,
+    batch_size: int = DEFAULT_REBUILD_BATCH,
+    progress: Callable[[RebuildProgress], None] | None = None,
+) -> RebuildReport:
+    """Rebuild the view into the next generation and switch to it.
+
+    Args:
+        keep_old: keep the previous bucket instead of deleting it after the switch.
+        batch_size: records folded between writes (larger coalesces more).
+        progress: called after every batch.
+
+    Raises:
+        PointerConflictError: another rebuild switched the view meanwhile (this one's bucket
+            is left in place; delete it with ``nats kv del`` or let a later rebuild reuse it).
+    """
+    log = EventLog(nc, settings)
+    await ensure_log(log.js, settings)
+    meta = await ensure_meta_bucket(log.js, settings)
+    pointer = await read_pointer(meta)
+    previous = pointer.generation if pointer is not None else None
+    generation = (previous or 0) + 1
+    bucket = bucket_name(generation)
+    kv = await ensure_view_bucket(log.js, settings, generation)
+    updater = ViewUpdater(
+        nc,
+        kv,
+        bucket,
+        value_limit=value_limit(nc, settings),
+        cache_size=_CACHE_SIZE,
+        on_poison=_note_poison,
+    )
+    await updater.load()
+    resumed_from = updater.checkpoint
+    if resumed_from:
+        _log.info("resuming the rebuild of %s after sequence %d", bucket, resumed_from)
+    started = time.monotonic()
+    events = 0
+    position = updater.checkpoint
+    while True:
+        end = await log.last_sequence()
+        if end > position:
+            async for records in log.replay_batches(
+                position + 1, to_sequence=end, buffer=batch_size
+            ):
+                await updater.apply(records)
+                events += len(records)
+                if progress is not None:
+                    progress(
+                        RebuildProgress(
+                            bucket=bucket,
+                            sequence=records[-1].sequence,
+                            end=end,
+                            events=events,
+                            seconds=time.monotonic() - started,
+                        )
+                    )
+            position = end
+        live = await _live_checkpoint(log, previous)
+        if updater.checkpoint >= live:
+            break  # at least as far as the view readers use now: safe to switch
+    seconds = time.monotonic() - started
+    await switch_pointer(meta, pointer, generation)
+    deleted = False
+    if previous is not None and not keep_old:
+        deleted = await delete_view_bucket(log.js, previous)
+    executions = sum(updater.stats.executions.values())
+    _log.info(
+        "rebuilt %s: %d events in %.1fs; readers switched",
+        bucket,
+        events,
+        seconds,
+        extra={"view": bucket},
+    )
+    return RebuildReport(
+        bucket=bucket,
+        generation=generation,
+        previous_generation=previous,
+        resumed_from=resumed_from,
+        checkpoint=updater.checkpoint,
+        events=events,
+        events_applied=updater.events_applied,
+        poisoned=updater.poisoned,
+        executions=executions,
+        seconds=round(seconds, 3),
+        events_per_second=round(events / seconds, 1) if seconds > 0 else 0.0,
+        switched=True,
+        previous_deleted=deleted,
+    )
+
+
+async def _note_poison(poison: Poison) -> None:
+    # The live projector dead-letters poison events; a rebuild only skips them again.
+    _log.warning(
+        "poison event skipped: %s",
+        poison.detail,
+        extra={"reason": poison.reason, "sequence": poison.record.sequence},
+    )
+
+
+async def _live_checkpoint(log: EventLog, generation: int | None) -> int:
+    if generation is None:
+        return 0
+    try:
+        kv = await log.js.key_value(bucket_name(generation))
+        entry = await kv.get(CHECKPOINT_KEY)
+    except (KeyNotFoundError, NotFoundError):  # never written, or the bucket is gone
+        return 0
+    return decode_checkpoint(entry.value or b"")

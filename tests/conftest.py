@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.http_target import HttpTarget
 
 from eventstore.config import Settings
 from eventstore.connection import NatsClient, connect
@@ -56,3 +57,10 @@ def wait_until(
             return
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+async def http_target() -> AsyncIterator[HttpTarget]:
+    """A real, recording HTTP server on loopback (see tests/support/http_target.py)."""
+    async with HttpTarget() as target:
+        yield target

@@ -114,7 +114,9 @@ def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
     handler_args = [arg for module in args.handlers for arg in ("--handlers", module)]
     for n in range(1, args.executors + 1):
         name = "executor" if args.executors == 1 else f"executor-{n}"
-        specs.append(ChildSpec(name, [*base, "executor", *url, *handler_args], env))
+        # In-flight calls must be handed back before the supervisor's grace period ends.
+        grace = ["--shutdown-grace", str(_CHILD_GRACE_S - 1)]
+        specs.append(ChildSpec(name, [*base, "executor", *url, *grace, *handler_args], env))
     specs.append(ChildSpec("projector", [*base, "projector", *url], env))
     if args.with_demo_target:
         demo = [*base, "demo-target", "--port", str(args.demo_port)]

@@ -202,48 +202,59 @@ async def _try_connect(url: str, settings: Settings) -> NatsClient | None:
 
 async def _up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    url = _probe_url(args)
-    server: EmbeddedServer | None = None
-    nc = await _try_connect(url, settings)
-    if nc is None:
-        if not _is_loopback(url):
-            raise NatsUnavailableError(f"cannot reach NATS at {url}")
-        parts = urlsplit(url)
-        data_dir: Path = args.data_dir
-        server = EmbeddedServer(
-            data_dir=data_dir / "nats",
-            port=parts.port or 4222,
-            host=parts.hostname or "127.0.0.1",
-            log_file=data_dir / "nats-server.log",
-        )
-        await asyncio.to_thread(server.start)
-        url = server.url
-        nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
+    # Signals are caught from the start: one that arrives while starting up stops right after.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    url = _probe_url(args)
+    server: EmbeddedServer | None = None
     supervisor: Supervisor | None = None
+    nc = await _try_connect(url, settings)
     try:
+        if nc is None:
+            server, url = await _start_server(args, url)
+            nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
         await ensure_log(nc.jetstream(), Settings.from_env(nats_url=url))
         specs = child_specs(args, url)
-        json_output = _json_logs()
         width = max(len(spec.name) for spec in specs)
-        supervisor = Supervisor(specs, LineRenderer(json_output, width))
-        _banner(args, url, server, specs)
-        await supervisor.start()
-        print(f"ready: {len(specs)} processes running; Ctrl-C to stop", flush=True)
+        supervisor = Supervisor(specs, LineRenderer(_json_logs(), width))
+        if not stop.is_set():
+            _banner(args, url, server, specs)
+            await supervisor.start()
+            print(f"ready: {len(specs)} processes running; Ctrl-C to stop", flush=True)
         await stop.wait()
         print("stopping...", flush=True)
     finally:
         if supervisor is not None:
             await supervisor.stop(grace=_CHILD_GRACE_S)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 1.0)
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 1.0)
         if server is not None:
             await asyncio.to_thread(server.stop, _SERVER_GRACE_S)
     print("stopped", flush=True)
     return EXIT_OK
+
+
+async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedServer, str]:
+    """Start the embedded nats-server for ``url`` (a loopback URL nobody answers at)."""
+    if not _is_loopback(url):
+        raise NatsUnavailableError(f"cannot reach NATS at {url}")
+    parts = urlsplit(url)
+    data_dir: Path = args.data_dir
+    server = EmbeddedServer(
+        data_dir=data_dir / "nats",
+        port=parts.port or 4222,
+        host=parts.hostname or "127.0.0.1",
+        log_file=data_dir / "nats-server.log",
+    )
+    try:
+        await asyncio.to_thread(server.start)
+    except BaseException:
+        await asyncio.to_thread(server.stop, _SERVER_GRACE_S)
+        raise
+    return server, server.url
 
 
 def _json_logs() -> bool:

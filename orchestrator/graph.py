@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from eventstore.dag import dependents_index
 from eventstore.plan import Action, Plan
 
 __all__ = ["PlanGraph", "graph_of"]
@@ -30,14 +31,8 @@ class PlanGraph:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.specs: dict[str, Action] = {a.id: a for a in plan.actions}
-        self.dependents: dict[str, list[str]] = {a.id: [] for a in plan.actions}
-        self.roots: list[str] = []
-        for action in plan.actions:
-            if not action.depends_on:
-                self.roots.append(action.id)
-            for dependency in dict.fromkeys(action.depends_on):
-                if dependency in self.dependents:
-                    self.dependents[dependency].append(action.id)
+        self.dependents: dict[str, list[str]] = dependents_index(plan)
+        self.roots: list[str] = [a.id for a in plan.actions if not a.depends_on]
 
 
 _memo: OrderedDict[int, PlanGraph] = OrderedDict()

@@ -1,0 +1,446 @@
+"""The orchestrator process: consume -> load state -> fold -> decide -> append -> ack.
+
+A thin loop around :func:`orchestrator.decide.decide`. Any number of replicas run; the one
+holding the lease (:mod:`orchestrator.lease`) consumes, the others stand by. Correctness does
+not rest on leadership: every decision is appended with a guard (:mod:`orchestrator.guards`)
+so a second dispatch, skip or end of the same thing can never be stored, whoever writes it.
+Leadership only keeps replicas from doing the same work twice.
+
+Per message, in stream order and serially per execution (different executions run
+concurrently): the execution's state comes from the cache or, on a miss, from its history in
+the log; the event is folded in; ``decide`` returns decisions; they are appended atomically
+with their guards; the message is acknowledged only after that. A guard conflict (another
+writer got there first) reloads the state from the log and decides again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from eventstore import fold
+from eventstore.codec import decode_event
+from eventstore.config import Settings
+from eventstore.errors import ConcurrencyError, EventDecodeError
+from eventstore.events import (
+    ActionCompleted,
+    ActionExecuteRequested,
+    ActionFailed,
+    Event,
+    ExecutionCancelRequested,
+    ExecutionFailed,
+    PlanSubmitted,
+)
+from eventstore.log import EventLog, RecordedEvent
+from eventstore.provision import ensure_kv
+from eventstore.queues import ensure_queue_consumer
+from eventstore.state import ExecutionState
+from eventstore.subjects import DEADLETTER_PREFIX
+from orchestrator.cache import StateCache
+from orchestrator.config import FILTER_SUBJECTS, OrchestratorConfig
+from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
+from orchestrator.decide import decide
+from orchestrator.feed import PullFeed
+from orchestrator.guards import guard_for
+from orchestrator.intake import PLAN_SUBJECT_PREFIX, UnroutableMessageError, admit_plan
+from orchestrator.lease import Lease
+
+__all__ = ["Orchestrator", "execution_of"]
+
+_log = logging.getLogger("tep.orchestrator")
+_RETRY_DELAY_S = 1.0
+_CLEANUP_TIMEOUT_S = 3.0
+
+# Subject prefix -> event type the orchestrator expects there.
+_EXPECTED: dict[str, type[Event]] = {
+    "action.completed.": ActionCompleted,
+    "action.failed.": ActionFailed,
+    "execution.cancel.requested.": ExecutionCancelRequested,
+}
+
+
+def execution_of(subject: str) -> str | None:
+    """The execution id in the subject of an event the orchestrator consumes."""
+    tokens = subject.split(".")
+    if subject.startswith(PLAN_SUBJECT_PREFIX) and len(tokens) == 3:
+        return tokens[2]
+    if subject.startswith(("action.completed.", "action.failed.")) and len(tokens) == 4:
+        return tokens[2]
+    if subject.startswith("execution.cancel.requested.") and len(tokens) == 4:
+        return tokens[3]
+    return None
+
+
+async def _settle(action: Awaitable[None], msg: Msg) -> None:
+    """Nak or term without failing: if it is lost, the message comes back after ack_wait."""
+    try:
+        await action
+    except Exception as exc:
+        _log.warning("could not settle a message: %s", exc, extra={"subject": msg.subject})
+
+
+class _Poison(Exception):
+    """A message no decision can come from; it goes to the dead-letter stream."""
+
+
+class Orchestrator:
+    """One orchestrator replica.
+
+    Example:
+        >>> orchestrator = Orchestrator(nc, Settings())  # doctest: +SKIP
+        >>> async with anyio.create_task_group() as tg:  # doctest: +SKIP
+        ...     await tg.start(orchestrator.run)
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        settings: Settings,
+        config: OrchestratorConfig | None = None,
+        *,
+        instance_id: str | None = None,
+    ) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.config = config or OrchestratorConfig()
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.log = EventLog(nc, settings)
+        self.js = self.log.js
+        self.cache = StateCache(self.config.cache_size)
+        self.lease: Lease | None = None
+        self.stats: dict[str, int] = {
+            "processed": 0,
+            "appended": 0,
+            "conflicts": 0,
+            "dead_lettered": 0,
+            "retried": 0,
+        }
+        self._lanes: dict[str, deque[Msg]] = {}
+        self._lane_group: TaskGroup | None = None
+        self._lead_scope: anyio.CancelScope | None = None
+        self._queue_limits: dict[str, int] = {}
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica currently holds the lease."""
+        return self.lease is not None and self.lease.is_leader
+
+    def status(self) -> dict[str, Any]:
+        """A health snapshot: role, leadership, connection, counters."""
+        return {
+            "role": "orchestrator",
+            "instance": self.instance_id,
+            "leader": self.is_leader,
+            "current_leader": self.lease.leader if self.lease else None,
+            "connected": bool(self.nc.is_connected),
+            "cached_executions": len(self.cache),
+            "busy_executions": len(self._lanes),
+            **self.stats,
+        }
+
+    # ------------------------------------------------------------------- lifecycle
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Provision, compete for the lease, and lead whenever it is held. Runs until cancelled.
+
+        Cancelling stops cleanly: undelivered and unfinished messages are given back to the
+        consumer and the lease is released, so a standby takes over at once.
+        """
+        await self._provision()
+        kv = await ensure_kv(self.js, self.config.lease_bucket, replicas=self.settings.replicas)
+        self.lease = Lease(
+            kv,
+            self.config.lease_key,
+            self.instance_id,
+            lease_s=self.config.lease_s,
+            renew_s=self.config.renew_s,
+            on_change=self._on_leadership,
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.lease.run)
+                task_status.started()
+                while True:
+                    await self.lease.wait_until_leader()
+                    try:
+                        await self._lead()
+                    except Exception:
+                        _log.exception("consuming failed; retrying", extra=self._ids())
+                        await anyio.sleep(_RETRY_DELAY_S)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
+                await self.lease.release()
+
+    async def _provision(self) -> None:
+        config = ConsumerConfig(
+            durable_name=self.config.consumer,
+            description="tep orchestrator: plans, action outcomes, cancel requests",
+            filter_subjects=list(FILTER_SUBJECTS),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.config.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=self.config.max_ack_pending,
+            max_waiting=512,
+            num_replicas=self.settings.replicas,
+        )
+        await self.js.add_consumer(self.settings.stream, config=config)
+
+    def _ids(self) -> dict[str, str]:
+        return {"instance": self.instance_id}
+
+    def _on_leadership(self, leading: bool) -> None:
+        if not leading and self._lead_scope is not None:
+            self._lead_scope.cancel()
+
+    async def _lead(self) -> None:
+        self.cache.clear()
+        _log.info("leading: consuming", extra=self._ids())
+        feed = PullFeed(
+            self.nc,
+            self.settings.stream,
+            self.config.consumer,
+            self._route,
+            batch=self.config.pull_batch,
+            expires_s=self.config.pull_expires_s,
+        )
+        try:
+            with anyio.CancelScope() as scope:
+                self._lead_scope = scope
+                if not self.is_leader:
+                    return
+                async with anyio.create_task_group() as lanes:
+                    self._lane_group = lanes
+                    await feed.run()
+        finally:
+            self._lead_scope = None
+            self._lane_group = None
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
+                await self._give_back()
+            self.cache.clear()
+            _log.info("stopped leading", extra=self._ids())
+
+    async def _give_back(self) -> None:
+        # Nak for a message acked a moment ago is ignored by the server.
+        lanes, self._lanes = self._lanes, {}
+        if not self.nc.is_connected:
+            return  # they come back after ack_wait
+        for lane in lanes.values():
+            for msg in lane:
+                await _settle(msg.nak(), msg)
+
+    # --------------------------------------------------------------------- routing
+
+    def _route(self, msg: Msg) -> None:
+        key = execution_of(msg.subject) or ""
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append(msg)
+            return
+        self._lanes[key] = deque([msg])
+        assert self._lane_group is not None
+        self._lane_group.start_soon(self._run_lane, key)
+
+    async def _run_lane(self, key: str) -> None:
+        lane = self._lanes[key]
+        while lane:
+            await self._handle(lane[0])
+            lane.popleft()
+        del self._lanes[key]
+
+    async def _handle(self, msg: Msg) -> None:
+        execution_id = execution_of(msg.subject)
+        try:
+            await self._process(msg, execution_id)
+        except _Poison as exc:
+            await self._dead_letter(msg, str(exc))
+        except Exception:
+            _log.exception(
+                "event not processed; it will be retried",
+                extra={"execution_id": execution_id, "subject": msg.subject},
+            )
+            self.stats["retried"] += 1
+            if execution_id is not None:
+                self.cache.drop(execution_id)
+            await _settle(msg.nak(delay=_RETRY_DELAY_S), msg)
+
+    # ------------------------------------------------------------------ processing
+
+    async def _process(self, msg: Msg, execution_id: str | None) -> None:
+        if execution_id is None:
+            raise _Poison(f"no execution id in subject {msg.subject}")
+        meta = msg.metadata
+        if msg.subject.startswith(PLAN_SUBJECT_PREFIX):
+            try:
+                admitted = admit_plan(
+                    msg.subject,
+                    msg.data,
+                    max_actions=self.settings.max_actions,
+                    max_plan_bytes=self.settings.max_plan_bytes,
+                )
+            except UnroutableMessageError as exc:
+                raise _Poison(str(exc)) from exc
+            if isinstance(admitted, ExecutionFailed):
+                await self._reject_plan(msg, admitted)
+                return
+            event: Event = admitted
+        else:
+            event = self._decode(msg, execution_id)
+        await self._decide(RecordedEvent(meta.sequence.stream, msg.subject, event), meta)
+        self.stats["processed"] += 1
+        await msg.ack()
+
+    @staticmethod
+    def _decode(msg: Msg, execution_id: str) -> Event:
+        try:
+            event = decode_event(msg.data)
+        except EventDecodeError as exc:
+            raise _Poison(str(exc)) from exc
+        expected = next(t for p, t in _EXPECTED.items() if msg.subject.startswith(p))
+        if not isinstance(event, expected) or event.execution_id != execution_id:
+            raise _Poison(
+                f"a {event.__struct_config__.tag} event of execution {event.execution_id} "
+                f"on subject {msg.subject}"
+            )
+        return event
+
+    async def _reject_plan(self, msg: Msg, failure: ExecutionFailed) -> None:
+        _log.warning(
+            "invalid plan rejected: %s",
+            failure.error.message,
+            extra={"execution_id": failure.execution_id},
+        )
+        # A conflict means the execution already ended (this message was handled before).
+        with contextlib.suppress(ConcurrencyError):
+            await self.log.append(failure, guard=guard_for(failure))
+        self.stats["processed"] += 1
+        await msg.ack()
+
+    async def _decide(self, record: RecordedEvent, meta: Msg.Metadata) -> None:
+        execution_id = record.event.execution_id
+        for _ in range(self.config.max_conflict_rounds):
+            state = await self._state_with(record, first_delivery=meta.num_delivered == 1)
+            decisions = decide(state, record.event)
+            if state is None or not decisions:
+                return
+            if isinstance(record.event, PlanSubmitted) and any(
+                isinstance(d, ActionExecuteRequested) for d in decisions
+            ):
+                await self._prepare(state, meta.timestamp)
+            try:
+                await self.log.append_atomic(decisions, guards=[guard_for(d) for d in decisions])
+            except ConcurrencyError:
+                # Someone else decided first: start over from the log.
+                self.stats["conflicts"] += 1
+                self.cache.drop(execution_id)
+                continue
+            self.stats["appended"] += len(decisions)
+            for decision in decisions:
+                fold.apply_event(state, decision)
+            if state.terminal:
+                self._finished(state)
+            return
+        raise RuntimeError(f"still conflicting after {self.config.max_conflict_rounds} rounds")
+
+    async def _state_with(
+        self, record: RecordedEvent, *, first_delivery: bool
+    ) -> ExecutionState | None:
+        """The execution's state with ``record`` folded in (cached, else from the log)."""
+        execution_id = record.event.execution_id
+        state = self.cache.get(execution_id)
+        if state is None:
+            if isinstance(record.event, PlanSubmitted) and first_delivery:
+                # First delivery of a new plan: nothing can have been decided for it yet.
+                # (Were it wrong, the guards would turn the decision into a reload.)
+                state = None
+            else:
+                state = await self._load(execution_id)
+        state = fold.apply(state, record)
+        if state is not None and not state.terminal:
+            self.cache.put(execution_id, state)
+        return state
+
+    async def _load(self, execution_id: str) -> ExecutionState | None:
+        state: ExecutionState | None = None
+        for raw in await self.log.read_execution_raw(execution_id):
+            try:
+                record = raw.decode()
+            except EventDecodeError as exc:
+                _log.warning(
+                    "skipping undecodable event: %s", exc, extra={"execution_id": execution_id}
+                )
+                continue
+            state = fold.apply(state, record)
+        return state
+
+    async def _prepare(self, state: ExecutionState, submitted_at: datetime) -> None:
+        """Before the first dispatch: queue limits, and the deadline counted from the moment
+        the log stored the plan (the same for every replica and every retry)."""
+        plan = state.plan
+        assert plan is not None
+        for name, queue in plan.queues.items():
+            limit = queue.concurrency_limit
+            if limit is None or self._queue_limits.get(name) == limit:
+                continue
+            try:
+                await ensure_queue_consumer(self.js, self.settings, name, concurrency_limit=limit)
+            except Exception:
+                # The plan still runs; only the limit is not enforced. Say so loudly.
+                _log.exception(
+                    "queue %s: concurrency limit %d not applied",
+                    name,
+                    limit,
+                    extra={"execution_id": state.execution_id},
+                )
+                continue
+            self._queue_limits[name] = limit
+        if plan.timeout_s is not None:
+            at = deadline_at(submitted_at, plan.timeout_s)
+            await schedule_deadline(self.js, state.execution_id, at)
+
+    def _finished(self, state: ExecutionState) -> None:
+        self.cache.drop(state.execution_id)
+        plan = state.plan
+        if plan is not None and plan.timeout_s is not None and self._lane_group is not None:
+            self._lane_group.start_soon(self._clear_deadline, state.execution_id)
+
+    async def _clear_deadline(self, execution_id: str) -> None:
+        try:
+            await clear_deadline(self.js, self.settings.stream, execution_id)
+        except Exception as exc:
+            _log.info("deadline not cleared: %s", exc, extra={"execution_id": execution_id})
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        sequence = msg.metadata.sequence.stream
+        _log.error(
+            "poison message dead-lettered: %s",
+            reason,
+            extra={"subject": msg.subject, "sequence": sequence},
+        )
+        headers = {
+            "Nats-Msg-Id": f"orchestrator.{sequence}",
+            "Tep-Original-Subject": msg.subject,
+            "Tep-Original-Sequence": str(sequence),
+            "Tep-Reason": reason[:1000],
+        }
+        try:
+            await self.js.publish(
+                f"{DEADLETTER_PREFIX}.orchestrator.{msg.subject}", msg.data, headers=headers
+            )
+        except Exception:
+            _log.exception("dead-letter publish failed", extra={"subject": msg.subject})
+            await _settle(msg.nak(delay=_RETRY_DELAY_S), msg)
+            return
+        self.stats["dead_lettered"] += 1
+        await _settle(msg.term(), msg)

@@ -172,8 +172,8 @@ def load_plan(source: str, overrides: dict[str, Any], settings: Settings) -> Pla
 
 
 def state_document(state: ExecutionState) -> Any:
-    """An execution state as a JSON-ready value (the document ``--json`` prints)."""
-    return msgspec.to_builtins(state)
+    """An execution state as a JSON-ready value, without the plan, like the projected view's."""
+    return msgspec.to_builtins(msgspec.structs.replace(state, plan=None))
 
 
 def exit_code_for(state: ExecutionState | None, finished: bool) -> int:

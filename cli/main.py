@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "cli.demo_target",
     "cli.up",
     "cli.executor",
+    "cli.orchestrator",
 )
 
 

@@ -453,7 +453,9 @@ class EventLog:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             config=ConsumerConfig(opt_start_seq=from_sequence, filter_subject=None),
-            pending_msgs_limit=buffer * 4,
+            # Leave nats-py's (large) pending limits: the ordered consumer counts a message as
+            # delivered before queueing it, so one dropped as a slow consumer is lost silently.
+            # Flow control bounds what the server sends; `room` bounds what we hold.
         )
         try:
             while True:

@@ -68,11 +68,17 @@ class Projector:
         self.updater: ViewUpdater | None = None
         self.last_error: str | None = None
         self.restarts = 0
+        self._progress = anyio.Event()
 
     @property
     def checkpoint(self) -> int:
         """The last stream sequence applied to the live view by anyone (as this process knows)."""
         return self.updater.checkpoint if self.updater is not None else 0
+
+    async def wait_for(self, sequence: int) -> None:
+        """Wait until this projector has applied the log up to ``sequence`` (no timeout)."""
+        while self.checkpoint < sequence:
+            await self._progress.wait()
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         """Health document: healthy while connected and following the log."""
@@ -148,6 +154,8 @@ class Projector:
             updater.checkpoint + 1, follow=True, buffer=self.batch_size
         ):
             await updater.apply(batch)
+            self._progress.set()
+            self._progress = anyio.Event()
             if _log.isEnabledFor(logging.DEBUG):
                 elapsed = time.monotonic() - started
                 _log.debug(

@@ -45,9 +45,10 @@ from eventstore.plan_validation import parse_plan
 from eventstore.provision import ensure_log
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
-from projections.buckets import META_BUCKET, POINTER_KEY, ensure_current_view
+from projections.buckets import META_BUCKET, POINTER_KEY, bucket_name, ensure_current_view
 from projections.errors import ExecutionNotFoundError, ViewTimeoutError
 from projections.history import At, fold_as_of
+from projections.scan import scan_keys
 from projections.transitions import ActionResult, result_event, status_event
 from projections.view import (
     CHECKPOINT_KEY,
@@ -377,12 +378,13 @@ class StateManager:
         await self._await_sequence(min_sequence, timeout)
         pattern = index_filter(status, plan_id)
         for _ in range(2):
-            view = await self._current_view()
+            await self._current_view()
             try:
-                summaries = await _read_index(view, pattern)
+                entries = await scan_keys(self.nc, bucket_name(self._generation), pattern)
             except _VIEW_GONE:
                 await self._refresh_pointer()
                 continue
+            summaries = [decode_summary(value) for value in entries.values()]
             summaries.sort(key=lambda s: (s.submitted_at or "", s.execution_id))
             return summaries
         return []
@@ -536,7 +538,7 @@ class StateManager:
         if self._meta is None:
             raise RuntimeError("StateManager is not open: use StateManager.connect() or open()")
         if self._view is None:
-            self._view = await self.log.js.key_value(f"tep_view_{self._generation}")
+            self._view = await self.log.js.key_value(bucket_name(self._generation))
         return self._view
 
     async def _on_pointer(self, msg: Msg) -> None:
@@ -589,17 +591,3 @@ class StateManager:
         self._plans[execution_id] = plan
         while len(self._plans) > _PLAN_CACHE:
             self._plans.popitem(last=False)
-
-
-async def _read_index(view: KeyValue, pattern: str) -> list[ExecutionSummary]:
-    watcher = await view.watch(pattern, ignore_deletes=True)
-    summaries = []
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value:
-                summaries.append(decode_summary(entry.value))
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return summaries

@@ -1,4 +1,4 @@
-"""Test helpers for the read side: synthetic histories, a projector in a task, bucket dumps.
+"""Test helpers for the read side: synthetic histories and a projector running in a task.
 
 The histories are the events orchestrator and executors would write for runs with retries,
 skips, failures and cancellations, interleaved like concurrent executions: no HTTP and no
@@ -19,7 +19,6 @@ from typing import Literal
 
 import anyio
 from nats.aio.client import Client as NatsClient
-from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
 from eventstore.events import (
@@ -43,7 +42,6 @@ from projections.projector import Projector
 
 __all__ = [
     "Outcome",
-    "bucket_contents",
     "interleave",
     "running_projector",
     "synthetic_plan",
@@ -220,17 +218,3 @@ async def running_projector(
             yield projector
         finally:
             group.cancel_scope.cancel()
-
-
-async def bucket_contents(kv: KeyValue, pattern: str = ">") -> dict[str, bytes]:
-    """Every live key of a bucket (matching ``pattern``) with its value."""
-    watcher = await kv.watch(pattern, ignore_deletes=True)
-    contents: dict[str, bytes] = {}
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            contents[entry.key] = entry.value or b""
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return contents

@@ -18,8 +18,8 @@ from eventstore.log import EventLog
 from eventstore.state import ExecutionState
 from projections import StateManager
 from projections.buckets import ensure_current_view
+from projections.scan import scan_keys
 from projections.testing import (
-    bucket_contents,
     interleave,
     running_projector,
     synthetic_run,
@@ -51,6 +51,11 @@ async def _view(nc: NatsClient, settings: Settings) -> KeyValue:
     return kv
 
 
+async def _bucket_name(nc: NatsClient, settings: Settings) -> str:
+    _, pointer, _ = await ensure_current_view(nc.jetstream(), settings)
+    return pointer.bucket
+
+
 async def _wait_applied(sm: StateManager, sequence: int) -> None:
     await sm.wait_for_sequence(sequence, timeout=30)
 
@@ -67,7 +72,7 @@ async def _expected_states(event_log: EventLog, ids: list[str]) -> dict[str, Exe
 async def _assert_view_is_fold_of_log(
     nc: NatsClient, settings: Settings, event_log: EventLog, ids: list[str]
 ) -> None:
-    contents = await bucket_contents(await _view(nc, settings))
+    contents = await scan_keys(nc, await _bucket_name(nc, settings))
     expected = await _expected_states(event_log, ids)
     states = {
         key.removeprefix("exec."): decode_state(value)

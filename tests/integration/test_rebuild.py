@@ -1,0 +1,156 @@
+"""Rebuild: a fresh view from the whole log, equal to the live one, switched to atomically."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+from nats.js.kv import KeyValue
+
+from eventstore.config import Settings
+from eventstore.connection import NatsClient
+from eventstore.log import EventLog
+from projections import RebuildProgress, StateManager, rebuild
+from projections.buckets import (
+    ensure_meta_bucket,
+    read_pointer,
+    view_bucket_exists,
+)
+from projections.scan import scan_keys
+from projections.testing import (
+    interleave,
+    running_projector,
+    synthetic_run,
+    synthetic_runs,
+)
+from projections.view import CHECKPOINT_KEY, STATS_KEY, decode_checkpoint, decode_stats
+
+pytestmark = pytest.mark.anyio
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.fixture
+async def sm(settings: Settings) -> AsyncIterator[StateManager]:
+    async with await StateManager.connect(settings=settings) as manager:
+        yield manager
+
+
+async def _append_runs(event_log: EventLog, count: int, seed: int = 1) -> tuple[list[str], int]:
+    runs = synthetic_runs(count, seed=seed)
+    results = await event_log.append_many(list(interleave(runs, concurrency=25)))
+    return [r[0].execution_id for r in runs], results[-1].sequence
+
+
+async def _bucket(nc: NatsClient, generation: int) -> KeyValue:
+    return await nc.jetstream().key_value(f"tep_view_{generation}")
+
+
+async def _generation(nc: NatsClient, settings: Settings) -> int:
+    pointer = await read_pointer(await ensure_meta_bucket(nc.jetstream(), settings))
+    assert pointer is not None
+    return pointer.generation
+
+
+def _comparable(contents: dict[str, bytes]) -> dict[str, object]:
+    return {k: decode_stats(v) if k == STATS_KEY else v for k, v in contents.items()}
+
+
+async def test_rebuild_equals_the_live_view_key_by_key(
+    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+) -> None:
+    # Retries, skips, failures, cancellations and unfinished runs, interleaved.
+    _, last = await _append_runs(event_log, 60)
+    async with running_projector(nc, settings):
+        await sm.wait_for_sequence(last, timeout=30)
+        live = await scan_keys(nc, "tep_view_1")
+
+        report = await rebuild(nc, settings, keep_old=True, batch_size=500)
+
+    rebuilt = await scan_keys(nc, "tep_view_2")
+    assert report.generation == 2 and report.previous_generation == 1
+    assert report.checkpoint == last and report.events == last and report.executions == 60
+    assert _comparable(rebuilt) == _comparable(live)
+    assert decode_checkpoint(rebuilt[CHECKPOINT_KEY]) == last
+    assert await _generation(nc, settings) == 2
+    assert await view_bucket_exists(nc.jetstream(), 1)
+
+
+async def test_readers_never_miss_an_execution_during_a_rebuild(
+    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+) -> None:
+    ids, last = await _append_runs(event_log, 80)
+    misses: list[str] = []
+    rounds = 0
+
+    async with running_projector(nc, settings):
+        await sm.wait_for_sequence(last, timeout=30)
+        rebuilt = anyio.Event()
+
+        async def read_until_rebuilt() -> None:
+            nonlocal rounds
+            while True:
+                misses.extend([e for e in ids if await sm.get_execution_state(e) is None])
+                if len(await sm.list_executions()) != len(ids):
+                    misses.append("list")
+                rounds += 1
+                if rebuilt.is_set():
+                    return
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_until_rebuilt)
+            await rebuild(nc, settings, batch_size=64)
+            rebuilt.set()
+
+    assert misses == []
+    assert rounds >= 2
+    assert await _generation(nc, settings) == 2
+    assert not await view_bucket_exists(nc.jetstream(), 1)
+
+
+async def test_an_interrupted_rebuild_resumes_where_it_stopped(
+    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+) -> None:
+    _, last = await _append_runs(event_log, 40)
+    async with running_projector(nc, settings):
+        await sm.wait_for_sequence(last, timeout=30)
+    live = await scan_keys(nc, "tep_view_1")
+    batches = 0
+
+    def stop_after_three(progress: RebuildProgress) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 3:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        await rebuild(nc, settings, batch_size=100, progress=stop_after_three)
+    assert await _generation(nc, settings) == 1
+    partial = await _bucket(nc, 2)
+    stopped_at = decode_checkpoint((await partial.get(CHECKPOINT_KEY)).value or b"")
+    assert 0 < stopped_at < last
+
+    report = await rebuild(nc, settings, keep_old=True)
+
+    assert report.resumed_from == stopped_at
+    assert report.events == last - stopped_at
+    assert _comparable(await scan_keys(nc, "tep_view_2")) == _comparable(live)
+
+
+async def test_the_live_projector_continues_on_the_new_view(
+    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+) -> None:
+    _, last = await _append_runs(event_log, 10)
+    async with running_projector(nc, settings) as projector:
+        await sm.wait_for_sequence(last, timeout=30)
+        await rebuild(nc, settings)
+        late = await event_log.append_many(synthetic_run("late", actions=4))
+
+        state = await sm.get_execution_state("late", min_sequence=late[-1].sequence, timeout=30)
+
+        assert projector.generation == 2
+    assert state is not None and state.status == "completed"
+    assert (await (await _bucket(nc, 2)).get("exec.late")).value

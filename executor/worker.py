@@ -13,17 +13,17 @@ back to the queue (nak) for another executor.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from eventstore.config import Settings
 from eventstore.log import EventLog
@@ -44,6 +44,15 @@ _HEARTBEAT = "100"
 _PULL_OVER = frozenset({"404", "408"})
 _PULL_SLACK_S = 1.0
 _REFUSED_PAUSE_S = 0.25
+
+
+class _Pull:
+    """The one outstanding pull request: how many messages it may still bring."""
+
+    def __init__(self, wanted: int) -> None:
+        self.remaining = wanted
+        self.over = asyncio.Event()
+        self.refusal: str | None = None
 
 
 class Executor:
@@ -77,18 +86,25 @@ class Executor:
             max_connections=max(self.config.concurrency, 10)
         )
         self._env = env
-        self._stopping = anyio.Event()
-        self._changed = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
-        self.in_flight = 0
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        # Attempts run as plain asyncio tasks (cheaper than a task-group spawn per message);
+        # run() owns them and cancels what is left when it ends.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: AttemptRunner | None = None
+        self._current: _Pull | None = None
         self.stats: Counter[str] = Counter()
         self.running = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being worked on right now."""
+        return len(self._tasks)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (safe to call more than once, from the loop's thread)."""
         self._stopping.set()
-        self._changed.set()
+        self._slot_freed.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until :meth:`stop`; signals ``task_status`` once pulling."""
@@ -97,11 +113,13 @@ class Executor:
         info = await js.consumer_info(self.settings.stream, consumer)
         ack_wait = float(info.config.ack_wait or 30.0)
         http = HttpHandler(self._http_client, max_body_bytes=output_limit(self.log, self.config))
-        runner = AttemptRunner(
+        self._runner = AttemptRunner(
             self.log, self.config, self._resolver(http), ack_wait_s=ack_wait, env=self._env
         )
         inbox = self.nc.new_inbox()
-        subscription = await self.nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        subscription = await self.nc.subscribe(
+            inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
         pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{consumer}"
         _log.info(
             "executor serving queue %s",
@@ -115,19 +133,21 @@ class Executor:
         )
         self.running = True
         try:
-            async with anyio.create_task_group() as group:
-                task_status.started()
-                while not self._stopping.is_set():
-                    if self.in_flight >= self.config.concurrency:
-                        await self._wait_for_change()
-                        continue
-                    await self._pull(group, runner, subscription, inbox, pull_subject)
-                await self._drain(group)
+            task_status.started()
+            while not self._stopping.is_set():
+                if self.in_flight >= self.config.concurrency:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                await self._pull(inbox, pull_subject)
+            await self._drain()
         finally:
             self.running = False
-            await subscription.unsubscribe()
-            if self._own_client:
-                await self._http_client.aclose()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._cancel_remaining()
+                await subscription.unsubscribe()
+                if self._own_client:
+                    await self._http_client.aclose()
             _log.info("executor stopped", extra={"queue": self.config.queue, **self.stats})
 
     def _resolver(self, http: HttpHandler) -> Callable[[str], Handler | None]:
@@ -140,43 +160,43 @@ class Executor:
 
         return resolve
 
-    async def _pull(
-        self,
-        group: TaskGroup,
-        runner: AttemptRunner,
-        subscription: Subscription,
-        inbox: str,
-        pull_subject: str,
-    ) -> None:
-        """One pull request for every free slot; start each message as it arrives."""
+    async def _pull(self, inbox: str, pull_subject: str) -> None:
+        """Ask for one message per free slot; return when the pull is over.
+
+        Messages are started by :meth:`_on_message` the moment they arrive. The pull is over
+        when all were delivered, or the server ends it (expired, or refused), or, should that
+        word never come, shortly after its expiry.
+        """
         wanted = self.config.concurrency - self.in_flight
         expires = self.config.pull_expires_s
+        pull = self._current = _Pull(wanted)
         request = {"batch": wanted, "expires": int(expires * 1_000_000_000)}
         await self.nc.publish(pull_subject, json.dumps(request).encode(), reply=inbox)
-        deadline = time.monotonic() + expires + _PULL_SLACK_S
-        received = 0
-        while received < wanted:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                msg = await subscription.next_msg(timeout=remaining)
-            except TimeoutError:
-                return
-            headers = msg.headers or {}
-            status = headers.get(_STATUS)
-            if status is not None:
-                if status == _HEARTBEAT:
-                    continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pull.over.wait(), expires + _PULL_SLACK_S)
+        if pull.refusal is not None:
+            # 409 and friends (consumer deleted, leader change, too many waiting pulls).
+            _log.warning("pull refused: %s", pull.refusal, extra={"queue": self.config.queue})
+            await asyncio.sleep(_REFUSED_PAUSE_S)
+
+    async def _on_message(self, msg: Msg) -> None:
+        headers = msg.headers
+        status = headers.get(_STATUS) if headers else None
+        pull = self._current
+        if status is not None:
+            if status != _HEARTBEAT and pull is not None:
                 if status not in _PULL_OVER:
-                    # 409 and friends (consumer deleted, leader change, too many waiting).
-                    _log.warning("pull refused: %s %s", status, headers.get("Description", ""))
-                    await anyio.sleep(_REFUSED_PAUSE_S)
-                return
-            received += 1
-            self.in_flight += 1
-            self._idle = anyio.Event()
-            group.start_soon(self._run_one, runner, msg)
+                    pull.refusal = f"{status} {(headers or {}).get('Description', '')}"
+                pull.over.set()
+            return
+        assert self._runner is not None
+        task = asyncio.get_running_loop().create_task(self._run_one(self._runner, msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        if pull is not None:
+            pull.remaining -= 1
+            if pull.remaining <= 0:
+                pull.over.set()
 
     async def _run_one(self, runner: AttemptRunner, msg: Msg) -> None:
         disposition: Disposition | str = "error"
@@ -186,29 +206,31 @@ class Executor:
             _log.exception("request processing failed", extra={"subject": msg.subject})
         finally:
             self.stats[disposition] += 1
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
-            self._changed.set()
 
-    async def _wait_for_change(self) -> None:
-        await self._changed.wait()
-        self._changed = anyio.Event()
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
 
-    async def _drain(self, group: TaskGroup) -> None:
-        """Give in-flight attempts the grace period, then hand the rest back to the queue."""
-        if self.in_flight:
-            _log.info(
-                "stopping: waiting for %d in-flight requests",
-                self.in_flight,
-                extra={"queue": self.config.queue},
-            )
-            with anyio.move_on_after(self.config.shutdown_grace_s):
-                await self._idle.wait()
-        if self.in_flight:
+    async def _drain(self) -> None:
+        """Give in-flight attempts the grace period; what is left is handed back (nak)."""
+        if not self._tasks:
+            return
+        _log.info(
+            "stopping: waiting for %d in-flight requests",
+            self.in_flight,
+            extra={"queue": self.config.queue},
+        )
+        await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace_s)
+        if self._tasks:
             _log.warning(
                 "stopping: %d requests handed back to the queue",
                 self.in_flight,
                 extra={"queue": self.config.queue},
             )
-        group.cancel_scope.cancel()
+
+    async def _cancel_remaining(self) -> None:
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)

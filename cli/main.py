@@ -30,6 +30,10 @@ COMMAND_MODULES = (
     "cli.up",
     "cli.executor",
     "cli.orchestrator",
+    "cli.projector",
+    "cli.rebuild",
+    "cli.status",
+    "cli.list",
 )
 
 

@@ -175,9 +175,14 @@ class Executor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pull.over.wait(), expires + _PULL_SLACK_S)
         if pull.refusal is not None:
-            # 409 and friends (consumer deleted, leader change, too many waiting pulls).
+            # 409 and friends (consumer deleted, leader change, too many waiting pulls), or 503
+            # when the consumer is gone: pause, and make sure the consumer exists again.
             _log.warning("pull refused: %s", pull.refusal, extra={"queue": self.config.queue})
             await asyncio.sleep(_REFUSED_PAUSE_S)
+            try:
+                await ensure_queue_consumer(self.nc.jetstream(), self.settings, self.config.queue)
+            except Exception as exc:
+                _log.warning("queue consumer check failed: %s", exc)
 
     async def _on_message(self, msg: Msg) -> None:
         headers = msg.headers

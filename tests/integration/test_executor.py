@@ -381,6 +381,17 @@ async def test_stopping_hands_unfinished_work_to_another_executor(
     assert len(http_target.hits) == 2
 
 
+async def test_an_executor_recovers_when_its_queue_consumer_is_deleted(
+    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+) -> None:
+    async with running_executor(settings):
+        await nc.jetstream().delete_consumer(settings.stream, consumer_name("http"))
+        await event_log.append(http_request("e1", "after", http_target.url("/echo/after")))
+        outcome = await wait_for_outcome(event_log, "e1", "after")
+
+    assert isinstance(outcome, ActionCompleted)
+
+
 async def wait_for(condition: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import anyio
@@ -32,11 +33,10 @@ _ERROR_BACKOFF_S = 0.5
 
 
 class _Request:
-    __slots__ = ("deadline", "delivered", "remaining")
+    __slots__ = ("deadline", "remaining")
 
     def __init__(self, batch: int, deadline: float) -> None:
         self.remaining = batch
-        self.delivered = 0
         self.deadline = deadline
 
 
@@ -70,7 +70,10 @@ class PullFeed:
         self.expires_s = expires_s
         self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = nc.new_inbox()
-        self._requests: dict[str, _Request] = {}
+        # Outstanding requests by reply subject, oldest first. Data messages arrive with their
+        # own subject, not the request's, so they are counted against the oldest request: the
+        # server serves waiting requests in order. Status messages name their request.
+        self._requests: OrderedDict[str, _Request] = OrderedDict()
         self._counter = 0
         self._stopping = False
         self._wake = anyio.Event()
@@ -114,26 +117,24 @@ class PullFeed:
         return max(0.01, min(waits))
 
     async def _on_message(self, msg: Msg) -> None:
-        request = self._requests.get(msg.subject)
         status = msg.headers.get(_STATUS) if msg.headers else None
-        if status is not None:
+        if status is not None and not msg.data:
             if status == _HEARTBEAT:
                 return
-            if request is not None:
-                del self._requests[msg.subject]
-                if status not in ("404", "408") and request.delivered == 0:
-                    # e.g. 409 while the consumer changes leader: do not spin on it.
-                    self._backoff_until = time.monotonic() + _ERROR_BACKOFF_S
-                    description = msg.headers.get("Description", "") if msg.headers else ""
-                    _log.warning("pull request ended with %s %s", status, description)
+            request = self._requests.pop(msg.subject, None)
+            if request is not None and status not in ("404", "408"):
+                # e.g. 409 while the consumer changes leader: do not spin on it.
+                self._backoff_until = time.monotonic() + _ERROR_BACKOFF_S
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                _log.warning("pull request ended with %s %s", status, description)
             self._wake.set()
             return
-        if request is not None:
+        if self._requests:
+            subject, request = next(iter(self._requests.items()))
             request.remaining -= 1
-            request.delivered += 1
             if request.remaining <= 0:
-                del self._requests[msg.subject]
-            if request.remaining <= self.batch // 2:
+                del self._requests[subject]
+            if sum(r.remaining for r in self._requests.values()) <= self.batch // 2:
                 self._wake.set()
         if self._stopping:
             await msg.nak()
@@ -142,14 +143,14 @@ class PullFeed:
         self.handler(msg)
 
     async def _drain(self) -> None:
-        """Let outstanding requests run out, giving back whatever still arrives."""
+        """Let outstanding requests run out, giving back whatever still arrives.
+
+        A request is over when the server says so (408 at its expiry); our own estimate of
+        its expiry may be early, and a message delivered to an inbox nobody listens on any
+        more would only come back after the consumer's ack_wait.
+        """
         self._stopping = True
-        with anyio.move_on_after(self.expires_s + 0.2):
+        with anyio.move_on_after(self.expires_s + _GRACE_S):
             while self._requests and self.nc.is_connected:
                 self._wake = anyio.Event()
-                with anyio.move_on_after(0.05):
-                    await self._wake.wait()
-                now = time.monotonic()
-                for subject, request in list(self._requests.items()):
-                    if request.deadline - _GRACE_S < now:
-                        del self._requests[subject]
+                await self._wake.wait()

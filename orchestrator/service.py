@@ -60,6 +60,7 @@ __all__ = ["Orchestrator", "execution_of"]
 
 _log = logging.getLogger("tep.orchestrator")
 _RETRY_DELAY_S = 1.0
+_MAX_RETRY_DELAY_S = 60.0
 _CLEANUP_TIMEOUT_S = 3.0
 
 # Subject prefix -> event type the orchestrator expects there.
@@ -80,6 +81,15 @@ def execution_of(subject: str) -> str | None:
     if subject.startswith("execution.cancel.requested.") and len(tokens) == 4:
         return tokens[3]
     return None
+
+
+def _retry_delay(msg: Msg) -> float:
+    """1 s, doubling with each delivery up to a minute: an outage is waited out, not hammered."""
+    try:
+        deliveries = int(msg.metadata.num_delivered)
+    except Exception:
+        deliveries = 1
+    return float(min(_RETRY_DELAY_S * 2 ** min(deliveries - 1, 6), _MAX_RETRY_DELAY_S))
 
 
 async def _settle(action: Awaitable[None], msg: Msg) -> None:
@@ -273,7 +283,7 @@ class Orchestrator:
             self.stats["retried"] += 1
             if execution_id is not None:
                 self.cache.drop(execution_id)
-            await _settle(msg.nak(delay=_RETRY_DELAY_S), msg)
+            await _settle(msg.nak(delay=_retry_delay(msg)), msg)
 
     # ------------------------------------------------------------------ processing
 

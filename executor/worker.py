@@ -144,11 +144,14 @@ class Executor:
         finally:
             self.running = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self._cancel_remaining()
                 await subscription.unsubscribe()
+                await self._cancel_remaining()
                 if self._own_client:
                     await self._http_client.aclose()
-            _log.info("executor stopped", extra={"queue": self.config.queue, **self.stats})
+            _log.info(
+                "executor stopped",
+                extra={"queue": self.config.queue, "handled": dict(self.stats)},
+            )
 
     def _resolver(self, http: HttpHandler) -> Callable[[str], Handler | None]:
         registry = self.registry

@@ -414,15 +414,19 @@ class EventLog:
         to_sequence: int | None = None,
         follow: bool = False,
         buffer: int = 4096,
+        max_batch: int | None = None,
     ) -> AsyncIterator[list[RawRecord]]:
         """Raw messages of the log in order, in batches of whatever arrived since the last one.
 
-        A batch holds at most ``buffer`` records (never none). Without ``follow`` the replay
-        ends at ``to_sequence`` (default: the end of the log at call time); with ``follow`` it
-        tails the log until the caller stops iterating. Schedule holders (messages with a
+        A batch holds at most ``max_batch`` records (default ``buffer``; never none); up to
+        ``buffer`` records are read ahead while the caller works on a batch, so a ``max_batch``
+        well below ``buffer`` keeps the consumer flowing. Without ``follow`` the replay ends at
+        ``to_sequence`` (default: the end of the log at call time); with ``follow`` it tails the
+        log until the caller stops iterating. Schedule holders (messages with a
         ``Nats-Schedule`` header) are not events and are left out.
         """
         end = 0
+        limit = max_batch or buffer
         if not follow:
             end = await self.last_sequence() if to_sequence is None else to_sequence
             if end < from_sequence:
@@ -436,10 +440,12 @@ class EventLog:
         async def collect(msg: Msg) -> None:
             if state["done"]:
                 return
-            sequence = _stream_sequence(msg)
+            tokens = msg.reply.split(".")
+            v1 = len(tokens) == _V1_TOKENS
+            sequence = int(tokens[5] if v1 else tokens[7])
             if not (msg.headers and _SCHEDULE_HEADER in msg.headers):
                 pending.append(RawRecord(sequence, msg.subject, msg.data))
-            if not follow and (sequence >= end or _num_pending(msg) == 0):
+            if not follow and (sequence >= end or tokens[8 if v1 else 10] == "0"):
                 state["done"] = True
             ready.set()
             if len(pending) >= buffer:
@@ -460,10 +466,12 @@ class EventLog:
         try:
             while True:
                 await ready.wait()
-                ready.clear()
-                batch = pending[:]
-                pending.clear()
-                room.set()
+                batch = pending[:limit]
+                del pending[:limit]
+                if not pending:
+                    ready.clear()
+                if len(pending) < buffer:
+                    room.set()
                 if not follow and batch and batch[-1].sequence > end:
                     batch = [record for record in batch if record.sequence <= end]
                     state["done"] = True
@@ -495,11 +503,6 @@ _V1_TOKENS = 9
 def _stream_sequence(msg: Msg) -> int:
     tokens = msg.reply.split(".")
     return int(tokens[5] if len(tokens) == _V1_TOKENS else tokens[7])
-
-
-def _num_pending(msg: Msg) -> int:
-    tokens = msg.reply.split(".")
-    return int(tokens[8] if len(tokens) == _V1_TOKENS else tokens[10])
 
 
 def _parse_int_suffix(text: str | None) -> int | None:

@@ -151,7 +151,10 @@ class Projector:
         started = time.monotonic()
         applied_at_start = updater.events_applied
         async for batch in self.log.replay_batches(
-            updater.checkpoint + 1, follow=True, buffer=self.batch_size
+            updater.checkpoint + 1,
+            follow=True,
+            buffer=4 * self.batch_size,
+            max_batch=self.batch_size,
         ):
             await updater.apply(batch)
             self._progress.set()

@@ -119,7 +119,7 @@ async def rebuild(
         end = await log.last_sequence()
         if end > position:
             async for records in log.replay_batches(
-                position + 1, to_sequence=end, buffer=batch_size
+                position + 1, to_sequence=end, buffer=4 * batch_size, max_batch=batch_size
             ):
                 await updater.apply(records)
                 events += len(records)

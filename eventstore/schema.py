@@ -4,7 +4,8 @@ Executors and clients in other languages validate against these files:
 
 - ``plan.json``: the plan document (canonical snake_case field names);
 - ``events.json``: any event (the tagged union, discriminated by ``type``);
-- ``events/<type>.json``: one event type, e.g. ``events/action.completed.json``.
+- ``events/<type>.json``: one event type, e.g. ``events/action.completed.json``;
+- ``state.json``: an execution's state as ``tep status --json`` and the KV view present it.
 
 Regenerate after changing a struct::
 
@@ -26,6 +27,7 @@ import msgspec
 
 from eventstore.events import EVENT_TYPES, Event
 from eventstore.plan import Plan
+from eventstore.state import ExecutionState
 
 __all__ = [
     "DEFAULT_SCHEMA_DIR",
@@ -67,6 +69,7 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
     }
     for event_type, cls in EVENT_TYPES.items():
         schemas[f"events/{event_type}.json"] = _document(cls, f"tep event {event_type}")
+    schemas["state.json"] = _document(ExecutionState, "tep execution state")
     return schemas
 
 

@@ -1,0 +1,137 @@
+"""``decide`` over random DAGs and random outcome orders: it always ends, and ends right."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore.events import (
+    ActionCompleted,
+    ActionExecuteRequested,
+    ActionFailed,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCancelRequested,
+    ExecutionCompleted,
+    ExecutionFailed,
+    PlanSubmitted,
+)
+from eventstore.fold import apply_event
+from eventstore.plan import Action, Condition, Plan
+from eventstore.state import ExecutionState
+from orchestrator.decide import decide
+
+TERMINAL = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
+
+
+@st.composite
+def plans(draw: st.DrawFn) -> Plan:
+    size = draw(st.integers(min_value=1, max_value=8))
+    actions = []
+    for i in range(size):
+        deps = draw(st.lists(st.sampled_from(range(i)), unique=True, max_size=3)) if i else []
+        when = draw(
+            st.sampled_from(
+                [
+                    None,
+                    Condition(path="input.flag", equals=True),
+                    Condition(path="input.flag", equals=False),
+                    *(
+                        [Condition(path=f"actions.a{deps[0]}.status", equals="failed")]
+                        if deps
+                        else []
+                    ),
+                ]
+            )
+        )
+        actions.append(
+            Action(
+                id=f"a{i}",
+                type="noop",
+                depends_on=[f"a{d}" for d in deps],
+                when=when,
+                allow_failure=draw(st.booleans()),
+                run_on_dependency_failure=draw(st.booleans()),
+            )
+        )
+    return Plan(id="random", input={"flag": draw(st.booleans())}, actions=actions)
+
+
+def _feed(state: ExecutionState | None, event: Event, log: list[Event]) -> ExecutionState | None:
+    state = apply_event(state, event)
+    log.append(event)
+    decisions = decide(state, event)
+    for decision in decisions:
+        state = apply_event(state, decision)
+        log.append(decision)
+    assert decide(state, event) == [], "deciding again on the same event must add nothing"
+    return state
+
+
+@given(plans(), st.data())
+@settings(max_examples=300, deadline=None)
+def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data: Any) -> None:
+    log: list[Event] = []
+    state = _feed(None, PlanSubmitted(execution_id="e1", plan=plan), log)
+    outcomes: dict[str, bool] = {}
+    cancel_at = data.draw(st.one_of(st.none(), st.integers(min_value=0, max_value=8)))
+    steps = 0
+    while state is not None and not state.terminal:
+        in_flight = [
+            a.action_id
+            for a in state.actions.values()
+            if a.dispatched_at is not None and not a.finished
+        ]
+        assert in_flight, f"stuck: nothing in flight and not terminal ({state.actions})"
+        if steps == cancel_at:
+            state = _feed(state, ExecutionCancelRequested(execution_id="e1", reason="r"), log)
+            continue
+        action_id = data.draw(st.sampled_from(in_flight))
+        succeeded = data.draw(st.booleans())
+        outcomes[action_id] = succeeded
+        event: Event = (
+            ActionCompleted(execution_id="e1", action_id=action_id, attempt=1, output={})
+            if succeeded
+            else ActionFailed(
+                execution_id="e1",
+                action_id=action_id,
+                attempt=1,
+                error=ErrorInfo(message="x", code="http_5xx"),
+            )
+        )
+        state = _feed(state, event, log)
+        steps += 1
+
+    assert state is not None
+    dispatched = Counter(e.action_id for e in log if isinstance(e, ActionExecuteRequested))
+    assert set(dispatched.values()) <= {1}
+    ends = [e for e in log if isinstance(e, TERMINAL)]
+    assert len(ends) == 1 and log[-1] is ends[0]
+    assert state.counts.pending == state.counts.running == 0
+
+    specs = {a.id: a for a in plan.actions}
+    blocking = [a for a, ok in outcomes.items() if not ok and not specs[a].allow_failure]
+    if isinstance(ends[0], ExecutionCancelled):
+        assert cancel_at is not None
+    elif blocking:
+        assert isinstance(ends[0], ExecutionFailed)
+        assert set(ends[0].failed_actions) == set(blocking)
+    else:
+        assert isinstance(ends[0], ExecutionCompleted)
+
+    # After a blocking failure only failure handlers are dispatched.
+    first_blocking = next(
+        (
+            i
+            for i, e in enumerate(log)
+            if isinstance(e, ActionFailed) and not specs[e.action_id].allow_failure
+        ),
+        None,
+    )
+    if first_blocking is not None:
+        late = [e.action_id for e in log[first_blocking:] if isinstance(e, ActionExecuteRequested)]
+        assert all(specs[a].run_on_dependency_failure for a in late), late

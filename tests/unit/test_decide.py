@@ -398,3 +398,13 @@ def test_queue_and_action_timeout_are_carried_on_the_request() -> None:
         3,
     )
     assert (call.queue, call.timeout_s) == ("slow", 9)
+
+
+def test_condition_that_cannot_be_evaluated_fails_the_action() -> None:
+    plan = Plan(id="p", actions=[http("a", when=Condition(path="input..x", equals=1)), http("b")])
+    run = Run(plan)
+
+    failure = run.first[0]
+    assert isinstance(failure, ActionFailed) and failure.error.code == "invalid_condition"
+    assert requested(run.first) == []  # b is independent but the execution is already failing
+    assert isinstance(run.first[-1], ExecutionFailed)

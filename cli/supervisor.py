@@ -29,11 +29,13 @@ LineSink = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """What to run: a name for its log lines, the command line and extra environment."""
+    """What to run: a name for its log lines, the command line, extra environment, and where
+    it answers 200 once it is up (optional)."""
 
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    health_url: str | None = None
 
 
 @dataclass

@@ -15,10 +15,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+import aiohttp
 
 from cli.common import EXIT_OK, UsageError, add_nats_url, settings_from
 from cli.demo_target import DEFAULT_PORT as DEMO_PORT
@@ -29,11 +32,12 @@ from eventstore.connection import NatsClient, connect
 from eventstore.errors import NatsUnavailableError
 from eventstore.logs import configure_logging
 from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer
+from eventstore.server import EmbeddedServer, find_free_port
 
 __all__ = ["LineRenderer", "child_specs", "register"]
 
 _log = logging.getLogger("tep.up")
+T = TypeVar("T")
 
 _EPILOG = """\
 examples:
@@ -52,6 +56,7 @@ exit codes: 0 stopped cleanly, 1 could not start (e.g. nats-server missing), 2 b
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _CHILD_GRACE_S = 2.5
 _SERVER_GRACE_S = 1.5
+_READY_TIMEOUT_S = 30.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,22 +111,52 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
-    """The processes to supervise, each ``python -m cli.main <role>`` (no PATH needed)."""
+    """The processes to supervise, each ``python -m cli.main <role>`` (no PATH needed).
+
+    Every role serves its health endpoint on a free loopback port, which ``tep up`` polls to
+    tell when the stack is ready.
+    """
     base = [sys.executable, "-m", "cli.main"]
     env = {"TEP_NATS_URL": nats_url, "TEP_LOG_FORMAT": "json"}
     url = ["--nats-url", nats_url]
-    specs = [ChildSpec("orchestrator", [*base, "orchestrator", *url], env)]
+
+    def role(name: str, command: str, *extra: str) -> ChildSpec:
+        port = find_free_port()
+        health = ["--health-port", str(port), "--health-host", "127.0.0.1"]
+        argv = [*base, command, *url, *health, *extra]
+        return ChildSpec(name, argv, env, health_url=f"http://127.0.0.1:{port}/healthz")
+
+    specs = [role("orchestrator", "orchestrator")]
     handler_args = [arg for module in args.handlers for arg in ("--handlers", module)]
+    # In-flight calls must be handed back before the supervisor's grace period ends.
+    grace = ["--shutdown-grace", str(_CHILD_GRACE_S - 1)]
     for n in range(1, args.executors + 1):
         name = "executor" if args.executors == 1 else f"executor-{n}"
-        # In-flight calls must be handed back before the supervisor's grace period ends.
-        grace = ["--shutdown-grace", str(_CHILD_GRACE_S - 1)]
-        specs.append(ChildSpec(name, [*base, "executor", *url, *grace, *handler_args], env))
-    specs.append(ChildSpec("projector", [*base, "projector", *url], env))
+        specs.append(role(name, "executor", *grace, *handler_args))
+    specs.append(role("projector", "projector"))
     if args.with_demo_target:
         demo = [*base, "demo-target", "--port", str(args.demo_port)]
-        specs.append(ChildSpec("demo-target", demo, env))
+        health_url = f"http://127.0.0.1:{args.demo_port}/health"
+        specs.append(ChildSpec("demo-target", demo, env, health_url=health_url))
     return specs
+
+
+async def wait_until_healthy(specs: list[ChildSpec], timeout: float) -> list[str]:
+    """Poll every child's health URL until it answers 200; the names still unhealthy at the end."""
+    pending = {spec.name: spec.health_url for spec in specs if spec.health_url}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    probe_timeout = aiohttp.ClientTimeout(total=1.0)
+    async with aiohttp.ClientSession(timeout=probe_timeout) as session:
+        while pending and loop.time() < deadline:
+            for name, health_url in list(pending.items()):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(health_url) as response:
+                        if response.status == 200:
+                            del pending[name]
+            if pending:
+                await asyncio.sleep(0.1)
+    return sorted(pending)
 
 
 class LineRenderer:
@@ -205,7 +240,7 @@ async def _up(args: argparse.Namespace) -> int:
     # Signals are caught from the start: one that arrives while starting up stops right after.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     url = _probe_url(args)
     server: EmbeddedServer | None = None
@@ -222,7 +257,11 @@ async def _up(args: argparse.Namespace) -> int:
         if not stop.is_set():
             _banner(args, url, server, specs)
             await supervisor.start()
-            print(f"ready: {len(specs)} processes running; Ctrl-C to stop", flush=True)
+            unhealthy = await _unless_stopped(wait_until_healthy(specs, _READY_TIMEOUT_S), stop)
+            if unhealthy is not None:
+                if unhealthy:
+                    _log.warning("not healthy yet: %s; going on", ", ".join(unhealthy))
+                print(f"ready: {len(specs)} processes running; Ctrl-C to stop", flush=True)
         await stop.wait()
         print("stopping...", flush=True)
     finally:
@@ -237,6 +276,18 @@ async def _up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The result of ``work``, or ``None`` if ``stop`` is set first (``work`` is cancelled)."""
+    task = asyncio.create_task(work)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopped):
+        pending.cancel()
+    if stop.is_set() or task.cancelled():
+        return None
+    return task.result()
+
+
 async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedServer, str]:
     """Start the embedded nats-server for ``url`` (a loopback URL nobody answers at)."""
     if not _is_loopback(url):
@@ -248,6 +299,7 @@ async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedSer
         port=parts.port or 4222,
         host=parts.hostname or "127.0.0.1",
         log_file=data_dir / "nats-server.log",
+        new_session=True,
     )
     try:
         await asyncio.to_thread(server.start)

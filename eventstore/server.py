@@ -72,6 +72,7 @@ class EmbeddedServer:
         config_file: Path | None = None,
         extra_args: list[str] | None = None,
         log_file: Path | None = None,
+        new_session: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or find_free_port()
@@ -79,6 +80,9 @@ class EmbeddedServer:
         self.config_file = config_file
         self.extra_args = extra_args or []
         self.log_file = log_file
+        # In its own session, a terminal's Ctrl-C reaches only the owner, which can then stop
+        # its clients before the server (``tep up``).
+        self.new_session = new_session
         self._process: subprocess.Popen[bytes] | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -110,7 +114,9 @@ class EmbeddedServer:
         args += self.extra_args
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._process = subprocess.Popen(args, stdout=output, stderr=output)
+            self._process = subprocess.Popen(
+                args, stdout=output, stderr=output, start_new_session=self.new_session
+            )
         finally:
             if self.log_file:
                 output.close()  # type: ignore[union-attr]

@@ -7,7 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/bootstrap.sh
+setup_log=$(mktemp "${TMPDIR:-/tmp}/tep-demo-setup.XXXXXX")
+echo "setting up .venv (scripts/bootstrap.sh)..."
+if ! bash scripts/bootstrap.sh >"$setup_log" 2>&1; then
+  cat "$setup_log" >&2
+  rm -f "$setup_log"
+  echo "setup failed" >&2
+  exit 1
+fi
+rm -f "$setup_log"
 
 TEP=(.venv/bin/python -m cli.main)
 DEADLINE_S=${TEP_DEMO_TIMEOUT:-90}
@@ -62,7 +70,7 @@ for _ in $(seq $((DEADLINE_S * 10))); do
   sleep 0.1
 done
 grep -q '^ready:' "$log_file" || { echo "tep up was not ready within ${DEADLINE_S}s" >&2; exit 1; }
-sed -n '1,/^ready:/p' "$log_file"
+grep -v '^{' "$log_file" | sed -n '1,/^ready:/p'
 
 # The three patterns in teaching order, then any other example.
 plans=(examples/sequential-pipeline.json examples/fan-out-fan-in.json examples/conditional-fallback.json)

@@ -52,10 +52,14 @@ class Up:
                 found[pid] = args[args.index("cli.main") + 1]
         return found
 
-    def stop(self, signum: signal.Signals = signal.SIGTERM) -> float:
-        """Signal `tep up`, wait for it to exit, return how long that took."""
+    def stop(self, signum: signal.Signals = signal.SIGTERM, *, group: bool = False) -> float:
+        """Signal `tep up` (or its whole process group, as a terminal's Ctrl-C does), wait for
+        it to exit, return how long that took."""
         begin = time.monotonic()
-        self.process.send_signal(signum)
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
         self.process.wait(10)
         return time.monotonic() - begin
 
@@ -63,8 +67,14 @@ class Up:
 def start_up(tmp_path: Path, *args: str, name: str = "up") -> Up:
     stdout, stderr = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
+        # Its own process group, like a command started from a shell.
         process = subprocess.Popen(
-            tep_command("up", *args), cwd=ROOT, env=child_env(), stdout=out, stderr=err
+            tep_command("up", *args),
+            cwd=ROOT,
+            env=child_env(),
+            stdout=out,
+            stderr=err,
+            process_group=0,
         )
     up = Up(process, stdout, stderr, "")
     try:
@@ -95,9 +105,13 @@ def embedded_args(tmp_path: Path, port: int | None = None) -> list[str]:
     return ["--data-dir", str(tmp_path / "data"), "--port", str(port or find_free_port())]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT", "Ctrl-C to the process group"],
+)
 def test_up_starts_every_role_and_stops_them_all_within_5s(
-    signum: signal.Signals, tmp_path: Path, ups: list[Up]
+    signum: signal.Signals, group: bool, tmp_path: Path, ups: list[Up]
 ) -> None:
     up = start_up(
         tmp_path,
@@ -116,10 +130,11 @@ def test_up_starts_every_role_and_stops_them_all_within_5s(
         f"every role running ({up.roles()})",
     )
 
-    took = up.stop(signum)
+    took = up.stop(signum, group=group)
 
     assert up.process.returncode == 0
     assert took < 5, f"stopping took {took:.1f}s"
+    assert "did not stop in time" not in up.stderr.read_text()  # every role stopped by itself
     survivors = [pid for pid in roles if alive(pid)]
     assert survivors == [], f"still running: {[roles[p] for p in survivors]}"
     assert up.output().splitlines()[-1] == "stopped"

@@ -339,8 +339,10 @@ class Orchestrator:
 
     async def _decide(self, record: RecordedEvent, meta: Msg.Metadata) -> None:
         execution_id = record.event.execution_id
-        for _ in range(self.config.max_conflict_rounds):
-            state = await self._state_with(record, first_delivery=meta.num_delivered == 1)
+        for round_ in range(self.config.max_conflict_rounds):
+            # After a conflict the log knows better than a first delivery: always read it.
+            first_delivery = meta.num_delivered == 1 and round_ == 0
+            state = await self._state_with(record, first_delivery=first_delivery)
             decisions = decide(state, record.event)
             if state is None or not decisions:
                 return

@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 
 from cli.common import UsageError, settings_from
 from eventstore.codec import decode_event
-from eventstore.connection import NatsClient, connect
+from eventstore.connection import connect
 from eventstore.errors import EventDecodeError
 from eventstore.fold import apply, fold
 from eventstore.log import EventLog, RecordedEvent
@@ -30,28 +30,12 @@ __all__ = [
     "follow",
     "load_state",
     "open_log",
-    "quiet_connect",
     "require_execution",
     "wait_for_terminal",
 ]
 
 _log = logging.getLogger("tep.cli")
 _SCHEDULE_HEADER = "Nats-Schedule"
-
-
-async def quiet_connect(url: str, *, name: str, timeout_s: float) -> NatsClient:
-    """:func:`eventstore.connection.connect` without a warning per failed first attempt.
-
-    A command reports an unreachable server once, as its exit message; the connection's own
-    warnings stay on for reconnects later on.
-    """
-    logger = logging.getLogger("tep.nats")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        return await connect(url, name=name, timeout_s=timeout_s)
-    finally:
-        logger.setLevel(previous)
 
 
 @contextlib.asynccontextmanager
@@ -64,9 +48,7 @@ async def open_log(
         NatsUnavailableError: no server answered within the connect timeout.
     """
     settings = settings_from(args)
-    nc = await quiet_connect(
-        settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s
-    )
+    nc = await connect(settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s)
     try:
         yield EventLog(nc, settings)
     finally:

@@ -25,7 +25,6 @@ import aiohttp
 
 from cli.common import EXIT_OK, UsageError, add_nats_url, settings_from
 from cli.demo_target import DEFAULT_PORT as DEMO_PORT
-from cli.executions import quiet_connect
 from cli.supervisor import ChildSpec, Supervisor
 from eventstore.config import DEFAULT_NATS_URL, Settings
 from eventstore.connection import NatsClient, connect
@@ -228,9 +227,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _try_connect(url: str, settings: Settings) -> NatsClient | None:
     try:
-        return await quiet_connect(
-            url, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5)
-        )
+        return await connect(url, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5))
     except NatsUnavailableError:
         return None
 

@@ -36,6 +36,13 @@ async def connect(
         NatsUnavailableError: no server answered in time.
     """
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    connected = False
+
+    async def on_error(exc: Exception) -> None:
+        # Failures of the first connection become one NatsUnavailableError, not a log line each.
+        if connected:
+            await _log_error(exc)
+
     try:
         client = await nats.connect(
             servers=servers,
@@ -45,12 +52,13 @@ async def connect(
             # Bounded while connecting for the first time; unbounded once connected (below).
             max_reconnect_attempts=1,
             reconnect_time_wait=0.2,
-            error_cb=_log_error,
+            error_cb=on_error,
             **options,
         )
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         raise NatsUnavailableError(f"cannot reach NATS at {url}: {reason}") from exc
+    connected = True
     if reconnect:
         client.options["max_reconnect_attempts"] = -1
     return client

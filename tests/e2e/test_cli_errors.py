@@ -1,4 +1,4 @@
-"""Every client command reports an unreachable NATS in one line, exit 3, within seconds."""
+"""Every command reports an unreachable NATS in one line, exit 3, within seconds."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ from eventstore.server import find_free_port
         ["events", "exe_1", "--json"],
         ["watch", "exe_1"],
         ["cancel", "exe_1"],
+        ["status", "exe_1"],
+        ["status", "exe_1", "--json"],
+        ["list"],
+        ["list", "--json"],
+        ["rebuild"],
+        ["orchestrator"],
+        ["executor"],
+        ["projector"],
     ],
     ids=lambda args: " ".join(a for a in args if not a.endswith(".json")),
 )

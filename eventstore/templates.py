@@ -148,15 +148,36 @@ def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
     return node
 
 
+_SECRET_TEMPLATE = re.compile(r"\{\{\s*secrets\.")
+
+
+def _holds_secret_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SECRET_TEMPLATE.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(_holds_secret_template(k) or _holds_secret_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_secret_template(item) for item in value)
+    return False
+
+
 def _lookup(ref: Reference, context: Mapping[str, Any]) -> Any:
     if ref.kind == "input":
-        return resolve_path(context.get("input", {}), ref.path)
-    if ref.kind == "secrets":
+        found = resolve_path(context.get("input", {}), ref.path)
+    elif ref.kind == "secrets":
         return context.get("secrets", {}).get(ref.target, MISSING)
-    actions = context.get("actions", {})
-    if ref.target not in actions:
-        return MISSING
-    return resolve_path(actions[ref.target], ref.path)
+    else:
+        actions = context.get("actions", {})
+        if ref.target not in actions:
+            return MISSING
+        found = resolve_path(actions[ref.target], ref.path)
+    # Data substituted now must not smuggle in a secret reference that a later stage (the
+    # executor) would resolve: an upstream response could otherwise exfiltrate a secret.
+    if found is not MISSING and _holds_secret_template(found):
+        raise TemplateError(
+            f"{{{{{ref.text}}}}} holds a {{{{secrets.*}}}} template; refusing to substitute it"
+        )
+    return found
 
 
 def render(value: Any, context: Mapping[str, Any], *, kinds: frozenset[str]) -> Any:

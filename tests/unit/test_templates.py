@@ -197,3 +197,11 @@ def test_null_value_is_substituted_not_missing() -> None:
 
     assert render({"v": "{{input.maybe}}"}, context, kinds=DISPATCH) == {"v": None}
     assert render("v={{input.maybe}}", context, kinds=DISPATCH) == "v=null"
+
+
+def test_substituted_data_cannot_smuggle_in_a_secret_reference() -> None:
+    context = {"input": {}, "actions": {"a": {"output": {"evil": "x {{secrets.TOKEN}}"}}}}
+    with pytest.raises(TemplateError, match="secrets"):
+        render("{{actions.a.output.evil}}", context, kinds=frozenset({"input", "actions"}))
+    with pytest.raises(TemplateError, match="secrets"):
+        render({"k": "v={{actions.a.output}}"}, context, kinds=frozenset({"input", "actions"}))

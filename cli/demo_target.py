@@ -213,8 +213,6 @@ async def _stats(request: web.Request) -> web.Response:
     return web.json_response(dict(hits.items()))
 
 
-
-
 @web.middleware
 async def _count_hits(request: web.Request, handler: Any) -> web.StreamResponse:
     route = request.match_info.route.resource

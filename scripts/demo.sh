@@ -97,7 +97,12 @@ for plan in "${plans[@]}"; do
 done
 
 step "results: tep status (from the projected view)"
+view_caught_up() {  # the projector applies events a moment after they are appended
+  "${TEP[@]}" status "$1" --json 2>/dev/null | .venv/bin/python -c \
+    'import json, sys; sys.exit(json.load(sys.stdin)["status"] not in ("completed", "failed", "cancelled"))'
+}
 for id in "${ids[@]}"; do
+  for _ in $(seq 50); do view_caught_up "$id" && break; sleep 0.1; done
   "${TEP[@]}" status "$id" || status=1
   echo
 done

@@ -49,6 +49,7 @@ __all__ = ["EXECUTION_FAILED_REASON", "decide"]
 
 EXECUTION_FAILED_REASON = "execution failed"
 _FAILED = frozenset({"failed", "cancelled"})
+_NOT_SUCCEEDED = _FAILED | {"skipped"}
 
 
 def decide(state: ExecutionState | None, event: Event) -> list[Event]:
@@ -71,7 +72,8 @@ def decide(state: ExecutionState | None, event: Event) -> list[Event]:
     if state.cancel_requested:
         return _cancel(state, event.event_id)
     decision = _Decision(state, event.event_id)
-    decision.advance(_candidates(decision.graph, event))
+    source = event.action_id if isinstance(event, ActionEvent) else None
+    decision.advance(_candidates(decision.graph, event), source)
     decision.conclude()
     return decision.events
 
@@ -140,13 +142,31 @@ class _Decision:
 
     # ----------------------------------------------------------------- frontier
 
-    def advance(self, candidates: Iterable[str]) -> None:
-        """Decide every ready candidate, then the dependents of whatever finished now."""
-        queue = deque(candidates)
+    def advance(self, candidates: Iterable[str], source: str | None) -> None:
+        """Decide every ready or doomed candidate, then the dependents of what finished now.
+
+        ``source`` is the action whose outcome made the candidates worth a look.
+        """
+        queue = deque((candidate, source) for candidate in candidates)
         while queue:
-            action_id = queue.popleft()
-            if self._ready(action_id) and self._decide_action(self.graph.specs[action_id]):
-                queue.extend(self.graph.dependents[action_id])
+            action_id, cause = queue.popleft()
+            if (self._ready(action_id) or self._doomed_by(action_id, cause)) and (
+                self._decide_action(self.graph.specs[action_id])
+            ):
+                queue.extend(
+                    (dependent, action_id) for dependent in self.graph.dependents[action_id]
+                )
+
+    def _doomed_by(self, action_id: str, source: str | None) -> bool:
+        """A dependency failed or was skipped: the action is skipped now, whatever else runs."""
+        if source is None or self.view[source].status not in _NOT_SUCCEEDED:
+            return False
+        action = self.view[action_id]
+        return (
+            action.status == "pending"
+            and action.dispatched_at is None
+            and not self.graph.specs[action_id].run_on_dependency_failure
+        )
 
     def _ready(self, action_id: str) -> bool:
         action = self.view[action_id]

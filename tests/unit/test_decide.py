@@ -408,3 +408,17 @@ def test_condition_that_cannot_be_evaluated_fails_the_action() -> None:
     assert isinstance(failure, ActionFailed) and failure.error.code == "invalid_condition"
     assert requested(run.first) == []  # b is independent but the execution is already failing
     assert isinstance(run.first[-1], ExecutionFailed)
+
+
+def test_a_failed_branch_skips_the_join_at_once_while_other_branches_run() -> None:
+    run = Run(Plan(id="fan", actions=[http("b1"), http("b2"), http("join", "b1", "b2")]))
+    run.start("b1")
+    run.start("b2")
+
+    decisions = run.fail("b1")
+
+    assert skipped(decisions) == {"join": "dependency_failed"}
+    assert run.status == "running"  # b2 is still running
+    assert not any(isinstance(e, ExecutionFailed) for e in decisions)
+    run.complete("b2")
+    assert run.status == "failed"

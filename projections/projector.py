@@ -146,6 +146,7 @@ class Projector:
                 await self._follow(updater)
             finally:
                 self.running = False
+                await updater.close()
 
     async def _follow(self, updater: ViewUpdater) -> None:
         started = time.monotonic()

@@ -30,7 +30,7 @@ from eventstore.events import EVENT_TYPES, Event, PlanSubmitted
 from eventstore.fold import apply
 from eventstore.log import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
-from projections.atomic import MAX_BATCH, KvWrite, WriteConflictError, commit
+from projections.atomic import MAX_BATCH, AtomicWriter, KvWrite, WriteConflictError, wait_stored
 from projections.view import (
     CHECKPOINT_KEY,
     STATS_KEY,
@@ -125,6 +125,11 @@ class ViewUpdater:
         cache_size: how many non-terminal states to keep in memory between batches.
         on_poison: awaited for each record the view cannot take, before the batch that
             passes it is committed.
+        pipeline: for a writer that is alone on the bucket (a rebuild): how many batches may
+            be on their way to the server while the next is folded. Their revisions are
+            predicted; if anyone else writes to the bucket, a batch fails and with it every
+            later one (nothing half-applied), and :meth:`flush` or the next batch raises.
+            ``0`` (the default) waits for each batch and retries conflicts.
 
     After an exception other than a conflict the in-memory states may be ahead of the bucket:
     discard the updater and start a new one from the bucket's checkpoint.
@@ -139,6 +144,7 @@ class ViewUpdater:
         value_limit: int,
         cache_size: int = 10_000,
         on_poison: PoisonHandler | None = None,
+        pipeline: int = 0,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=30.0)
@@ -156,9 +162,20 @@ class ViewUpdater:
         self._checkpoint_revision = 0
         self._stats_revision = 0
         self._cache: dict[str, _Cached] = {}
+        self._writer = AtomicWriter(nc, bucket)
+        self._started = False
+        self.pipeline = pipeline
+        self._in_flight: list[tuple[asyncio.Future[int], int]] = []
+        self._next_revision = 0
 
     async def load(self) -> None:
         """Read the checkpoint and counters from the bucket (call before the first batch)."""
+        if not self._started:
+            await self._writer.start()
+            self._started = True
+        if self.pipeline:
+            info = await self.js.stream_info(f"KV_{self.bucket}")
+            self._next_revision = int(info.state.last_seq) + 1
         self.checkpoint, self._checkpoint_revision = 0, 0
         self.stats, self._stats_revision = ViewStats(), 0
         try:
@@ -174,42 +191,68 @@ class ViewUpdater:
         except KeyNotFoundError:
             pass
 
+    async def close(self) -> None:
+        """Stop listening for answers (batches still on their way are not awaited)."""
+        await self._writer.close()
+        self._started = False
+
+    async def flush(self) -> None:
+        """Wait until every batch sent has been stored (pipelined mode).
+
+        Raises:
+            TepError: a batch was refused: someone else wrote to the bucket.
+        """
+        await self._settle(0)
+
+    async def _settle(self, limit: int) -> None:
+        while self._in_flight and (len(self._in_flight) > limit or self._in_flight[0][0].done()):
+            future, predicted = self._in_flight.pop(0)
+            try:
+                first = await wait_stored(future)
+            except WriteConflictError as exc:
+                raise TepError(
+                    f"bucket {self.bucket} was written by someone else meanwhile ({exc})"
+                ) from exc
+            if first != predicted:
+                raise TepError(
+                    f"bucket {self.bucket} was written by someone else meanwhile "
+                    f"(revision {first}, expected {predicted})"
+                )
+
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Fold ``records`` (in log order) into the bucket, committing one or more batches."""
-        decoded: list[tuple[RawRecord, Event | Poison]] = []
-        for record in records:
-            try:
-                decoded.append((record, decode_event(record.data)))
-            except EventDecodeError as exc:
-                decoded.append((record, _classify(record, exc)))
         start = 0
-        while start < len(decoded):
-            end, batch = self._next_range(decoded, start)
+        while start < len(records):
+            start, batch = self._next_range(records, start)
             await self._commit_range(batch)
-            start = end
 
     # ---------------------------------------------------------------- ranges
 
-    def _next_range(
-        self, decoded: list[tuple[RawRecord, Event | Poison]], start: int
-    ) -> tuple[int, _Range]:
-        """The longest run of records whose writes fit one atomic batch."""
+    def _next_range(self, records: Sequence[RawRecord], start: int) -> tuple[int, _Range]:
+        """Decode the longest run of records whose writes fit one atomic batch."""
         # Per execution: its state, an index entry and a tombstone; plus counters, checkpoint.
         max_executions = (MAX_BATCH - 2) // 3
         batch = _Range(records=[])
         size = 0
         index = start
-        while index < len(decoded):
-            record, item = decoded[index]
+        first_events = batch.first_events
+        cache = self._cache
+        while index < len(records):
+            record = records[index]
+            item: Event | Poison
+            try:
+                item = decode_event(record.data)
+            except EventDecodeError as exc:
+                item = _classify(record, exc)
             if not isinstance(item, Poison):
                 execution_id = item.execution_id
-                if execution_id not in batch.first_events:
-                    cached = self._cache.get(execution_id)
+                if execution_id not in first_events:
+                    cached = cache.get(execution_id)
                     grow = cached.size if cached else _UNKNOWN_SIZE
-                    full = len(batch.first_events) >= max_executions or size + grow > _BATCH_BYTES
+                    full = len(first_events) >= max_executions or size + grow > _BATCH_BYTES
                     if full and batch.records:
                         break
-                    batch.first_events[execution_id] = item
+                    first_events[execution_id] = item
                     size += grow
             batch.records.append((record, item))
             index += 1
@@ -331,8 +374,14 @@ class ViewUpdater:
             for poison in poisons:
                 await self.on_poison(poison)
         first = 0
-        if writes:
-            first = await commit(self.nc, self.js, self.bucket, writes)
+        if writes and self.pipeline:
+            first = self._next_revision
+            self._in_flight.append((await self._writer.send(writes), first))
+            self._next_revision += len(writes)
+            self.commits += 1
+            await self._settle(self.pipeline)
+        elif writes:
+            first = await self._writer.commit(writes)
             self.commits += 1
         self.poisoned += len(poisons)
         self.events_applied += applied

@@ -14,6 +14,7 @@ largest action outputs are replaced by a truncation marker (see :func:`encode_st
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import re
 from typing import Any
@@ -112,6 +113,7 @@ def exec_key(execution_id: str) -> str:
     return f"{EXEC_PREFIX}{execution_id}"
 
 
+@functools.lru_cache(maxsize=4096)
 def plan_token(plan_id: str) -> str:
     """A plan id as one KV key token: itself when safe, else ``=`` + base64url of it."""
     if _SAFE_TOKEN.match(plan_id):

@@ -5,18 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
+import msgspec
 import pytest
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
 from eventstore.connection import NatsClient
+from eventstore.errors import TepError
 from eventstore.log import EventLog
+from eventstore.server import find_free_port
 from projections import RebuildProgress, StateManager, rebuild
 from projections.buckets import (
     ensure_meta_bucket,
     read_pointer,
     view_bucket_exists,
 )
+from projections.reader import read_in_child
 from projections.scan import scan_keys
 from projections.testing import (
     interleave,
@@ -68,7 +72,8 @@ async def test_rebuild_equals_the_live_view_key_by_key(
         await sm.wait_for_sequence(last, timeout=30)
         live = await scan_keys(nc, "tep_view_1")
 
-        report = await rebuild(nc, settings, keep_old=True, batch_size=500)
+        # The log is read by a child process (as for large logs), folded and written here.
+        report = await rebuild(nc, settings, keep_old=True, batch_size=500, parallel=True)
 
     rebuilt = await scan_keys(nc, "tep_view_2")
     assert report.generation == 2 and report.previous_generation == 1
@@ -154,3 +159,14 @@ async def test_the_live_projector_continues_on_the_new_view(
         assert projector.generation == 2
     assert state is not None and state.status == "completed"
     assert (await (await _bucket(nc, 2)).get("exec.late")).value
+
+
+async def test_a_failing_reader_process_fails_the_rebuild_cleanly(
+    nc: NatsClient, settings: Settings, event_log: EventLog
+) -> None:
+    await event_log.append_many(synthetic_run("e1", actions=2))
+    unreachable = msgspec.structs.replace(settings, nats_url=f"nats://127.0.0.1:{find_free_port()}")
+
+    with pytest.raises(TepError, match=r"log reader process failed: .*cannot reach NATS"):
+        async for _ in read_in_child(unreachable, 1, 10, max_batch=100):
+            pass

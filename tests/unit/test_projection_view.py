@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 import projections
 from eventstore.fold import fold
-from eventstore.log import RecordedEvent
+from eventstore.log import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import subject_for
+from projections.reader import pack_records, unpack_records
 from projections.testing import synthetic_run
 from projections.view import (
     TRUNCATED_MARKER,
@@ -152,3 +153,16 @@ def test_summary_holds_what_a_listing_shows() -> None:
         "cancelled",
     )
     assert summary.completed_at == state.completed_at
+
+
+def test_records_survive_the_pipe_from_the_reader_process() -> None:
+    records = [
+        RawRecord(1, "plan.submitted.e1", b'{"type": "plan.submitted"}'),
+        RawRecord(2**40, "action.started.e1.a", b""),
+        RawRecord(3, "execution.completed.\u00e9", bytes(range(256))),
+    ]
+
+    frame = pack_records(records)
+
+    assert int.from_bytes(frame[:4], "little") == len(frame) - 4
+    assert unpack_records(frame[4:]) == records

@@ -1,0 +1,144 @@
+"""Reading a range of the log in a child process, for rebuilds that should use two cores.
+
+Receiving a message costs nats-py about as much CPU as decoding and folding it. A rebuild
+therefore reads the log in a child process (``python -m projections.reader``: its own
+connection and ordered consumer) that streams the raw records to this process in packed frames
+on its stdout, while this process decodes, folds and writes. The pipe is the backpressure: when
+this side falls behind, the child's writes block and its consumer stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import sys
+from collections.abc import AsyncGenerator
+from typing import BinaryIO
+
+import msgspec
+
+from eventstore.config import Settings
+from eventstore.connection import connect
+from eventstore.errors import TepError
+from eventstore.log import EventLog, RawRecord
+
+__all__ = ["pack_records", "read_in_child", "unpack_records"]
+
+_FRAME = struct.Struct("<I")  # length of the frame that follows
+_RECORD = struct.Struct("<QII")  # sequence, subject length, data length
+
+
+def pack_records(records: list[RawRecord]) -> bytes:
+    """One frame: the records, length-prefixed."""
+    body = bytearray()
+    pack = _RECORD.pack
+    for record in records:
+        subject = record.subject.encode()
+        body += pack(record.sequence, len(subject), len(record.data))
+        body += subject
+        body += record.data
+    return _FRAME.pack(len(body)) + bytes(body)
+
+
+def unpack_records(body: bytes) -> list[RawRecord]:
+    """The records of one frame's body."""
+    records = []
+    unpack = _RECORD.unpack_from
+    size = _RECORD.size
+    position, end = 0, len(body)
+    while position < end:
+        sequence, subject_length, data_length = unpack(body, position)
+        position += size
+        subject = body[position : position + subject_length].decode()
+        position += subject_length
+        records.append(RawRecord(sequence, subject, body[position : position + data_length]))
+        position += data_length
+    return records
+
+
+async def _send_range(
+    settings: Settings, start: int, end: int, max_batch: int, out: BinaryIO
+) -> None:
+    loop = asyncio.get_running_loop()
+    nc = await connect(settings.nats_url, name="tep-rebuild-reader")
+
+    def write(frame: bytes) -> None:
+        out.write(frame)
+        out.flush()
+
+    try:
+        log = EventLog(nc, settings)
+        held: list[RawRecord] = []
+        writing: asyncio.Future[None] | None = None
+        async for batch in log.replay_batches(
+            start, to_sequence=end, buffer=4 * max_batch, max_batch=max_batch
+        ):
+            held += batch
+            # One frame in flight; records that arrive meanwhile go out together (bigger
+            # frames when the parent is the slower side, so it commits less often).
+            if writing is not None and not writing.done() and len(held) < max_batch:
+                continue
+            if writing is not None:
+                await writing
+            writing = loop.run_in_executor(None, write, pack_records(held))
+            held = []
+        if writing is not None:
+            await writing
+        if held:
+            write(pack_records(held))
+        write(_FRAME.pack(0))  # the end
+    finally:
+        await nc.close()
+
+
+async def read_in_child(
+    settings: Settings, start: int, end: int, *, max_batch: int
+) -> AsyncGenerator[list[RawRecord], None]:
+    """The records of sequences ``start..end`` in order, read by a child process.
+
+    Raises:
+        TepError: the child failed (its last error line is in the message).
+    """
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "projections.reader",
+        msgspec.json.encode(settings).decode(),
+        str(start),
+        str(end),
+        str(max_batch),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=1 << 24,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        while True:
+            try:
+                (length,) = _FRAME.unpack(await child.stdout.readexactly(_FRAME.size))
+                if length == 0:
+                    return
+                body = await child.stdout.readexactly(length)
+            except asyncio.IncompleteReadError:
+                await child.wait()
+                error = (await child.stderr.read()).decode(errors="replace").strip()
+                last = error.splitlines()[-1] if error else f"exit code {child.returncode}"
+                raise TepError(f"the log reader process failed: {last}") from None
+            yield unpack_records(body)
+    finally:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+        await child.wait()
+
+
+def main(argv: list[str]) -> None:
+    """Child entry point: ``SETTINGS-JSON START END MAX_BATCH``; frames go to stdout."""
+    settings = msgspec.json.decode(argv[0].encode(), type=Settings)
+    start, end, max_batch = (int(value) for value in argv[1:4])
+    asyncio.run(_send_range(settings, start, end, max_batch, sys.stdout.buffer))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -38,13 +38,14 @@ from eventstore.config import Settings
 from eventstore.connection import connect
 from eventstore.errors import ConcurrencyError, PlanValidationError
 from eventstore.events import ErrorInfo, Event, PlanSubmitted
-from eventstore.fold import apply, fold, ready_actions
+from eventstore.fold import apply, fold
 from eventstore.log import EventLog, RecordedEvent
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.provision import ensure_log
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
+from projections.availability import available_actions
 from projections.buckets import META_BUCKET, POINTER_KEY, bucket_name, ensure_current_view
 from projections.errors import ExecutionNotFoundError, ViewTimeoutError
 from projections.history import At, fold_as_of
@@ -343,7 +344,11 @@ class StateManager:
         min_sequence: int | None = None,
         timeout: float | None = None,
     ) -> list[str]:
-        """Ids of pending, undispatched actions whose dependencies have all finished.
+        """Ids of the actions that may start now, in plan order.
+
+        Pending, not yet dispatched, every dependency completed (or, for an action with
+        ``run_on_dependency_failure``, finished in any way), nothing failing the execution,
+        and its ``when`` condition holding; see :mod:`projections.availability`.
 
         Raises:
             ExecutionNotFoundError: no such execution in the view.
@@ -354,7 +359,7 @@ class StateManager:
         if state is None:
             raise ExecutionNotFoundError(execution_id)
         state.plan = await self._plan(execution_id)
-        return ready_actions(state)
+        return available_actions(state)
 
     async def list_executions(
         self,

@@ -83,19 +83,25 @@ async def test_a_run_through_the_facade_follows_the_dag(sm: StateManager) -> Non
     await sm.record_action_result("e1", "fetch", {"email": "a@example.com"})
     assert await available() == ["left", "right"]
     await sm.update_action_status("e1", "left", "running")
-    await sm.record_action_result("e1", "left", ActionResult(error="boom"))
-    await sm.update_action_status("e1", "right", "skipped", reason="not needed")
-    assert await available() == ["join"]
+    await sm.record_action_result("e1", "left", ActionResult(output={"n": 1}, duration_ms=3))
+    assert await available() == ["right"]
+    await sm.update_action_status("e1", "right", "running")
+    assert await available() == []
+    await sm.record_action_result("e1", "right", ActionResult(error="boom"))
+    assert await available() == []  # a failed dependency: join would be skipped
 
     fetch = await sm.get_action_result("e1", "fetch", min_sequence=sm.last_sequence)
-    left = await sm.get_action_result("e1", "left")
+    right = await sm.get_action_result("e1", "right")
     state = await sm.get_execution_state("e1")
     assert fetch is not None and fetch.status == "completed" and fetch.attempts == 1
     assert fetch.output == {"email": "a@example.com"}
-    assert left is not None and left.status == "failed"
-    assert left.error is not None and left.error.message == "boom"
+    assert right is not None and right.status == "failed"
+    assert right.error is not None and right.error.message == "boom"
     assert state is not None
-    assert (state.counts.completed, state.counts.failed, state.counts.skipped) == (1, 1, 1)
+    assert (state.counts.completed, state.counts.failed, state.counts.pending) == (2, 1, 1)
+    await sm.update_action_status("e1", "join", "skipped", reason="right failed")
+    skipped = await sm.get_action_result("e1", "join", min_sequence=sm.last_sequence)
+    assert skipped is not None and skipped.status == "skipped"
 
 
 async def test_invalid_transitions_are_rejected_and_nothing_is_written(

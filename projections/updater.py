@@ -262,14 +262,13 @@ class ViewUpdater:
         attempt = 0
         while True:
             try:
-                done = await self._try_commit(batch, reload=attempt > 0)
+                await self._try_commit(batch, reload=attempt > 0)
+                return
             except WriteConflictError:
-                done = False
+                pass  # someone else wrote first: re-read what the batch touches, fold again
             except BaseException:
                 self._forget(batch.first_events)
                 raise
-            if done:
-                return
             self.conflicts += 1
             attempt += 1
             self._forget(batch.first_events)
@@ -309,7 +308,7 @@ class ViewUpdater:
         data = entry.value or b""
         return _Cached(decode_state(data), entry.revision or 0, len(data))
 
-    async def _try_commit(self, batch: _Range, *, reload: bool) -> bool:
+    async def _try_commit(self, batch: _Range, *, reload: bool) -> None:
         states = await self._load_states(batch, reload)
         work: dict[str, _Work] = {}
         poisons: list[Poison] = []
@@ -351,8 +350,8 @@ class ViewUpdater:
         end = batch.records[-1][0].sequence
         writes, sizes = self._writes(work)
         delta = ViewStats()
-        for entry in work.values():
-            if entry.changed and entry.state is not None:
+        for execution_id, entry in work.items():
+            if execution_id in sizes and entry.state is not None:  # written in this batch
                 delta.add(contribution(entry.state))
                 if entry.before_stats is not None:
                     delta.add(entry.before_stats, -1)
@@ -392,7 +391,6 @@ class ViewUpdater:
             self.checkpoint = end
             self._checkpoint_revision = first + checkpoint_at
         self._remember(work, sizes, first)
-        return True
 
     def _writes(self, work: dict[str, _Work]) -> tuple[list[KvWrite], dict[str, tuple[int, int]]]:
         """State and index writes; per execution (position in the batch, value size)."""

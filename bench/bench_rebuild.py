@@ -114,29 +114,34 @@ async def projection_lag(
 ) -> list[float]:
     """Seconds from append-acknowledged to visible in the view, one sample per tick."""
     log = EventLog(nc, settings)
-    _, pointer, view = await ensure_current_view(nc.jetstream(), settings)
-    projector = subprocess.Popen(
-        tep("projector", "--nats-url", url),
-        stderr=subprocess.DEVNULL,
+    _, _, view = await ensure_current_view(nc.jetstream(), settings)
+    projector = await asyncio.create_subprocess_exec(
+        *tep("projector", "--nats-url", url),
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "TEP_LOG_LEVEL": "WARNING"},
     )
     visible: list[tuple[int, float]] = []
+    moved = asyncio.Event()
     watcher = await view.watch(CHECKPOINT_KEY)
 
     async def watch_checkpoint() -> None:
         async for entry in watcher:
             if entry is not None and entry.value:
                 visible.append((decode_checkpoint(entry.value), time.perf_counter()))
+                moved.set()
+
+    async def until_visible(sequence: int) -> None:
+        while not visible or visible[-1][0] < sequence:
+            moved.clear()
+            await asyncio.wait_for(moved.wait(), timeout=60)
 
     watching = asyncio.create_task(watch_checkpoint())
     try:
-        start_at = await log.last_sequence()
-        while not visible or visible[-1][0] < start_at:  # the projector has caught up
-            await asyncio.sleep(0.05)
+        await until_visible(await log.last_sequence())  # the projector has caught up
         per_tick = max(1, rate // 100)
         ticks = int(seconds * 100)
-        runs = iter(_runs(0, ticks * per_tick // EVENTS_PER_EXECUTION + IN_FLIGHT, "lag"))
-        stream = interleave(list(runs), concurrency=IN_FLIGHT, seed=1)
+        runs = _runs(0, ticks * per_tick // EVENTS_PER_EXECUTION + IN_FLIGHT, "lag")
+        stream = interleave(runs, concurrency=IN_FLIGHT, seed=1)
         appended: list[tuple[int, float]] = []
         began = time.perf_counter()
         for tick in range(ticks):
@@ -145,16 +150,13 @@ async def projection_lag(
             appended.append((results[-1].sequence, time.perf_counter()))
             pause = began + (tick + 1) / 100 - time.perf_counter()
             if pause > 0:
-                await asyncio.sleep(pause)
-        final = appended[-1][0]
-        deadline = time.perf_counter() + 60
-        while visible[-1][0] < final and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
+                await asyncio.sleep(pause)  # pacing the load, not waiting for a condition
+        await until_visible(appended[-1][0])
     finally:
         watching.cancel()
         await watcher.stop()  # type: ignore[no-untyped-call]
         projector.terminate()
-        projector.wait(10)
+        await projector.wait()
     lags = []
     for sequence, acked in appended:
         seen = next((t for s, t in visible if s >= sequence), None)

@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
             at = parse_at(args.at)
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
-    state = asyncio.run(_read(args, at))
+    state, in_log = asyncio.run(_read(args, at))
+    if state is None and in_log:
+        raise UsageError(
+            f"execution {args.execution_id!r} is in the log but not in the view yet: "
+            "is a projector running (tep projector)? `tep events` reads the log directly"
+        )
     if state is None:
         where = f" at {args.at}" if args.at is not None else ""
         raise UsageError(f"unknown execution {args.execution_id!r}{where}")
@@ -82,13 +87,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _read(args: argparse.Namespace, at: int | datetime | None) -> ExecutionState | None:
+async def _read(
+    args: argparse.Namespace, at: int | datetime | None
+) -> tuple[ExecutionState | None, bool]:
+    """The state, and (when there is none in the view) whether the log has the execution."""
     async with await StateManager.connect(settings=settings_from(args), name="tep-cli") as sm:
-        return await sm.get_execution_state(
-            args.execution_id,
-            at=at,
-            min_sequence=args.min_sequence,
+        state = await sm.get_execution_state(
+            args.execution_id, at=at, min_sequence=args.min_sequence
         )
+        in_log = state is None and at is None and await sm.in_log(args.execution_id)
+        return state, in_log
 
 
 def status_lines(state: ExecutionState, *, at: str | None = None) -> list[str]:

@@ -575,6 +575,14 @@ class StateManager:
             return False
         return self._switch_to(generation)
 
+    async def in_log(self, execution_id: str) -> bool:
+        """Whether the log holds this execution (its ``plan.submitted``), view or not."""
+        try:
+            await self._plan(execution_id)
+        except ExecutionNotFoundError:
+            return False
+        return True
+
     async def _plan(self, execution_id: str) -> Plan:
         plan = self._plans.get(execution_id)
         if plan is not None:

@@ -14,7 +14,13 @@ from eventstore.log import EventLog
 from eventstore.provision import ensure_log
 from eventstore.server import find_free_port
 from projections import StateManager
-from projections.testing import interleave, running_projector, synthetic_run, synthetic_runs
+from projections.testing import (
+    interleave,
+    running_projector,
+    synthetic_plan,
+    synthetic_run,
+    synthetic_runs,
+)
 
 
 async def _project_runs(settings: Settings) -> int:
@@ -128,3 +134,18 @@ def test_unreachable_nats_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
             main([*command, "--nats-url", url])
         assert exc.value.code == 3
     assert "cannot reach NATS" in capsys.readouterr().err
+
+
+def test_status_says_when_the_view_lags_the_log(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def submit_without_projector() -> None:
+        async with await StateManager.connect(settings=settings) as sm:
+            await sm.initialize_state(synthetic_plan("p", actions=1), execution_id="e1")
+
+    asyncio.run(submit_without_projector())
+
+    with pytest.raises(SystemExit) as exc:
+        _run(settings, "status", "e1")
+    assert exc.value.code == 2
+    assert "in the log but not in the view yet" in capsys.readouterr().err

@@ -9,15 +9,15 @@ from typing import Any
 
 import anyio
 
-from cli.common import UsageError, add_nats_url, settings_from
+from cli.common import UsageError, add_health_options, add_nats_url, settings_from
 from eventstore.config import Settings
 from eventstore.connection import connect
+from eventstore.health import serve_health
 from eventstore.logs import configure_logging
 from eventstore.provision import ensure_log
 from executor.config import DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, ExecutorConfig
 from executor.errors import HandlerLoadError
 from executor.handlers import load_handler_modules
-from executor.health import serve_health
 from executor.worker import Executor
 
 __all__ = ["register", "run"]
@@ -93,18 +93,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may finish (default %(default)s)",
     )
-    parser.add_argument(
-        "--health-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="serve GET /healthz on this port (200 while connected and serving)",
-    )
-    parser.add_argument(
-        "--health-host",
-        default="0.0.0.0",
-        help="address of the health endpoint (default %(default)s)",
-    )
+    add_health_options(parser, "connected and serving")
     add_nats_url(parser)
     parser.set_defaults(handler=run)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import anyio
 
-from cli.common import add_nats_url, settings_from
+from cli.common import add_health_options, add_nats_url, settings_from
 from eventstore.config import Settings
 from eventstore.connection import connect
+from eventstore.health import serve_health
 from eventstore.logs import configure_logging
 from eventstore.provision import ensure_log
-from executor.health import serve_health
 from orchestrator.config import OrchestratorConfig
 from orchestrator.service import Orchestrator
 
@@ -44,18 +44,7 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--health-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="serve GET /healthz on this port (200 while connected to NATS)",
-    )
-    parser.add_argument(
-        "--health-host",
-        default="0.0.0.0",
-        help="address of the health endpoint (default %(default)s)",
-    )
+    add_health_options(parser, "connected to NATS")
     parser.add_argument(
         "--instance-id",
         default=None,

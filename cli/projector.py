@@ -8,11 +8,11 @@ from typing import Any
 
 import anyio
 
-from cli.common import add_nats_url, settings_from
+from cli.common import add_health_options, add_nats_url, settings_from
 from eventstore.config import Settings
 from eventstore.connection import connect
+from eventstore.health import serve_health
 from eventstore.logs import configure_logging
-from executor.health import serve_health
 from projections import Projector
 from projections.projector import DEFAULT_BATCH
 
@@ -45,18 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="most events folded between writes (default %(default)s)",
     )
-    parser.add_argument(
-        "--health-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="serve GET /healthz on this port (200 while connected and following the log)",
-    )
-    parser.add_argument(
-        "--health-host",
-        default="0.0.0.0",
-        help="address of the health endpoint (default %(default)s)",
-    )
+    add_health_options(parser, "connected and following the log")
     add_nats_url(parser)
     parser.set_defaults(handler=run)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import sys
-import time
 from typing import Any
 
 import msgspec
@@ -27,7 +25,7 @@ from cli.render import state_table, summary
 from cli.validate import read_plan_document
 from eventstore.config import Settings
 from eventstore.errors import ExecutionExistsError, PlanValidationError
-from eventstore.events import PlanSubmitted
+from eventstore.events import PlanSubmitted, new_execution_id
 from eventstore.fold import fold
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
@@ -38,7 +36,6 @@ __all__ = [
     "InvalidPlan",
     "exit_code_for",
     "load_plan",
-    "new_execution_id",
     "register",
     "state_document",
 ]
@@ -104,11 +101,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_nats_url(parser)
     parser.set_defaults(handler=run)
-
-
-def new_execution_id() -> str:
-    """A fresh id that sorts by creation time: ``exe_`` + 12 hex digits of ms + 8 random."""
-    return f"exe_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
 def _split_assignment(text: str, option: str) -> tuple[str, str]:

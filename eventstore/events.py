@@ -8,6 +8,8 @@ every event is JSON-safe by construction.
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -37,6 +39,7 @@ __all__ = [
     "PlanSubmitted",
     "SkipReason",
     "new_event_id",
+    "new_execution_id",
     "utc_now",
 ]
 
@@ -51,6 +54,12 @@ def utc_now() -> str:
 def new_event_id() -> str:
     """A fresh random event id."""
     return uuid.uuid4().hex
+
+
+def new_execution_id() -> str:
+    """A fresh execution id that sorts by creation time: ``exe_`` + 12 hex digits of epoch
+    milliseconds + 8 random hex digits."""
+    return f"exe_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event
+from eventstore.deadletter import publish_dead_letter
 from eventstore.errors import EventDecodeError, EventTooLargeError
 from eventstore.events import (
     ActionAttemptFailed,
@@ -40,7 +41,6 @@ from eventstore.events import (
 )
 from eventstore.log import EventLog
 from eventstore.plan import RequestSpec
-from eventstore.subjects import DEADLETTER_PREFIX
 from executor.classify import error_for_exception
 from executor.config import ExecutorConfig
 from executor.errors import ActionError, NonRetryableError
@@ -374,15 +374,15 @@ class AttemptRunner:
 
     async def _reject(self, msg: Msg, reason: str) -> None:
         """A message that can never be processed: keep it in the dead-letter stream, stop it."""
-        _log.error("undeliverable request on %s: %s", msg.subject, reason)
-        headers = {
-            "Tep-Reason": reason[:512],
-            "Tep-Original-Subject": msg.subject,
-            "Tep-Original-Sequence": str(msg.metadata.sequence.stream),
-        }
         try:
-            await self.log.js.publish(
-                f"{DEADLETTER_PREFIX}.executor.{self.config.queue}", msg.data, headers=headers
+            await publish_dead_letter(
+                self.log.js,
+                role="executor",
+                stream=self.log.stream,
+                subject=msg.subject,
+                sequence=msg.metadata.sequence.stream,
+                data=msg.data,
+                reason=reason,
             )
         except Exception as exc:
             _log.error("dead-letter publish failed: %s", exc)

@@ -32,6 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from eventstore import fold
 from eventstore.codec import decode_event
 from eventstore.config import Settings
+from eventstore.deadletter import publish_dead_letter
 from eventstore.errors import ConcurrencyError, EventDecodeError
 from eventstore.events import (
     ActionCompleted,
@@ -46,7 +47,6 @@ from eventstore.log import EventLog, RecordedEvent
 from eventstore.provision import ensure_kv
 from eventstore.queues import ensure_queue_consumer
 from eventstore.state import ExecutionState
-from eventstore.subjects import DEADLETTER_PREFIX
 from orchestrator.cache import StateCache
 from orchestrator.config import FILTER_SUBJECTS, OrchestratorConfig
 from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
@@ -434,21 +434,15 @@ class Orchestrator:
             _log.info("deadline not cleared: %s", exc, extra={"execution_id": execution_id})
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        sequence = msg.metadata.sequence.stream
-        _log.error(
-            "poison message dead-lettered: %s",
-            reason,
-            extra={"subject": msg.subject, "sequence": sequence},
-        )
-        headers = {
-            "Nats-Msg-Id": f"orchestrator.{sequence}",
-            "Tep-Original-Subject": msg.subject,
-            "Tep-Original-Sequence": str(sequence),
-            "Tep-Reason": reason[:1000],
-        }
         try:
-            await self.js.publish(
-                f"{DEADLETTER_PREFIX}.orchestrator.{msg.subject}", msg.data, headers=headers
+            await publish_dead_letter(
+                self.js,
+                role="orchestrator",
+                stream=self.settings.stream,
+                subject=msg.subject,
+                sequence=msg.metadata.sequence.stream,
+                data=msg.data,
+                reason=reason,
             )
         except Exception:
             _log.exception("dead-letter publish failed", extra={"subject": msg.subject})

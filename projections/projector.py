@@ -20,10 +20,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
+from eventstore.deadletter import publish_dead_letter
 from eventstore.log import EventLog
 from eventstore.provision import ensure_log
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
-from projections.deadletter import publish_dead_letter
 from projections.updater import Poison, ViewUpdater
 
 __all__ = ["DEFAULT_BATCH", "Projector", "value_limit"]
@@ -188,4 +188,14 @@ class Projector:
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _dead_letter(self, poison: Poison) -> None:
-        await publish_dead_letter(self.log.js, self.settings.stream, poison)
+        record = poison.record
+        await publish_dead_letter(
+            self.log.js,
+            role="projector",
+            stream=self.settings.stream,
+            subject=record.subject,
+            sequence=record.sequence,
+            data=record.data,
+            reason=f"{poison.reason}: {poison.detail}",
+            reason_code=poison.reason,
+        )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -37,7 +36,7 @@ from eventstore.codec import decode_event
 from eventstore.config import Settings
 from eventstore.connection import connect
 from eventstore.errors import ConcurrencyError, PlanValidationError
-from eventstore.events import ErrorInfo, Event, PlanSubmitted
+from eventstore.events import ErrorInfo, Event, PlanSubmitted, new_execution_id
 from eventstore.fold import apply, fold
 from eventstore.log import EventLog, RecordedEvent
 from eventstore.plan import Plan
@@ -78,10 +77,6 @@ class _Pointer(msgspec.Struct):
 
 
 _pointer_decoder = msgspec.json.Decoder(_Pointer)
-
-
-def _new_execution_id() -> str:
-    return f"exe_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
 def _public(state: ExecutionState) -> ExecutionState:
@@ -204,7 +199,7 @@ class StateManager:
             max_actions=self.settings.max_actions,
             max_plan_bytes=self.settings.max_plan_bytes,
         )
-        execution_id = execution_id or _new_execution_id()
+        execution_id = execution_id or new_execution_id()
         problem = execution_id_problem(execution_id)
         if problem:
             raise PlanValidationError([problem])

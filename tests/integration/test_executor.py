@@ -357,7 +357,9 @@ async def test_a_request_that_is_not_an_event_goes_to_the_dead_letter_stream(
     async with running_executor(settings) as executor:
         await wait_for(lambda: executor.stats["poison"] == 1)
 
-    dead = await js.get_last_msg(settings.deadletter_stream, "tep.deadletter.executor.http")
+    dead = await js.get_last_msg(
+        settings.deadletter_stream, "tep.deadletter.executor.action.execute.requested.http.e1.a"
+    )
     assert dead.data == b"not json"
     assert dead.headers is not None and dead.headers["Tep-Original-Subject"].endswith("e1.a")
     info = await js.consumer_info(settings.stream, consumer_name("http"))

@@ -1,0 +1,305 @@
+"""The whole system as real processes: a nats-server, `tep orchestrator` replicas and
+`tep executor` processes, plus what a test needs to submit plans and read what happened.
+
+Every role is a ``tep`` subprocess with a health port (its own process group, so a test can
+SIGKILL one); the test talks to the system through the log only (:class:`EventLog`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from nats.js.errors import NotFoundError
+from support.http_target import HttpTarget
+from tep_cli import Processes, child_env, tep_command
+
+from eventstore.codec import decode_event
+from eventstore.config import Settings
+from eventstore.connection import NatsClient, connect
+from eventstore.events import (
+    ActionExecuteRequested,
+    ActionStarted,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    PlanSubmitted,
+)
+from eventstore.log import EventLog
+from eventstore.plan import Plan
+from eventstore.provision import ensure_log
+from eventstore.server import EmbeddedServer, find_free_port
+from orchestrator.config import OrchestratorConfig
+
+__all__ = [
+    "Role",
+    "System",
+    "attempts_per_action",
+    "dispatches_per_action",
+    "eventually",
+    "running_system",
+]
+
+Terminal = ExecutionCompleted | ExecutionFailed | ExecutionCancelled
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    timeout: float,
+    message: str,
+    interval: float = 0.02,
+) -> Any:
+    """Poll ``condition`` (sync or async) until it returns something truthy; fail after
+    ``timeout`` seconds with ``message``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (within {timeout}s)")
+        await anyio.sleep(interval)
+
+
+@dataclass
+class Role:
+    """One ``tep`` role process with its ``/healthz`` port."""
+
+    kind: str
+    name: str
+    process: subprocess.Popen[bytes]
+    health_port: int
+    log_path: Path
+
+    async def health(self, session: aiohttp.ClientSession) -> dict[str, Any] | None:
+        """The health document while the role answers 200, else ``None``."""
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+        try:
+            url = f"http://127.0.0.1:{self.health_port}/healthz"
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                if response.status != 200:
+                    return None
+                document: dict[str, Any] = await response.json()
+                return document
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    def kill(self) -> int:
+        """SIGKILL the role (no clean stop: no lease release, no nak); its exit code."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait(10)
+
+
+@dataclass
+class System:
+    """A running system: log access for the test, the roles, the HTTP target they call."""
+
+    server: EmbeddedServer
+    nc: NatsClient
+    log: EventLog
+    target: HttpTarget
+    orchestrators: list[Role]
+    executors: list[Role]
+    executor_ids: set[str] = field(default_factory=set)
+    executions: list[str] = field(default_factory=list)
+    """Every execution submitted through :meth:`submit`, in order."""
+
+    @staticmethod
+    def new_id(name: str) -> str:
+        """A fresh execution id that says which test it belongs to."""
+        return f"{name}-{uuid.uuid4().hex[:8]}"
+
+    async def submit(self, execution_id: str, plan: Plan) -> None:
+        """Append ``plan.submitted`` (what ``tep submit`` does) and remember the execution."""
+        await self.log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
+        self.executions.append(execution_id)
+
+    async def end_of(self, execution_id: str) -> Terminal | None:
+        """The execution's terminal event, if it has one."""
+        try:
+            msg = await self.log.js.get_last_msg(
+                self.log.stream, f"execution.*.{execution_id}", direct=True
+            )
+        except NotFoundError:
+            return None
+        event = decode_event(msg.data or b"")
+        assert isinstance(event, Terminal), event
+        return event
+
+    async def sequence_of(self, subject: str) -> int | None:
+        """The stream sequence of the last event on ``subject``, if there is one."""
+        try:
+            msg = await self.log.js.get_last_msg(self.log.stream, subject, direct=True)
+        except NotFoundError:
+            return None
+        return int(msg.seq or 0)
+
+    async def wait_end(self, execution_id: str, timeout: float = 15.0) -> Terminal:
+        """Wait until the execution completed, failed or was cancelled."""
+        end: Terminal = await eventually(
+            lambda: self.end_of(execution_id), timeout, f"{execution_id} did not end"
+        )
+        return end
+
+    async def history(self, execution_id: str) -> list[Event]:
+        """The execution's events, in log order."""
+        return [record.event for record in await self.log.read_execution(execution_id)]
+
+    async def wait_orchestrated(self, sequence: int, timeout: float = 15.0) -> None:
+        """Wait until the orchestrators have decided on (and acked) every event up to
+        ``sequence``: whatever they would append in response is in the log by then."""
+
+        async def processed() -> bool:
+            info = await self.log.js.consumer_info(self.log.stream, OrchestratorConfig().consumer)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            return int(floor or 0) >= sequence
+
+        await eventually(processed, timeout, f"orchestrators never got past sequence {sequence}")
+
+    async def leaders(self) -> list[Role]:
+        """The orchestrators that say they hold the lease (dead ones are skipped)."""
+        found = []
+        async with aiohttp.ClientSession() as session:
+            for role in self.orchestrators:
+                if role.process.poll() is not None:
+                    continue
+                health = await role.health(session)
+                if health is not None and health.get("leader"):
+                    found.append(role)
+        return found
+
+    async def wait_leader(self, timeout: float = 20.0) -> Role:
+        """The one orchestrator leading, once there is exactly one."""
+
+        async def one() -> Role | None:
+            leading = await self.leaders()
+            return leading[0] if len(leading) == 1 else None
+
+        leader: Role = await eventually(one, timeout, "no single orchestrator leads", 0.05)
+        return leader
+
+    def hits_per_action(self, execution_id: str) -> Counter[str]:
+        """How often the target was called per action of the execution (by Idempotency-Key)."""
+        prefix = f"{execution_id}:"
+        return Counter(
+            key.removeprefix(prefix)
+            for key in (hit.idempotency_key for hit in self.target.hits)
+            if key is not None and key.startswith(prefix)
+        )
+
+
+def dispatches_per_action(history: Iterable[Event]) -> Counter[str]:
+    """``action.execute.requested`` events per action."""
+    return Counter(e.action_id for e in history if isinstance(e, ActionExecuteRequested))
+
+
+def attempts_per_action(history: Iterable[Event]) -> Counter[str]:
+    """``action.started`` events (attempts) per action."""
+    return Counter(e.action_id for e in history if isinstance(e, ActionStarted))
+
+
+def _start_role(
+    processes: Processes, kind: str, name: str, nats_url: str, directory: Path, *args: str
+) -> Role:
+    port = find_free_port()
+    log_path = directory / f"{name}.log"
+    command = tep_command(
+        kind,
+        *args,
+        "--health-host",
+        "127.0.0.1",
+        "--health-port",
+        str(port),
+        "--nats-url",
+        nats_url,
+    )
+    process = processes.start(command, child_env(nats_url, TEP_LOG_LEVEL="WARNING"), log_path)
+    return Role(kind, name, process, port, log_path)
+
+
+@asynccontextmanager
+async def running_system(
+    directory: Path,
+    target: HttpTarget,
+    *,
+    orchestrators: int = 2,
+    executors: int = 3,
+    concurrency: int = 8,
+) -> AsyncIterator[System]:
+    """Start a nats-server and the roles, wait until every one is healthy and one
+    orchestrator leads; stop everything (SIGTERM, then SIGKILL) on exit."""
+    server = EmbeddedServer(data_dir=directory / "nats")
+    server.start()
+    processes = Processes()
+    nc: NatsClient | None = None
+    try:
+        nc = await connect(server.url, name="system-test")
+        settings = Settings(nats_url=server.url)
+        await ensure_log(nc.jetstream(), settings)
+        system = System(
+            server=server,
+            nc=nc,
+            log=EventLog(nc, settings),
+            target=target,
+            orchestrators=[
+                _start_role(
+                    processes,
+                    "orchestrator",
+                    f"orchestrator-{n}",
+                    server.url,
+                    directory,
+                    "--instance-id",
+                    f"orchestrator-{n}",
+                )
+                for n in range(1, orchestrators + 1)
+            ],
+            executors=[
+                _start_role(
+                    processes,
+                    "executor",
+                    f"executor-{n}",
+                    server.url,
+                    directory,
+                    "--queue",
+                    "http",
+                    "--concurrency",
+                    str(concurrency),
+                    "--shutdown-grace",
+                    "1",
+                )
+                for n in range(1, executors + 1)
+            ],
+        )
+        async with aiohttp.ClientSession() as session:
+            for role in system.executors:
+                health = await eventually(
+                    lambda role=role: role.health(session), 30, f"{role.name} not healthy", 0.05
+                )
+                system.executor_ids.add(str(health["executor_id"]))
+            for role in system.orchestrators:
+                await eventually(
+                    lambda role=role: role.health(session), 30, f"{role.name} not healthy", 0.05
+                )
+        await system.wait_leader()
+        yield system
+    finally:
+        processes.stop_all()
+        if nc is not None:
+            await nc.close()
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,11 +95,19 @@ def ups() -> Iterator[list[Up]]:
     started: list[Up] = []
     yield started
     for up in started:
-        if up.process.poll() is None:
+        if up.process.poll() is not None:
+            continue
+        # Collect the children first: once `tep up` is gone they belong to init.
+        children = descendants(up.process.pid)
+        up.process.terminate()
+        try:
+            up.process.wait(10)
+        except subprocess.TimeoutExpired:
             up.process.kill()
             up.process.wait()
-        for pid in descendants(up.process.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def embedded_args(tmp_path: Path, port: int | None = None) -> list[str]:

@@ -82,8 +82,8 @@ def _too_large(limit: int, seen: int | None = None) -> NonRetryableError:
 class AiohttpClient:
     """:class:`HttpClient` on one pooled ``aiohttp.ClientSession``.
 
-    The session is created on first use (inside the running event loop). Cookies are never
-    kept, so one execution's cookies cannot leak into another's requests.
+    The ``ClientSession`` is created on first use (inside the running event loop). Cookies are
+    never kept, so one execution's cookies cannot leak into another's requests.
 
     Example:
         >>> client = AiohttpClient(max_connections=64)  # doctest: +SKIP

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 
 class _Interrupted(Exception):
-    pass
+    """Stands for a crash of the rebuild at a chosen point."""
 
 
 @pytest.fixture

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
+from event_samples import ONE_OF_EACH
+
 from eventstore.events import (
     EVENT_TYPES,
     ActionCompleted,
     ActionExecuteRequested,
-    ActionSkipped,
-    ErrorInfo,
-    EventBase,
     ExecutionCancelRequested,
     ExecutionCompleted,
 )
-from eventstore.plan import Action, Plan
 from eventstore.subjects import (
     action_version_filter,
     execution_filters,
@@ -31,29 +30,12 @@ def matches(filter_: str, subject: str) -> bool:
     return len(f) == len(s)
 
 
-def sample(cls: type[EventBase], execution_id: str) -> EventBase:
-    """One valid instance of an event type, filled with placeholder values."""
-    values: dict[str, object] = {"execution_id": execution_id}
-    placeholders: dict[str, object] = {
-        "action_id": "act",
-        "action_type": "http",
-        "queue": "q",
-        "attempt": 1,
-        "output": {},
-        "error": ErrorInfo(message="m", code="c"),
-        "retry_in_ms": 1,
-        "plan": Plan(id="p", actions=[Action(id="a")]),
-    }
-    for name in cls.__struct_fields__:
-        if name in placeholders:
-            values[name] = placeholders[name]
-    if cls is ActionSkipped:
-        values["reason"] = "condition_false"
-    return cls(**values)
-
-
 def one_of_each(execution_id: str) -> list[str]:
-    return [subject_for(sample(cls, execution_id)) for cls in EVENT_TYPES.values()]
+    assert len(ONE_OF_EACH) == len(EVENT_TYPES)
+    return [
+        subject_for(msgspec.structs.replace(event, execution_id=execution_id))
+        for event in ONE_OF_EACH
+    ]
 
 
 def test_subjects_start_with_the_event_type_and_carry_the_execution_id() -> None:

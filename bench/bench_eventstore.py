@@ -20,12 +20,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eventstore.codec import encode_event
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import ActionCompleted, ActionStarted, Event
-from eventstore.log import EventLog
-from eventstore.provision import ensure_log, log_stream_config
-from eventstore.server import EmbeddedServer
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log, log_stream_config
 from eventstore.subjects import execution_filters, subject_for
+from tep.server import EmbeddedServer
 
 
 def make_events(count: int, executions: int = 1000, tag: str = "") -> list[Event]:

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from eventstore.server import find_free_port
 from executor.http_client import AiohttpClient, HttpRequest
+from tep.server import find_free_port
 
 
 def serve(port: int) -> None:

@@ -35,14 +35,14 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import Event
-from eventstore.log import EventLog
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from projections.buckets import ensure_current_view
 from projections.testing import interleave, synthetic_run
 from projections.view import CHECKPOINT_KEY, decode_checkpoint
+from tep.server import EmbeddedServer
 
 EVENTS_PER_EXECUTION = 50
 ACTIONS = 16
@@ -95,7 +95,7 @@ async def raw_read_rate(nc: NatsClient, settings: Settings, total: int) -> float
 
 
 def tep(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "tep.cli.main", *args]
 
 
 def run_rebuild(url: str) -> tuple[dict[str, object], float]:

@@ -25,12 +25,12 @@ from pathlib import Path
 from aiohttp import web
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import ActionCompleted, ActionExecuteRequested, PlanSubmitted
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Action, Plan, RequestSpec
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer, find_free_port
+from tep.server import EmbeddedServer, find_free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def serve_target(port: int) -> None:
 def start_role(role: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, TEP_LOG_LEVEL="WARNING")
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", role, "--nats-url", url, *extra],
+        [sys.executable, "-m", "tep.cli.main", role, "--nats-url", url, *extra],
         cwd=ROOT,
         env=env,
         start_new_session=True,

@@ -25,7 +25,7 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import RecordedEvent
+from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState
 
 __all__ = ["apply", "apply_event", "fold", "new_state", "ready_actions"]

@@ -84,7 +84,7 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     ``last_sequence`` is the stream sequence of the newest event folded in; the fold ignores
     events at or below it, so applying a history twice equals applying it once.
     ``version`` is the sequence of the newest event on the execution's version filter (see
-    :mod:`eventstore.log`), the value to pass as ``expected_version``.
+    :mod:`eventstore.jetstream.log`), the value to pass as ``expected_version``.
     """
 
     execution_id: str

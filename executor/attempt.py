@@ -28,7 +28,6 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event
-from eventstore.deadletter import publish_dead_letter
 from eventstore.errors import EventDecodeError, EventTooLargeError
 from eventstore.events import (
     ActionAttemptFailed,
@@ -39,7 +38,8 @@ from eventstore.events import (
     ErrorInfo,
     Event,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.deadletter import publish_dead_letter
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import RequestSpec
 from executor.classify import error_for_exception
 from executor.config import ExecutorConfig

@@ -26,9 +26,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from eventstore.config import Settings
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.queues import ensure_queue_consumer
 from eventstore.plan import DEFAULT_ACTION_TYPE
-from eventstore.queues import ensure_queue_consumer
 from executor.attempt import AttemptRunner, Disposition, output_limit
 from executor.config import ExecutorConfig
 from executor.handlers import Handler, HandlerRegistry, default_registry

@@ -10,7 +10,7 @@ decides nothing).
 
 The holder lives under ``plan.`` on purpose: ``execution.*.<execution>`` is the filter that
 guards an execution's single end event and must match nothing else. Readers of the whole log
-skip holders by their ``Nats-Schedule`` header (as :class:`eventstore.log.EventLog` does).
+skip holders by their ``Nats-Schedule`` header (as :class:`eventstore.jetstream.log.EventLog` does).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ must still be empty, and an execution's end is written only while no
 from __future__ import annotations
 
 from eventstore.events import Event, ExecutionCancelled, ExecutionCompleted, ExecutionFailed
-from eventstore.log import Guard
+from eventstore.records import Guard
 
 __all__ = ["guard_for", "terminal_filter"]
 

@@ -32,7 +32,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from eventstore import fold
 from eventstore.codec import decode_event
 from eventstore.config import Settings
-from eventstore.deadletter import publish_dead_letter
 from eventstore.errors import ConcurrencyError, EventDecodeError
 from eventstore.events import (
     ActionCompleted,
@@ -43,15 +42,17 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import EventLog, RecordedEvent
-from eventstore.provision import ensure_kv
-from eventstore.queues import ensure_queue_consumer
+from eventstore.jetstream.deadletter import publish_dead_letter
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_kv
+from eventstore.jetstream.pull import PullFeed
+from eventstore.jetstream.queues import ensure_queue_consumer
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from orchestrator.cache import StateCache
 from orchestrator.config import FILTER_SUBJECTS, OrchestratorConfig
 from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
 from orchestrator.decide import decide
-from orchestrator.feed import PullFeed
 from orchestrator.guards import guard_for
 from orchestrator.intake import PLAN_SUBJECT_PREFIX, UnroutableMessageError, admit_plan
 from orchestrator.lease import Lease

@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 from eventstore.config import Settings
 from eventstore.errors import TepError
 from eventstore.events import utc_now
-from eventstore.provision import ensure_kv
+from eventstore.jetstream.provision import ensure_kv
 
 __all__ = [
     "META_BUCKET",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from eventstore.fold import apply
-from eventstore.log import RecordedEvent
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 
 __all__ = ["At", "fold_as_of", "parse_at"]

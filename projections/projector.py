@@ -20,9 +20,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
-from eventstore.deadletter import publish_dead_letter
-from eventstore.log import EventLog
-from eventstore.provision import ensure_log
+from eventstore.jetstream.deadletter import publish_dead_letter
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
 from projections.updater import Poison, ViewUpdater
 

@@ -20,8 +20,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from eventstore.config import Settings
-from eventstore.log import EventLog, RawRecord
-from eventstore.provision import ensure_log
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
+from eventstore.records import RawRecord
 from projections.buckets import (
     bucket_name,
     delete_view_bucket,
@@ -30,8 +31,8 @@ from projections.buckets import (
     read_pointer,
     switch_pointer,
 )
+from projections.log_range_reader import read_in_child
 from projections.projector import value_limit
-from projections.reader import read_in_child
 from projections.updater import Poison, ViewUpdater
 from projections.view import CHECKPOINT_KEY, decode_checkpoint
 

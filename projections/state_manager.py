@@ -34,21 +34,22 @@ from nats.js.kv import KeyValue
 
 from eventstore.codec import decode_event
 from eventstore.config import Settings
-from eventstore.connection import connect
 from eventstore.errors import ConcurrencyError, PlanValidationError
 from eventstore.events import ErrorInfo, Event, PlanSubmitted, new_execution_id
 from eventstore.fold import apply, fold
-from eventstore.log import EventLog, RecordedEvent
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.scan import scan_keys
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
-from eventstore.provision import ensure_log
+from eventstore.records import RecordedEvent
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
 from projections.availability import available_actions
 from projections.buckets import META_BUCKET, POINTER_KEY, bucket_name, ensure_current_view
 from projections.errors import ExecutionNotFoundError, ViewTimeoutError
 from projections.history import At, fold_as_of
-from projections.scan import scan_keys
 from projections.transitions import ActionResult, result_event, status_event
 from projections.view import (
     CHECKPOINT_KEY,

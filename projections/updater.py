@@ -28,9 +28,15 @@ from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError, TepError
 from eventstore.events import EVENT_TYPES, Event, PlanSubmitted
 from eventstore.fold import apply
-from eventstore.log import RawRecord, RecordedEvent
+from eventstore.jetstream.kv_batch import (
+    MAX_BATCH,
+    AtomicWriter,
+    KvWrite,
+    WriteConflictError,
+    wait_stored,
+)
+from eventstore.records import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
-from projections.atomic import MAX_BATCH, AtomicWriter, KvWrite, WriteConflictError, wait_stored
 from projections.view import (
     CHECKPOINT_KEY,
     STATS_KEY,

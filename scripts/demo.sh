@@ -17,12 +17,12 @@ if ! bash scripts/bootstrap.sh >"$setup_log" 2>&1; then
 fi
 rm -f "$setup_log"
 
-TEP=(.venv/bin/python -m cli.main)
+TEP=(.venv/bin/python -m tep.cli.main)
 DEADLINE_S=${TEP_DEMO_TIMEOUT:-90}
 DEMO_PORT=8787
 data_dir=${TEP_DEMO_DATA:-$(mktemp -d "${TMPDIR:-/tmp}/tep-demo.XXXXXX")}
 log_file=$(mktemp "${TMPDIR:-/tmp}/tep-demo-up.XXXXXX")
-nats_port=$(.venv/bin/python -c 'from eventstore.server import find_free_port; print(find_free_port())')
+nats_port=$(.venv/bin/python -c 'from tep.server import find_free_port; print(find_free_port())')
 export TEP_NATS_URL="nats://127.0.0.1:${nats_port}"
 up_pid=""
 

@@ -10,10 +10,10 @@ import pytest
 from support.http_target import HttpTarget
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
-from eventstore.log import EventLog
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
+from tep.server import EmbeddedServer
 
 
 @pytest.fixture

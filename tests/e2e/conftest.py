@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tep_cli import DemoTarget, Processes, Roles, child_env, tep_command, wait_for_http
 
-from eventstore.server import EmbeddedServer, find_free_port
+from tep.server import EmbeddedServer, find_free_port
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec
 
 PLAN = Plan(

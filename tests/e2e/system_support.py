@@ -27,7 +27,6 @@ from tep_cli import Processes, child_env, tep_command
 
 from eventstore.codec import decode_event
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import (
     ActionExecuteRequested,
     ActionStarted,
@@ -37,11 +36,12 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Plan
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer, find_free_port
 from orchestrator.config import OrchestratorConfig
+from tep.server import EmbeddedServer, find_free_port
 
 __all__ = [
     "Role",

@@ -21,7 +21,7 @@ EXAMPLES = ROOT / "examples"
 
 def tep_command(*args: str) -> list[str]:
     """``tep ARGS`` without relying on PATH."""
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "tep.cli.main", *args]
 
 
 def child_env(nats_url: str | None = None, **extra: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from tep_cli import json_output, run_tep
 
 from eventstore.config import Settings
 from eventstore.events import ExecutionCancelled, ExecutionCancelRequested
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 

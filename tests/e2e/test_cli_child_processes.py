@@ -8,7 +8,7 @@ import anyio
 import pytest
 from tep_cli import alive
 
-from cli.supervisor import Backoff, ChildSpec, Supervisor
+from tep.supervisor import Backoff, ChildSpec, Supervisor
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tep_cli import EXAMPLES, run_tep
 
-from eventstore.server import find_free_port
+from tep.server import find_free_port
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from histories import append_all, completed_rest, started
 from tep_cli import json_output, run_tep
 
 from eventstore.config import Settings
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 

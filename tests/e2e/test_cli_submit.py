@@ -13,7 +13,7 @@ from tep_cli import EXAMPLES, DemoTarget, Roles, json_output, plan_against, run_
 
 from eventstore.config import Settings
 from eventstore.events import PlanSubmitted
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 

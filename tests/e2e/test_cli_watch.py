@@ -14,7 +14,7 @@ from histories import append_all, completed_rest, failed_rest, started
 from tep_cli import ROOT, child_env, run_tep, tep_command
 
 from eventstore.config import Settings
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from tep_cli import (
     wait_for,
 )
 
-from eventstore.server import EmbeddedServer, find_free_port
+from tep.server import EmbeddedServer, find_free_port
 
 
 @dataclass
@@ -49,8 +49,8 @@ class Up:
                 continue
             if Path(args[0]).name == "nats-server":
                 found[pid] = "nats-server"
-            elif "cli.main" in args:
-                found[pid] = args[args.index("cli.main") + 1]
+            elif "tep.cli.main" in args:
+                found[pid] = args[args.index("tep.cli.main") + 1]
         return found
 
     def stop(self, signum: signal.Signals = signal.SIGTERM, *, group: bool = False) -> float:

@@ -39,7 +39,7 @@ def tep_validate(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
     child_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "validate", *args],
+        [sys.executable, "-m", "tep.cli.main", "validate", *args],
         cwd=ROOT,
         env=child_env,
         capture_output=True,
@@ -156,7 +156,7 @@ def test_missing_file_is_a_clear_usage_error(tmp_path: Path) -> None:
 
 def test_plan_from_stdin(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "validate", "-"],
+        [sys.executable, "-m", "tep.cli.main", "validate", "-"],
         cwd=ROOT,
         input=json.dumps(GOOD),
         capture_output=True,

@@ -21,7 +21,6 @@ import pytest
 from nats.js.errors import Error as JetStreamError
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.errors import TepError
 from eventstore.events import (
     ActionCompleted,
@@ -29,10 +28,12 @@ from eventstore.events import (
     ExecutionCompleted,
     PlanSubmitted,
 )
-from eventstore.log import EventLog, RecordedEvent
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Action, Plan, RequestSpec, RetryPolicy
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer, find_free_port
+from eventstore.records import RecordedEvent
+from tep.server import EmbeddedServer, find_free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -96,7 +97,7 @@ def cluster(tmp_path: Path) -> Iterator[list[Node]]:
 
 def _slow_target(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "demo-target", "--port", str(port)],
+        [sys.executable, "-m", "tep.cli.main", "demo-target", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -109,7 +110,7 @@ def _role(role: str, url: str, log: Path) -> subprocess.Popen[bytes]:
     env.update(TEP_NATS_URL=url, TEP_REPLICAS="3")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", role, "--nats-url", url],
+            [sys.executable, "-m", "tep.cli.main", role, "--nats-url", url],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -11,7 +11,6 @@ from support.executors import http_request, running_executor, wait_for_outcome
 from support.http_target import HttpTarget
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCompleted,
@@ -19,9 +18,10 @@ from eventstore.events import (
     ActionFailed,
     ActionStarted,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.queues import consumer_name, ensure_queue_consumer
 from eventstore.plan import RetryPolicy
-from eventstore.queues import consumer_name, ensure_queue_consumer
 from executor.errors import NonRetryableError, RetryableError
 from executor.handlers import HandlerRegistry, current_attempt
 

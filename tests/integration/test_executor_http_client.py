@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from support.http_target import HttpTarget
 
-from eventstore.server import find_free_port
 from executor.errors import NonRetryableError, RetryableError
 from executor.http_client import AiohttpClient, HttpRequest, HttpResponse
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -19,9 +19,9 @@ from support.http_target import HttpTarget
 
 from eventstore.config import Settings
 from eventstore.events import ActionCompleted, ActionFailed, ActionStarted
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import RetryPolicy
-from eventstore.server import find_free_port
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +30,7 @@ TESTS = ROOT / "tests"
 
 
 class ExecutorProcess:
-    """One ``python -m cli.main executor`` child with a health port."""
+    """One ``python -m tep.cli.main executor`` child with a health port."""
 
     def __init__(self, settings: Settings, *args: str) -> None:
         self.health_port = find_free_port()
@@ -43,7 +43,7 @@ class ExecutorProcess:
             [
                 sys.executable,
                 "-m",
-                "cli.main",
+                "tep.cli.main",
                 "executor",
                 "--nats-url",
                 settings.nats_url,
@@ -167,7 +167,7 @@ def test_a_handlers_module_that_does_not_import_is_a_usage_error(
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "tep.cli.main",
             "executor",
             "--nats-url",
             settings.nats_url,

@@ -13,7 +13,7 @@ from eventstore.events import (
     ActionStarted,
     PlanSubmitted,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec
 
 pytestmark = pytest.mark.anyio

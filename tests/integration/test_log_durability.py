@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from eventstore.config import Settings
-from eventstore.connection import connect
 from eventstore.events import ActionCompleted, ActionStarted, Event, PlanSubmitted
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Action, Plan, RequestSpec
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer
+from tep.server import EmbeddedServer
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,6 @@ from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event, encode_event
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import (
     ActionCancelled,
     ActionCompleted,
@@ -32,9 +31,10 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.queues import consumer_name
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec
-from eventstore.queues import consumer_name
 from orchestrator.config import OrchestratorConfig
 from orchestrator.deadline import deadline_subject
 from orchestrator.service import Orchestrator

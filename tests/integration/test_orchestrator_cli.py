@@ -14,12 +14,12 @@ import msgspec
 import pytest
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
 from eventstore.events import PlanSubmitted
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec
-from eventstore.server import find_free_port
 from orchestrator.lease import LeaseRecord
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ def _start(settings: Settings, health_port: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "tep.cli.main",
             "orchestrator",
             "--nats-url",
             settings.nats_url,
@@ -108,7 +108,7 @@ def test_unreachable_nats_exits_3() -> None:
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "tep.cli.main",
             "orchestrator",
             "--nats-url",
             f"nats://127.0.0.1:{port}",

@@ -8,8 +8,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
-from orchestrator.feed import PullFeed
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.pull import PullFeed
 
 pytestmark = pytest.mark.anyio
 

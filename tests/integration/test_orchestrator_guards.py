@@ -12,7 +12,8 @@ from eventstore.events import (
     ExecutionCompleted,
     ExecutionFailed,
 )
-from eventstore.log import EventLog, Guard
+from eventstore.jetstream.log import EventLog
+from eventstore.records import Guard
 from orchestrator.guards import guard_for, terminal_filter
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ import time
 import anyio
 import pytest
 
-from eventstore.connection import NatsClient
-from eventstore.provision import ensure_kv
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.provision import ensure_kv
 from orchestrator.lease import Lease
 
 pytestmark = pytest.mark.anyio

@@ -11,14 +11,14 @@ import pytest
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.events import ActionCompleted, ActionStarted, Event
 from eventstore.fold import fold
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.scan import scan_keys
 from eventstore.state import ExecutionState
 from projections import StateManager
 from projections.buckets import ensure_current_view
-from projections.scan import scan_keys
 from projections.testing import (
     interleave,
     running_projector,

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from eventstore.config import Settings
-from eventstore.log import EventLog
-from eventstore.server import find_free_port
+from eventstore.jetstream.log import EventLog
 from projections import StateManager
 from projections.testing import synthetic_run
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ async def test_projector_process_projects_reports_health_and_stops_cleanly(
 ) -> None:
     last = (await event_log.append_many(synthetic_run("e1", actions=3)))[-1].sequence
     port = find_free_port()
-    command = [sys.executable, "-m", "cli.main", "projector", "--nats-url", settings.nats_url]
+    command = [sys.executable, "-m", "tep.cli.main", "projector", "--nats-url", settings.nats_url]
     command += ["--health-port", str(port), "--health-host", "127.0.0.1"]
 
     async with await anyio.open_process(command) as child:

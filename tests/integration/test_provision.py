@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
 from eventstore.errors import ConfigConflictError
-from eventstore.provision import ensure_kv, ensure_log, log_stream_config
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.provision import ensure_kv, ensure_log, log_stream_config
 
 pytestmark = pytest.mark.anyio
 

@@ -10,18 +10,17 @@ import pytest
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
 from eventstore.errors import TepError
-from eventstore.log import EventLog
-from eventstore.server import find_free_port
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.scan import scan_keys
 from projections import RebuildProgress, StateManager, rebuild
 from projections.buckets import (
     ensure_meta_bucket,
     read_pointer,
     view_bucket_exists,
 )
-from projections.reader import read_in_child
-from projections.scan import scan_keys
+from projections.log_range_reader import read_in_child
 from projections.testing import (
     interleave,
     running_projector,
@@ -29,6 +28,7 @@ from projections.testing import (
     synthetic_runs,
 )
 from projections.view import CHECKPOINT_KEY, STATS_KEY, decode_checkpoint, decode_stats
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,10 @@ import msgspec
 import pytest
 
 from eventstore.config import Settings
-from eventstore.connection import NatsClient
 from eventstore.errors import ExecutionExistsError, PlanValidationError
 from eventstore.events import ActionExecuteRequested, ExecutionCompleted
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.log import EventLog
 from eventstore.state import ExecutionState
 from projections import (
     ActionNotFoundError,

@@ -7,12 +7,10 @@ import json
 
 import pytest
 
-from cli.main import main
 from eventstore.config import Settings
-from eventstore.connection import connect
-from eventstore.log import EventLog
-from eventstore.provision import ensure_log
-from eventstore.server import find_free_port
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.provision import ensure_log
 from projections import StateManager
 from projections.testing import (
     interleave,
@@ -21,6 +19,8 @@ from projections.testing import (
     synthetic_run,
     synthetic_runs,
 )
+from tep.cli.main import main
+from tep.server import find_free_port
 
 
 async def _project_runs(settings: Settings) -> int:

@@ -12,9 +12,9 @@ from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event
 from eventstore.config import Settings
-from eventstore.connection import connect
 from eventstore.events import ActionCompleted, ActionExecuteRequested, ActionFailed, Event
-from eventstore.log import EventLog
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
 from eventstore.plan import RequestSpec, RetryPolicy
 from executor.config import ExecutorConfig
 from executor.handlers import HandlerRegistry

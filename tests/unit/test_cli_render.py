@@ -4,16 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cli.render import (
-    format_duration,
-    format_offset,
-    live_view,
-    progress_bar,
-    snapshot,
-    summary,
-    timeline,
-    transitions,
-)
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCompleted,
@@ -23,9 +13,19 @@ from eventstore.events import (
     PlanSubmitted,
 )
 from eventstore.fold import fold
-from eventstore.log import RecordedEvent
 from eventstore.plan import Action, Plan, RequestSpec
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
+from tep.cli.render import (
+    format_duration,
+    format_offset,
+    live_view,
+    progress_bar,
+    snapshot,
+    summary,
+    timeline,
+    transitions,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

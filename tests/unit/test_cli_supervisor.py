@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.supervisor import Backoff
+from tep.supervisor import Backoff
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets_after_a_healthy_run() -> None:

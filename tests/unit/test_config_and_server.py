@@ -8,7 +8,7 @@ import pytest
 
 from eventstore.config import Settings
 from eventstore.errors import ServerBinaryNotFoundError, SettingsError
-from eventstore.server import EmbeddedServer, find_server_binary
+from tep.server import EmbeddedServer, find_server_binary
 
 
 def test_settings_read_tep_variables_and_flags_win() -> None:

@@ -26,8 +26,8 @@ from eventstore.events import (
     PlanSubmitted,
 )
 from eventstore.fold import apply, fold, ready_actions
-from eventstore.log import RecordedEvent
 from eventstore.plan import Action, Plan, RequestSpec
+from eventstore.records import RecordedEvent
 from eventstore.state import ACTION_STATUSES, ExecutionState
 from eventstore.subjects import subject_for
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore.fold import apply, fold
-from eventstore.log import RecordedEvent
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import subject_for
 from projections.history import fold_as_of, parse_at

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 import projections
 from eventstore.fold import fold
-from eventstore.log import RawRecord, RecordedEvent
+from eventstore.records import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import subject_for
-from projections.reader import pack_records, unpack_records
+from projections.log_range_reader import pack_records, unpack_records
 from projections.testing import synthetic_run
 from projections.view import (
     TRUNCATED_MARKER,

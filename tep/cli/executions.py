@@ -16,14 +16,15 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from cli.common import UsageError, settings_from
 from eventstore.codec import decode_event
-from eventstore.connection import connect
 from eventstore.errors import EventDecodeError
 from eventstore.fold import apply, fold
-from eventstore.log import EventLog, RecordedEvent
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_filters, execution_id_problem
+from tep.cli.common import UsageError, settings_from
 
 __all__ = [
     "check_execution_id",

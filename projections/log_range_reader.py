@@ -1,7 +1,7 @@
 """Reading a range of the log in a child process, for rebuilds that should use two cores.
 
 Receiving a message costs nats-py about as much CPU as decoding and folding it. A rebuild
-therefore reads the log in a child process (``python -m projections.reader``: its own
+therefore reads the log in a child process (``python -m projections.log_range_reader``: its own
 connection and ordered consumer) that streams the raw records to this process in packed frames
 on its stdout, while this process decodes, folds and writes. The pipe is the backpressure: when
 this side falls behind, the child's writes block and its consumer stalls.
@@ -19,9 +19,10 @@ from typing import BinaryIO
 import msgspec
 
 from eventstore.config import Settings
-from eventstore.connection import connect
 from eventstore.errors import TepError
-from eventstore.log import EventLog, RawRecord
+from eventstore.jetstream.connection import connect
+from eventstore.jetstream.log import EventLog
+from eventstore.records import RawRecord
 
 __all__ = ["pack_records", "read_in_child", "unpack_records"]
 
@@ -103,7 +104,7 @@ async def read_in_child(
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "projections.reader",
+        "projections.log_range_reader",
         msgspec.json.encode(settings).decode(),
         str(start),
         str(end),

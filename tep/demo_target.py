@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from eventstore.logs import configure_logging
+from tep.logging_setup import configure_logging
 
 __all__ = ["DEFAULT_PORT", "build_app", "register", "serve"]
 

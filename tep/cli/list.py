@@ -7,10 +7,10 @@ import asyncio
 
 import msgspec
 
-from cli.common import EXIT_OK, add_nats_url, print_json, settings_from
-from cli.render import format_table
 from eventstore.state import EXECUTION_STATUSES
 from projections import ExecutionSummary, StateManager, ViewStats
+from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
+from tep.cli.render import format_table
 
 __all__ = ["register"]
 

@@ -9,13 +9,13 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from cli.common import EXIT_TIMEOUT, UsageError, add_nats_url
-from cli.executions import follow, open_log, require_execution
-from cli.render import live_view, snapshot, summary, transitions
-from cli.submit import exit_code_for
 from eventstore.fold import apply
-from eventstore.log import RecordedEvent
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
+from tep.cli.common import EXIT_TIMEOUT, UsageError, add_nats_url
+from tep.cli.executions import follow, open_log, require_execution
+from tep.cli.render import live_view, snapshot, summary, transitions
+from tep.cli.submit import exit_code_for
 
 __all__ = ["LiveScreen", "PlainLines", "register"]
 

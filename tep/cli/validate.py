@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import EXIT_BAD_INPUT, EXIT_OK, UsageError, print_json
 from eventstore.config import Settings
 from eventstore.dag import topological_levels
 from eventstore.errors import PlanValidationError
 from eventstore.plan_validation import parse_plan
+from tep.cli.common import EXIT_BAD_INPUT, EXIT_OK, UsageError, print_json
 
 __all__ = ["read_plan_document", "register", "run"]
 

@@ -23,15 +23,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from cli.common import EXIT_OK, UsageError, add_nats_url, settings_from
-from cli.demo_target import DEFAULT_PORT as DEMO_PORT
-from cli.supervisor import ChildSpec, Supervisor
 from eventstore.config import DEFAULT_NATS_URL, Settings
-from eventstore.connection import NatsClient, connect
 from eventstore.errors import NatsUnavailableError
-from eventstore.logs import configure_logging
-from eventstore.provision import ensure_log
-from eventstore.server import EmbeddedServer, find_free_port
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.provision import ensure_log
+from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from
+from tep.demo_target import DEFAULT_PORT as DEMO_PORT
+from tep.logging_setup import configure_logging
+from tep.server import EmbeddedServer, find_free_port
+from tep.supervisor import ChildSpec, Supervisor
 
 __all__ = ["LineRenderer", "child_specs", "register"]
 
@@ -110,12 +110,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
-    """The processes to supervise, each ``python -m cli.main <role>`` (no PATH needed).
+    """The processes to supervise, each ``python -m tep.cli.main <role>`` (no PATH needed).
 
     Every role serves its health endpoint on a free loopback port, which ``tep up`` polls to
     tell when the stack is ready.
     """
-    base = [sys.executable, "-m", "cli.main"]
+    base = [sys.executable, "-m", "tep.cli.main"]
     env = {"TEP_NATS_URL": nats_url, "TEP_LOG_FORMAT": "json"}
     url = ["--nats-url", nats_url]
 

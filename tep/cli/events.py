@@ -7,9 +7,9 @@ import asyncio
 
 import msgspec
 
-from cli.common import EXIT_OK, UsageError, add_nats_url, print_json
-from cli.executions import open_log, require_execution
-from cli.render import timeline
+from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json
+from tep.cli.executions import open_log, require_execution
+from tep.cli.render import timeline
 
 __all__ = ["register"]
 

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import sys
 
-from cli.common import (
+from eventstore.events import ExecutionCancelRequested
+from tep.cli.common import (
     EXIT_NOT_COMPLETED,
     EXIT_OK,
     EXIT_TIMEOUT,
@@ -14,8 +15,7 @@ from cli.common import (
     add_nats_url,
     print_json,
 )
-from cli.executions import load_state, open_log, wait_for_terminal
-from eventstore.events import ExecutionCancelRequested
+from tep.cli.executions import load_state, open_log, wait_for_terminal
 
 __all__ = ["register"]
 

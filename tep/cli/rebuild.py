@@ -9,10 +9,10 @@ import time
 
 import msgspec
 
-from cli.common import EXIT_OK, add_nats_url, print_json, settings_from
-from eventstore.connection import connect
-from eventstore.logs import configure_logging
+from eventstore.jetstream.connection import connect
 from projections.rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
+from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
+from tep.logging_setup import configure_logging
 
 __all__ = ["register"]
 

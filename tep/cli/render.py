@@ -24,7 +24,7 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
-from eventstore.log import RecordedEvent
+from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ExecutionState
 
 __all__ = [

@@ -22,74 +22,24 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
-from eventstore.codec import decode_event, encode_event
+from eventstore.codec import encode_event
 from eventstore.config import Settings
 from eventstore.errors import (
     ConcurrencyError,
-    EventDecodeError,
     EventTooLargeError,
     ExecutionExistsError,
     TepError,
 )
 from eventstore.events import Event, PlanSubmitted
+from eventstore.records import AppendResult, Guard, RawRecord, RecordedEvent
 from eventstore.subjects import action_version_filter, execution_filters, subject_for
 
-__all__ = ["AppendResult", "EventLog", "Guard", "RawRecord", "RecordedEvent"]
+__all__ = ["EventLog"]
 
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE = 10201
 _BATCH_LIMIT = 1000
 _SCHEDULE_HEADER = "Nats-Schedule"
-
-
-class Guard(msgspec.Struct, frozen=True):
-    """A condition the server checks before storing one event of an append.
-
-    The event is stored only if the last message on ``subject`` (a subject or filter; default:
-    the event's own subject) has sequence ``last_sequence`` (``0``: there is none). A guard
-    ``Guard()`` therefore means "this event's subject is still empty": a decision that can be
-    stored once, whoever tries to store it.
-    """
-
-    last_sequence: int = 0
-    subject: str | None = None
-
-    def headers(self) -> dict[str, str]:
-        """The JetStream expectation headers of this guard."""
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(self.last_sequence)}
-        if self.subject is not None:
-            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = self.subject
-        return headers
-
-
-class AppendResult(msgspec.Struct, frozen=True):
-    """Where an event landed; ``duplicate`` when the log already held it (same event id)."""
-
-    sequence: int
-    duplicate: bool = False
-
-
-class RecordedEvent(msgspec.Struct, frozen=True):
-    """An event with its position in the log."""
-
-    sequence: int
-    subject: str
-    event: Event
-
-
-class RawRecord(msgspec.Struct, frozen=True):
-    """A message of the log before decoding (for tools that must survive poison events)."""
-
-    sequence: int
-    subject: str
-    data: bytes
-
-    def decode(self) -> RecordedEvent:
-        """Decode the payload; :class:`EventDecodeError` names the sequence on failure."""
-        try:
-            return RecordedEvent(self.sequence, self.subject, decode_event(self.data))
-        except EventDecodeError as exc:
-            raise EventDecodeError(f"sequence {self.sequence} ({self.subject}): {exc}") from exc
 
 
 class EventLog:

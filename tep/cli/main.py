@@ -8,32 +8,32 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from cli.common import (
+from eventstore.errors import NatsUnavailableError, SettingsError, TepError
+from tep.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NATS_UNAVAILABLE,
     UsageError,
     fail,
 )
-from eventstore.errors import NatsUnavailableError, SettingsError, TepError
 
 __all__ = ["build_parser", "main"]
 
 # Each module defines `register(subparsers)`, which adds its command and sets `handler`:
 # a function (args) -> exit code.
 COMMAND_MODULES = (
-    "cli.validate",
-    "cli.submit",
-    "cli.events",
-    "cli.watch",
-    "cli.cancel",
-    "cli.demo_target",
-    "cli.up",
-    "cli.executor",
-    "cli.orchestrator",
-    "cli.projector",
-    "cli.rebuild",
-    "cli.status",
-    "cli.list",
+    "tep.cli.validate",
+    "tep.cli.submit",
+    "tep.cli.events",
+    "tep.cli.watch",
+    "tep.cli.cancel",
+    "tep.demo_target",
+    "tep.cli.up",
+    "tep.cli.executor",
+    "tep.cli.orchestrator",
+    "tep.cli.projector",
+    "tep.cli.rebuild",
+    "tep.cli.status",
+    "tep.cli.list",
 )
 
 

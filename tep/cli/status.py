@@ -8,12 +8,12 @@ from datetime import datetime
 
 import msgspec
 
-from cli.common import EXIT_OK, UsageError, add_nats_url, print_json, settings_from
-from cli.render import format_duration, state_table
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_id_problem
 from projections import StateManager
 from projections.history import parse_at
+from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json, settings_from
+from tep.cli.render import format_duration, state_table
 
 __all__ = ["register", "status_lines"]
 

@@ -10,7 +10,15 @@ from typing import Any
 
 import msgspec
 
-from cli.common import (
+from eventstore.config import Settings
+from eventstore.errors import ExecutionExistsError, PlanValidationError
+from eventstore.events import PlanSubmitted, new_execution_id
+from eventstore.fold import fold
+from eventstore.jetstream.provision import ensure_log
+from eventstore.plan import Plan
+from eventstore.plan_validation import parse_plan
+from eventstore.state import ExecutionState
+from tep.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NOT_COMPLETED,
     EXIT_OK,
@@ -20,17 +28,9 @@ from cli.common import (
     print_json,
     settings_from,
 )
-from cli.executions import check_execution_id, open_log, wait_for_terminal
-from cli.render import state_table, summary
-from cli.validate import read_plan_document
-from eventstore.config import Settings
-from eventstore.errors import ExecutionExistsError, PlanValidationError
-from eventstore.events import PlanSubmitted, new_execution_id
-from eventstore.fold import fold
-from eventstore.plan import Plan
-from eventstore.plan_validation import parse_plan
-from eventstore.provision import ensure_log
-from eventstore.state import ExecutionState
+from tep.cli.executions import check_execution_id, open_log, wait_for_terminal
+from tep.cli.render import state_table, summary
+from tep.cli.validate import read_plan_document
 
 __all__ = [
     "InvalidPlan",

@@ -8,13 +8,13 @@ from typing import Any
 
 import anyio
 
-from cli.common import add_health_options, add_nats_url, settings_from
 from eventstore.config import Settings
-from eventstore.connection import connect
-from eventstore.health import serve_health
-from eventstore.logs import configure_logging
+from eventstore.jetstream.connection import connect
 from projections import Projector
 from projections.projector import DEFAULT_BATCH
+from tep.cli.common import add_health_options, add_nats_url, settings_from
+from tep.health import serve_health
+from tep.logging_setup import configure_logging
 
 __all__ = ["register"]
 

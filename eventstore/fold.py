@@ -28,7 +28,7 @@ from eventstore.events import (
 from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState
 
-__all__ = ["apply", "apply_event", "fold", "new_state", "ready_actions"]
+__all__ = ["apply", "apply_event", "blocking_failures", "fold", "new_state", "ready_actions"]
 
 # Events on the execution's version filter (see eventstore.subjects.action_version_filter).
 _VERSIONED = (ActionStarted, ActionCompleted, ActionFailed, ActionSkipped, ActionCancelled)
@@ -195,3 +195,22 @@ def ready_actions(state: ExecutionState) -> list[str]:
         if all(state.actions[dep].finished for dep in spec.depends_on):
             ready.append(spec.id)
     return ready
+
+
+def blocking_failures(state: ExecutionState) -> list[str]:
+    """Actions whose end fails the execution, in plan order.
+
+    A cancelled action, or a failed one without ``allow_failure``. While any exists, nothing new
+    starts (except actions with ``run_on_dependency_failure``) and the execution fails once
+    nothing is running. The orchestrator's ``decide`` and the StateManager's available actions
+    both ask this one function.
+    """
+    counts = state.counts
+    if state.plan is None or (not counts.failed and not counts.cancelled):
+        return []
+    return [
+        spec.id
+        for spec in state.plan.actions
+        if (status := state.actions[spec.id].status) == "cancelled"
+        or (status == "failed" and not spec.allow_failure)
+    ]

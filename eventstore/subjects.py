@@ -8,6 +8,8 @@ Subjects start with the event type and carry the execution id as a token::
     action.attempt.failed.<execution>.<action>
     execution.<completed|failed|cancelled>.<execution>
     execution.cancel.requested.<execution>
+    plan.deadline.<execution>                     (a schedule holder, not an event)
+    tep.deadletter.<role>.<original subject>      (in the dead-letter stream)
 
 Because type tokens differ in length, the execution id sits at different positions; one
 execution's history is read with the list of filters from :func:`execution_filters`.
@@ -18,25 +20,38 @@ from __future__ import annotations
 import re
 
 from eventstore.events import (
+    ActionCompleted,
     ActionEvent,
     ActionExecuteRequested,
+    ActionFailed,
     EventBase,
+    ExecutionCancelRequested,
+    PlanSubmitted,
 )
 
 __all__ = [
     "DEADLETTER_PREFIX",
     "EVENT_SUBJECT_ROOTS",
     "ID_PATTERN",
+    "ORCHESTRATOR_FILTERS",
+    "PLAN_SUBMITTED_PREFIX",
     "RESERVED_IDS",
+    "action_subject",
     "action_version_filter",
+    "dead_letter_subject",
+    "deadline_subject",
     "execution_filters",
     "execution_id_problem",
+    "orchestrator_subject_type",
+    "plan_subject",
     "queue_filter",
     "subject_for",
+    "terminal_filter",
 ]
 
 EVENT_SUBJECT_ROOTS = ("plan.>", "action.>", "execution.>")
 DEADLETTER_PREFIX = "tep.deadletter"
+PLAN_SUBMITTED_PREFIX = "plan.submitted."
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # Words that appear as the third token of longer event types. An execution with one of these
@@ -91,3 +106,57 @@ def action_version_filter(execution_id: str) -> str:
 def queue_filter(queue: str) -> str:
     """The subjects executors of ``queue`` consume."""
     return f"action.execute.requested.{queue}.>"
+
+
+def plan_subject(execution_id: str) -> str:
+    """Where an execution's ``plan.submitted`` is (at most one: it starts the execution)."""
+    return f"{PLAN_SUBMITTED_PREFIX}{execution_id}"
+
+
+def action_subject(event_type: type[ActionEvent], execution_id: str, action_id: str) -> str:
+    """The subject of an action event of ``event_type`` (not a request, which names a queue)."""
+    return f"{event_type.__struct_config__.tag}.{execution_id}.{action_id}"
+
+
+def terminal_filter(execution_id: str) -> str:
+    """The filter matching the execution's end events (and no other event of it)."""
+    return f"execution.*.{execution_id}"
+
+
+def deadline_subject(execution_id: str) -> str:
+    """Where an execution's pending deadline schedule is held."""
+    return f"plan.deadline.{execution_id}"
+
+
+def dead_letter_subject(role: str, original_subject: str) -> str:
+    """Where ``role`` keeps a message it could not process."""
+    return f"{DEADLETTER_PREFIX}.{role}.{original_subject}"
+
+
+ORCHESTRATOR_FILTERS: tuple[str, ...] = (
+    "plan.submitted.>",
+    "action.completed.>",
+    "action.failed.>",
+    "execution.cancel.requested.>",
+)
+"""The events the orchestrator decides on; everything else it writes or ignores."""
+
+# Subject prefix -> (event type expected there, tokens of a well-formed subject, id position).
+_CONSUMED: dict[str, tuple[type[EventBase], int, int]] = {
+    PLAN_SUBMITTED_PREFIX: (PlanSubmitted, 3, 2),
+    "action.completed.": (ActionCompleted, 4, 2),
+    "action.failed.": (ActionFailed, 4, 2),
+    "execution.cancel.requested.": (ExecutionCancelRequested, 4, 3),
+}
+
+
+def orchestrator_subject_type(subject: str) -> tuple[type[EventBase], str] | None:
+    """The event type expected on a subject the orchestrator consumes, and its execution id.
+
+    ``None`` when the subject is not one of :data:`ORCHESTRATOR_FILTERS` or is malformed.
+    """
+    tokens = subject.split(".")
+    for prefix, (event_type, length, position) in _CONSUMED.items():
+        if subject.startswith(prefix):
+            return (event_type, tokens[position]) if len(tokens) == length else None
+    return None

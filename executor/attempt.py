@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event
+from eventstore.error_codes import ErrorCode
 from eventstore.errors import EventDecodeError, EventTooLargeError
 from eventstore.events import (
     ActionAttemptFailed,
@@ -41,6 +41,7 @@ from eventstore.events import (
 from eventstore.jetstream.deadletter import publish_dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.plan import RequestSpec
+from eventstore.subjects import action_subject
 from executor.classify import error_for_exception
 from executor.config import ExecutorConfig
 from executor.errors import ActionError, NonRetryableError
@@ -245,7 +246,7 @@ class AttemptRunner:
             return NonRetryableError(
                 f"no handler for action type {request.action_type!r} on queue "
                 f"{self.config.queue!r}",
-                code="unknown_action_type",
+                code=ErrorCode.UNKNOWN_ACTION_TYPE,
             )
         try:
             if resolve:
@@ -273,7 +274,7 @@ class AttemptRunner:
                 if size > self.output_limit:
                     raise NonRetryableError(
                         f"output is {size} bytes; the limit is {self.output_limit} bytes",
-                        code="output_too_large",
+                        code=ErrorCode.OUTPUT_TOO_LARGE,
                     )
             except ActionError as exc:
                 result = exc
@@ -303,7 +304,7 @@ class AttemptRunner:
             outcome = failure_event(
                 request,
                 outcome.attempt,
-                NonRetryableError(str(exc), code="output_too_large"),
+                NonRetryableError(str(exc), code=ErrorCode.OUTPUT_TOO_LARGE),
                 rng=self.rng,
             )
             await self._append(outcome)
@@ -320,7 +321,7 @@ class AttemptRunner:
             error=ErrorInfo(
                 message=f"attempt {last} of {max_attempts(request)} was interrupted before its "
                 "outcome was recorded (an executor stopped or lost its connection)",
-                code="interrupted",
+                code=ErrorCode.INTERRUPTED,
                 retryable=True,
             ),
         )
@@ -333,24 +334,16 @@ class AttemptRunner:
         """(whether the action has an outcome, the last attempt that was started)."""
         e, a = request.execution_id, request.action_id
         completed, failed, started = await asyncio.gather(
-            self._last(f"action.completed.{e}.{a}"),
-            self._last(f"action.failed.{e}.{a}"),
-            self._last(f"action.started.{e}.{a}"),
+            self.log.last_on(action_subject(ActionCompleted, e, a)),
+            self.log.last_on(action_subject(ActionFailed, e, a)),
+            self.log.last_on(action_subject(ActionStarted, e, a)),
         )
         last_started = 0
         if started is not None:
-            event = decode_event(started)
+            event = decode_event(started.data)
             if isinstance(event, ActionStarted):
                 last_started = event.attempt
         return completed is not None or failed is not None, last_started
-
-    async def _last(self, subject: str) -> bytes | None:
-        try:
-            found = await self.log.js.get_last_msg(self.log.stream, subject, direct=True)
-        except NotFoundError:
-            return None
-        data: bytes = found.data or b""
-        return data
 
     async def _append(self, event: Event) -> None:
         delay = 0.05

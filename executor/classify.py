@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from eventstore.error_codes import ErrorCode
 from executor.errors import ActionError, NonRetryableError, RetryableError
 from executor.retry import RETRY_AFTER_STATUSES, is_retryable_status, parse_retry_after
 
@@ -36,7 +37,7 @@ def error_for_status(
         return None
     snippet = _snippet(body)
     message = f"{method} {url} returned HTTP {status}" + (f": {snippet}" if snippet else "")
-    code = "http_4xx" if status < 500 else "http_5xx"
+    code = ErrorCode.HTTP_4XX if status < 500 else ErrorCode.HTTP_5XX
     if not is_retryable_status(status):
         return NonRetryableError(message, code=code, status_code=status)
     retry_after = (
@@ -55,8 +56,9 @@ def error_for_exception(exc: BaseException, *, timeout_s: float | None = None) -
         return exc
     if isinstance(exc, TimeoutError):
         after = f" after {timeout_s:g} s" if timeout_s is not None else ""
-        return RetryableError(f"attempt timed out{after}", code="timeout")
+        return RetryableError(f"attempt timed out{after}", code=ErrorCode.TIMEOUT)
     detail = str(exc)
     return RetryableError(
-        f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, code="handler_error"
+        f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__,
+        code=ErrorCode.HANDLER_ERROR,
     )

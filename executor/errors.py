@@ -11,6 +11,8 @@ Stable codes: ``timeout``, ``connect_error``, ``http_4xx``, ``http_5xx``, ``outp
 
 from __future__ import annotations
 
+from eventstore.errors import TepError
+
 __all__ = [
     "ActionError",
     "HandlerLoadError",
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 
-class ActionError(Exception):
+class ActionError(TepError):
     """An attempt failed.
 
     Attributes:
@@ -84,5 +86,5 @@ class NonRetryableError(ActionError):
         super().__init__(message, code=code, retryable=False, status_code=status_code)
 
 
-class HandlerLoadError(Exception):
+class HandlerLoadError(TepError):
     """A ``--handlers`` module could not be imported, or registered a type twice."""

@@ -15,7 +15,7 @@ myapp.handlers``)::
     @handler("resize-image")
     async def resize(request):
         if "url" not in request.input:
-            raise NonRetryableError("input.url is required", code="invalid_request")
+            raise NonRetryableError("input.url is required", code=ErrorCode.INVALID_REQUEST)
         return {"thumbnail": await make_thumbnail(request.input["url"])}
 """
 

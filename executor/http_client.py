@@ -18,6 +18,7 @@ from typing import Protocol
 import aiohttp
 import msgspec
 
+from eventstore.error_codes import ErrorCode
 from executor.errors import ActionError, NonRetryableError, RetryableError
 
 __all__ = [
@@ -75,7 +76,8 @@ class HttpClient(Protocol):
 def _too_large(limit: int, seen: int | None = None) -> NonRetryableError:
     size = f"{seen} bytes" if seen is not None else f"more than {limit} bytes"
     return NonRetryableError(
-        f"response body is {size}; the output limit is {limit} bytes", code="output_too_large"
+        f"response body is {size}; the output limit is {limit} bytes",
+        code=ErrorCode.OUTPUT_TOO_LARGE,
     )
 
 
@@ -133,23 +135,27 @@ class AiohttpClient:
             raise
         except TimeoutError as exc:
             raise RetryableError(
-                f"{request.method} {request.url} timed out after {timeout_s:g} s", code="timeout"
+                f"{request.method} {request.url} timed out after {timeout_s:g} s",
+                code=ErrorCode.TIMEOUT,
             ) from exc
         except aiohttp.InvalidURL as exc:
-            raise NonRetryableError(f"invalid URL {request.url!r}", code="invalid_request") from exc
+            raise NonRetryableError(
+                f"invalid URL {request.url!r}", code=ErrorCode.INVALID_REQUEST
+            ) from exc
         except aiohttp.ClientError as exc:
             reason = str(exc) or type(exc).__name__
             raise RetryableError(
-                f"{request.method} {request.url} failed: {reason}", code="connect_error"
+                f"{request.method} {request.url} failed: {reason}", code=ErrorCode.CONNECT_ERROR
             ) from exc
         except (ValueError, TypeError) as exc:
             # aiohttp rejects malformed methods, header names or values before sending.
             raise NonRetryableError(
-                f"{request.method} {request.url} cannot be sent: {exc}", code="invalid_request"
+                f"{request.method} {request.url} cannot be sent: {exc}",
+                code=ErrorCode.INVALID_REQUEST,
             ) from exc
         except OSError as exc:
             raise RetryableError(
-                f"{request.method} {request.url} failed: {exc}", code="connect_error"
+                f"{request.method} {request.url} failed: {exc}", code=ErrorCode.CONNECT_ERROR
             ) from exc
 
     async def aclose(self) -> None:

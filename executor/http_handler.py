@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventstore.error_codes import ErrorCode
 from eventstore.events import ActionExecuteRequested
 from executor.classify import error_for_status
 from executor.errors import NonRetryableError
@@ -29,7 +30,8 @@ class HttpHandler:
         """Run one attempt of ``request`` (secrets already resolved)."""
         if request.request is None:
             raise NonRetryableError(
-                f"action {request.action_id!r} of type http has no request", code="invalid_request"
+                f"action {request.action_id!r} of type http has no request",
+                code=ErrorCode.INVALID_REQUEST,
             )
         http_request = build_http_request(
             request.request, execution_id=request.execution_id, action_id=request.action_id

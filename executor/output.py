@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from eventstore.error_codes import ErrorCode
 from executor.errors import NonRetryableError
 
 __all__ = [
@@ -101,4 +102,4 @@ def encoded_size(output: Mapping[str, Any]) -> int:
     try:
         return len(_encoder.encode(output))
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
-        raise NonRetryableError(f"output is not JSON: {exc}", code="handler_error") from exc
+        raise NonRetryableError(f"output is not JSON: {exc}", code=ErrorCode.HANDLER_ERROR) from exc

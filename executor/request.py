@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
 
+from eventstore.error_codes import ErrorCode
 from eventstore.plan import RequestSpec
 from executor.errors import NonRetryableError
 from executor.http_client import HttpRequest
@@ -42,11 +43,13 @@ def build_http_request(spec: RequestSpec, *, execution_id: str, action_id: str) 
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise NonRetryableError(f"invalid URL {url!r}: {exc}", code="invalid_request") from exc
+        raise NonRetryableError(
+            f"invalid URL {url!r}: {exc}", code=ErrorCode.INVALID_REQUEST
+        ) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NonRetryableError(
             f"invalid URL {url!r}: an absolute http:// or https:// URL is required",
-            code="invalid_request",
+            code=ErrorCode.INVALID_REQUEST,
         )
     if spec.query:
         extra = urlencode(spec.query)

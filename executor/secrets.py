@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from eventstore.error_codes import ErrorCode
 from eventstore.templates import TemplateError, find_references, render
 from executor.errors import NonRetryableError
 
@@ -68,7 +69,7 @@ class SecretScope:
         try:
             references = [r for r in find_references(value) if r.kind == "secrets"]
         except TemplateError as exc:
-            raise NonRetryableError(str(exc), code="invalid_request") from exc
+            raise NonRetryableError(str(exc), code=ErrorCode.INVALID_REQUEST) from exc
         if not references:
             return value
         names = sorted({str(r.target) for r in references})
@@ -78,7 +79,7 @@ class SecretScope:
             where = ", ".join(
                 f"{n} (environment variable {secret_env_names(n)[0]})" for n in missing
             )
-            raise NonRetryableError(f"secret not set: {where}", code="missing_secret")
+            raise NonRetryableError(f"secret not set: {where}", code=ErrorCode.MISSING_SECRET)
         resolved = {name: str(secret) for name, secret in found.items()}
         for secret in resolved.values():
             self._remember(secret)

@@ -9,15 +9,8 @@ import msgspec
 
 from eventstore.errors import SettingsError
 
-__all__ = ["FILTER_SUBJECTS", "OrchestratorConfig"]
+__all__ = ["OrchestratorConfig"]
 
-FILTER_SUBJECTS = (
-    "plan.submitted.>",
-    "action.completed.>",
-    "action.failed.>",
-    "execution.cancel.requested.>",
-)
-"""The events the orchestrator decides on; everything else it writes or ignores."""
 
 
 class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
+from eventstore import headers as h
 from eventstore.codec import encode_event
 from eventstore.events import ExecutionCancelRequested
-from eventstore.subjects import subject_for
+from eventstore.subjects import deadline_subject, subject_for
 from orchestrator import ids
 
 __all__ = [
@@ -29,16 +30,10 @@ __all__ = [
     "clear_deadline",
     "deadline_at",
     "deadline_message",
-    "deadline_subject",
     "schedule_deadline",
 ]
 
 DEADLINE_REASON = "deadline exceeded"
-
-
-def deadline_subject(execution_id: str) -> str:
-    """Where an execution's pending deadline is held."""
-    return f"plan.deadline.{execution_id}"
 
 
 def deadline_at(submitted_at: datetime, timeout_s: float) -> datetime:
@@ -56,9 +51,9 @@ def deadline_message(execution_id: str, at: datetime) -> tuple[str, bytes, dict[
     )
     stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     headers = {
-        "Nats-Schedule": f"@at {stamp}",
-        "Nats-Schedule-Target": subject_for(request),
-        "Nats-Msg-Id": ids.deadline_id(execution_id),
+        h.SCHEDULE: f"@at {stamp}",
+        h.SCHEDULE_TARGET: subject_for(request),
+        h.MSG_ID: ids.deadline_id(execution_id),
     }
     return deadline_subject(execution_id), encode_event(request), headers
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import ChainMap, deque
 from collections.abc import Iterable
 
+from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionCancelled,
     ActionEvent,
@@ -37,6 +38,7 @@ from eventstore.events import (
     PlanSubmitted,
     SkipReason,
 )
+from eventstore.fold import blocking_failures
 from eventstore.plan import Action
 from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionState
 from eventstore.templates import TemplateError
@@ -127,18 +129,7 @@ class _Decision:
         self.events: list[Event] = []
         self.finished_now = 0
         self.dispatched_now = 0
-        self.blocking = self._blocking_failures()
-
-    def _blocking_failures(self) -> list[str]:
-        counts = self.state.counts
-        if not counts.failed and not counts.cancelled:
-            return []
-        return [
-            action_id
-            for action_id, spec in self.graph.specs.items()
-            if (status := self.state.actions[action_id].status) == "cancelled"
-            or (status == "failed" and not spec.allow_failure)
-        ]
+        self.blocking = blocking_failures(state)
 
     # ----------------------------------------------------------------- frontier
 
@@ -197,7 +188,7 @@ class _Decision:
             try:
                 holds = evaluate(spec.when, self.state, self.view)
             except ConditionError as exc:
-                self._fail(spec, "invalid_condition", str(exc))
+                self._fail(spec, ErrorCode.INVALID_CONDITION, str(exc))
                 return True
             if not holds:
                 self._skip(spec, "condition_false", f"when on {spec.when.path} is false")
@@ -211,7 +202,7 @@ class _Decision:
                 actions=self.view,
             )
         except TemplateError as exc:
-            self._fail(spec, "invalid_request", f"cannot build the request: {exc}")
+            self._fail(spec, ErrorCode.INVALID_REQUEST, f"cannot build the request: {exc}")
             return True
         self.events.append(request)
         self.decided[spec.id] = ActionState(
@@ -305,7 +296,7 @@ class _Decision:
                 correlation_id=self.execution,
                 error=ErrorInfo(
                     message=f"{noun} {', '.join(failed)} failed{detail}",
-                    code="action_failed",
+                    code=ErrorCode.ACTION_FAILED,
                 ),
                 failed_actions=failed,
             )

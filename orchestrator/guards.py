@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from eventstore.events import Event, ExecutionCancelled, ExecutionCompleted, ExecutionFailed
 from eventstore.records import Guard
+from eventstore.subjects import terminal_filter
 
 __all__ = ["guard_for", "terminal_filter"]
 
 _EMPTY_SUBJECT = Guard()
-
-
-def terminal_filter(execution_id: str) -> str:
-    """The filter matching the execution's end events (and no other event of it)."""
-    return f"execution.*.{execution_id}"
 
 
 def guard_for(event: Event) -> Guard:

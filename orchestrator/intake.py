@@ -14,19 +14,19 @@ from typing import Any
 import msgspec
 
 from eventstore.codec import decode_event
-from eventstore.errors import EventDecodeError, PlanValidationError
+from eventstore.error_codes import ErrorCode
+from eventstore.errors import EventDecodeError, PlanValidationError, TepError
 from eventstore.events import ErrorInfo, ExecutionFailed, PlanSubmitted
 from eventstore.plan_validation import parse_plan, plan_problems
-from eventstore.subjects import execution_id_problem
+from eventstore.subjects import PLAN_SUBMITTED_PREFIX, execution_id_problem
 from orchestrator import ids
 
-__all__ = ["PLAN_SUBJECT_PREFIX", "UnroutableMessageError", "admit_plan"]
+__all__ = ["UnroutableMessageError", "admit_plan"]
 
-PLAN_SUBJECT_PREFIX = "plan.submitted."
 _MAX_LISTED_PROBLEMS = 20
 
 
-class UnroutableMessageError(ValueError):
+class UnroutableMessageError(TepError, ValueError):
     """The subject carries no usable execution id, so no execution event can answer it."""
 
 
@@ -48,8 +48,8 @@ def admit_plan(
     Raises:
         UnroutableMessageError: the subject's execution id is not a valid id.
     """
-    execution_id = subject.removeprefix(PLAN_SUBJECT_PREFIX)
-    problem = None if subject.startswith(PLAN_SUBJECT_PREFIX) else "not a plan subject"
+    execution_id = subject.removeprefix(PLAN_SUBMITTED_PREFIX)
+    problem = None if subject.startswith(PLAN_SUBMITTED_PREFIX) else "not a plan subject"
     problem = problem or execution_id_problem(execution_id)
     if problem is not None:
         raise UnroutableMessageError(f"{subject}: {problem}")
@@ -108,7 +108,7 @@ def _rejection(execution_id: str, data: bytes, problems: list[str]) -> Execution
         event_id=ids.terminal_id(execution_id),
         causation_id=_payload_event_id(data),
         correlation_id=execution_id,
-        error=ErrorInfo(message="invalid plan: " + "; ".join(listed), code="invalid_plan"),
+        error=ErrorInfo(message="invalid plan: " + "; ".join(listed), code=ErrorCode.INVALID_PLAN),
     )
 
 

@@ -34,11 +34,8 @@ from eventstore.codec import decode_event
 from eventstore.config import Settings
 from eventstore.errors import ConcurrencyError, EventDecodeError
 from eventstore.events import (
-    ActionCompleted,
     ActionExecuteRequested,
-    ActionFailed,
     Event,
-    ExecutionCancelRequested,
     ExecutionFailed,
     PlanSubmitted,
 )
@@ -49,12 +46,17 @@ from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
+from eventstore.subjects import (
+    ORCHESTRATOR_FILTERS,
+    PLAN_SUBMITTED_PREFIX,
+    orchestrator_subject_type,
+)
 from orchestrator.cache import StateCache
-from orchestrator.config import FILTER_SUBJECTS, OrchestratorConfig
+from orchestrator.config import OrchestratorConfig
 from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
-from orchestrator.intake import PLAN_SUBJECT_PREFIX, UnroutableMessageError, admit_plan
+from orchestrator.intake import UnroutableMessageError, admit_plan
 from orchestrator.lease import Lease
 
 __all__ = ["Orchestrator", "execution_of"]
@@ -64,24 +66,10 @@ _RETRY_DELAY_S = 1.0
 _MAX_RETRY_DELAY_S = 60.0
 _CLEANUP_TIMEOUT_S = 3.0
 
-# Subject prefix -> event type the orchestrator expects there.
-_EXPECTED: dict[str, type[Event]] = {
-    "action.completed.": ActionCompleted,
-    "action.failed.": ActionFailed,
-    "execution.cancel.requested.": ExecutionCancelRequested,
-}
-
-
 def execution_of(subject: str) -> str | None:
     """The execution id in the subject of an event the orchestrator consumes."""
-    tokens = subject.split(".")
-    if subject.startswith(PLAN_SUBJECT_PREFIX) and len(tokens) == 3:
-        return tokens[2]
-    if subject.startswith(("action.completed.", "action.failed.")) and len(tokens) == 4:
-        return tokens[2]
-    if subject.startswith("execution.cancel.requested.") and len(tokens) == 4:
-        return tokens[3]
-    return None
+    routed = orchestrator_subject_type(subject)
+    return None if routed is None else routed[1]
 
 
 def _retry_delay(msg: Msg) -> float:
@@ -197,7 +185,7 @@ class Orchestrator:
         config = ConsumerConfig(
             durable_name=self.config.consumer,
             description="tep orchestrator: plans, action outcomes, cancel requests",
-            filter_subjects=list(FILTER_SUBJECTS),
+            filter_subjects=list(ORCHESTRATOR_FILTERS),
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.config.ack_wait_s,
@@ -292,7 +280,7 @@ class Orchestrator:
         if execution_id is None:
             raise _Poison(f"no execution id in subject {msg.subject}")
         meta = msg.metadata
-        if msg.subject.startswith(PLAN_SUBJECT_PREFIX):
+        if msg.subject.startswith(PLAN_SUBMITTED_PREFIX):
             try:
                 admitted = admit_plan(
                     msg.subject,
@@ -318,8 +306,8 @@ class Orchestrator:
             event = decode_event(msg.data)
         except EventDecodeError as exc:
             raise _Poison(str(exc)) from exc
-        expected = next(t for p, t in _EXPECTED.items() if msg.subject.startswith(p))
-        if not isinstance(event, expected) or event.execution_id != execution_id:
+        routed = orchestrator_subject_type(msg.subject)
+        if routed is None or not isinstance(event, routed[0]) or event.execution_id != execution_id:
             raise _Poison(
                 f"a {event.__struct_config__.tag} event of execution {event.execution_id} "
                 f"on subject {msg.subject}"

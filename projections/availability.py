@@ -5,14 +5,15 @@ dependency finished), narrowed to the actions the orchestrator would run rather 
 
 * every dependency **completed**, or the action has ``run_on_dependency_failure`` (then a
   failed, skipped or cancelled dependency does not hold it back);
-* no action has failed without ``allow_failure`` (a failing execution starts nothing new),
+* nothing blocking has ended (:func:`eventstore.fold.blocking_failures`: an action failed
+  without ``allow_failure``, or one was cancelled): a failing execution starts nothing new,
   again unless the action has ``run_on_dependency_failure``;
 * its ``when`` condition, if any, holds (a condition that cannot be evaluated does not).
 """
 
 from __future__ import annotations
 
-from eventstore.fold import ready_actions
+from eventstore.fold import blocking_failures, ready_actions
 from eventstore.state import ExecutionState
 from orchestrator.conditions import ConditionError, evaluate
 
@@ -25,11 +26,7 @@ def available_actions(state: ExecutionState) -> list[str]:
     if plan is None:
         raise ValueError("available_actions needs the execution's plan on the state")
     specs = {action.id: action for action in plan.actions}
-    failing = any(
-        action.status == "failed" and not specs[action_id].allow_failure
-        for action_id, action in state.actions.items()
-        if action_id in specs
-    )
+    failing = bool(blocking_failures(state))
     available = []
     for action_id in ready_actions(state):
         spec = specs[action_id]

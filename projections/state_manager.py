@@ -45,7 +45,7 @@ from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
-from eventstore.subjects import execution_id_problem, subject_for
+from eventstore.subjects import execution_id_problem, plan_subject, subject_for
 from projections.availability import available_actions
 from projections.buckets import META_BUCKET, POINTER_KEY, bucket_name, ensure_current_view
 from projections.errors import ExecutionNotFoundError, ViewTimeoutError
@@ -584,13 +584,10 @@ class StateManager:
         if plan is not None:
             self._plans.move_to_end(execution_id)
             return plan
-        try:
-            msg = await self.log.js.get_last_msg(
-                self.settings.stream, f"plan.submitted.{execution_id}", direct=True
-            )
-        except NotFoundError:
-            raise ExecutionNotFoundError(execution_id) from None
-        event = decode_event(msg.data or b"")
+        record = await self.log.last_on(plan_subject(execution_id))
+        if record is None:
+            raise ExecutionNotFoundError(execution_id)
+        event = decode_event(record.data)
         if not isinstance(event, PlanSubmitted):
             raise ExecutionNotFoundError(execution_id)
         self._remember_plan(execution_id, event.plan)

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionCancelled,
     ActionCompleted,
@@ -147,4 +148,4 @@ def result_event(state: ExecutionState, action_id: str, result: Any) -> Event:
 def _error_info(error: ErrorInfo | str | None) -> ErrorInfo:
     if isinstance(error, ErrorInfo):
         return error
-    return ErrorInfo(message=error or "marked failed", code="failed")
+    return ErrorInfo(message=error or "marked failed", code=ErrorCode.FAILED)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from eventstore.errors import TepError
 from eventstore.state import (
     ACTION_STATUSES,
     EXECUTION_STATUSES,
@@ -67,7 +68,7 @@ _encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(ExecutionState)
 
 
-class StateTooLargeError(ValueError):
+class StateTooLargeError(TepError, ValueError):
     """An execution state does not fit one KV value even compressed and without outputs."""
 
 

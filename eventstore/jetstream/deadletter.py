@@ -12,17 +12,13 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
-from eventstore.subjects import DEADLETTER_PREFIX
+from eventstore import headers as h
+from eventstore.subjects import dead_letter_subject
 
-__all__ = ["dead_letter_subject", "publish_dead_letter"]
+__all__ = ["publish_dead_letter"]
 
 _log = logging.getLogger("tep.deadletter")
 _HEADER_LIMIT = 512
-
-
-def dead_letter_subject(role: str, original_subject: str) -> str:
-    """Where ``role`` keeps a message it could not process."""
-    return f"{DEADLETTER_PREFIX}.{role}.{original_subject}"
 
 
 def _header_text(text: str) -> str:
@@ -56,18 +52,18 @@ async def publish_dead_letter(
         extra={"role": role, "subject": subject, "sequence": sequence},
     )
     headers = {
-        "Nats-Msg-Id": f"{role}.{stream}.{sequence}",
-        "Tep-Reason": _header_text(reason),
-        "Tep-Original-Stream": stream,
-        "Tep-Original-Subject": subject,
-        "Tep-Original-Sequence": str(sequence),
+        h.MSG_ID: f"{role}.{stream}.{sequence}",
+        h.DEADLETTER_REASON: _header_text(reason),
+        h.DEADLETTER_STREAM: stream,
+        h.DEADLETTER_SUBJECT: subject,
+        h.DEADLETTER_SEQUENCE: str(sequence),
     }
     if reason_code:
-        headers["Tep-Reason-Code"] = reason_code
+        headers[h.DEADLETTER_REASON_CODE] = reason_code
     target = dead_letter_subject(role, subject)
     try:
         await js.publish(target, data, headers=headers)
     except (MaxPayloadError, APIError) as exc:
         _log.warning("dead letter stored without its payload: %s", exc)
-        headers["Tep-Payload-Dropped"] = str(len(data))
+        headers[h.DEADLETTER_PAYLOAD_DROPPED] = str(len(data))
         await js.publish(target, b"", headers=headers)

@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from eventstore import headers as h
 from eventstore.codec import encode_event
 from eventstore.config import Settings
 from eventstore.errors import (
@@ -39,7 +40,6 @@ __all__ = ["EventLog"]
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE = 10201
 _BATCH_LIMIT = 1000
-_SCHEDULE_HEADER = "Nats-Schedule"
 
 
 class EventLog:
@@ -64,7 +64,7 @@ class EventLog:
     ) -> tuple[str, bytes, dict[str, str]]:
         subject = subject_for(event)
         payload = encode_event(event)
-        headers = {"Nats-Msg-Id": event.event_id}
+        headers = {h.MSG_ID: event.event_id}
         if extra_headers:
             headers.update(extra_headers)
         size = len(payload) + len(subject) + sum(len(k) + len(v) + 4 for k, v in headers.items())
@@ -87,8 +87,8 @@ class EventLog:
         if expected_version is None:
             return {}
         return {
-            "Nats-Expected-Last-Subject-Sequence": str(expected_version),
-            "Nats-Expected-Last-Subject-Sequence-Subject": action_version_filter(execution_id),
+            h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_version),
+            h.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: action_version_filter(execution_id),
         }
 
     async def append(
@@ -112,7 +112,7 @@ class EventLog:
         headers = self._expectation(event.execution_id, expected_version, guard)
         if isinstance(event, PlanSubmitted):
             # An execution starts once: the plan.submitted subject must be empty.
-            headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
+            headers = Guard().headers()
         subject, payload, headers = self._message(event, headers)
         try:
             ack = await self.js.publish(subject, payload, headers=headers)
@@ -134,7 +134,7 @@ class EventLog:
             msg = await self.js.get_msg(self.stream, sequence, direct=True)
         except NotFoundError:
             return None
-        return (msg.headers or {}).get("Nats-Msg-Id")
+        return (msg.headers or {}).get(h.MSG_ID)
 
     def _translate(self, exc: APIError, event: Event, expected: int | None) -> TepError:
         if exc.err_code == _WRONG_LAST_SEQUENCE:
@@ -193,7 +193,7 @@ class EventLog:
         batch_id = uuid.uuid4().hex
         messages = []
         for index, event in enumerate(events, start=1):
-            extra = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
+            extra = {h.BATCH_ID: batch_id, h.BATCH_SEQUENCE: str(index)}
             guard = guards[index - 1] if guards is not None else None
             if index == 1 or guard is not None:
                 extra.update(
@@ -202,7 +202,7 @@ class EventLog:
                     )
                 )
             if index == len(events):
-                extra["Nats-Batch-Commit"] = "1"
+                extra[h.BATCH_COMMIT] = "1"
             messages.append(self._message(event, extra))
         for subject, payload, headers in messages[:-1]:
             await self.nc.publish(subject, payload, headers=headers)
@@ -268,15 +268,21 @@ class EventLog:
         info = await self.js.stream_info(self.stream)
         return int(info.state.last_seq)
 
+    async def last_on(self, subject: str) -> RawRecord | None:
+        """The newest message on ``subject`` (a subject or filter), or ``None`` if there is none.
+
+        One direct get: cheap whatever the size of the log.
+        """
+        try:
+            msg = await self.js.get_last_msg(self.stream, subject, direct=True)
+        except NotFoundError:
+            return None
+        return RawRecord(int(msg.seq or 0), msg.subject or subject, msg.data or b"")
+
     async def execution_version(self, execution_id: str) -> int:
         """The execution's current version for ``expected_version`` (0 before any action event)."""
-        try:
-            msg = await self.js.get_last_msg(
-                self.stream, action_version_filter(execution_id), direct=True
-            )
-        except NotFoundError:
-            return 0
-        return int(msg.seq or 0)
+        last = await self.last_on(action_version_filter(execution_id))
+        return 0 if last is None else last.sequence
 
     async def read_execution(
         self, execution_id: str, *, timeout: float = 10.0
@@ -297,7 +303,7 @@ class EventLog:
         complete = asyncio.Event()
 
         async def collect(msg: Msg) -> None:
-            if msg.headers and _SCHEDULE_HEADER in msg.headers:
+            if msg.headers and h.SCHEDULE in msg.headers:
                 return
             records.append(RawRecord(_stream_sequence(msg), msg.subject, msg.data))
             if expected is not None and len(records) >= expected:
@@ -393,7 +399,7 @@ class EventLog:
             tokens = msg.reply.split(".")
             v1 = len(tokens) == _V1_TOKENS
             sequence = int(tokens[5] if v1 else tokens[7])
-            if not (msg.headers and _SCHEDULE_HEADER in msg.headers):
+            if not (msg.headers and h.SCHEDULE in msg.headers):
                 pending.append(RawRecord(sequence, msg.subject, msg.data))
             if not follow and (sequence >= end or tokens[8 if v1 else 10] == "0"):
                 state["done"] = True

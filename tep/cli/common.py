@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from eventstore.config import DEFAULT_NATS_URL, Settings
+from eventstore.errors import TepError
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -32,7 +33,7 @@ EXIT_NATS_UNAVAILABLE = 3
 EXIT_TIMEOUT = 124
 
 
-class UsageError(Exception):
+class UsageError(TepError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from eventstore import headers as h
 from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError
 from eventstore.fold import apply, fold
@@ -23,7 +24,7 @@ from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
-from eventstore.subjects import execution_filters, execution_id_problem
+from eventstore.subjects import execution_filters, execution_id_problem, plan_subject
 from tep.cli.common import UsageError, settings_from
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("tep.cli")
-_SCHEDULE_HEADER = "Nats-Schedule"
 
 
 @contextlib.asynccontextmanager
@@ -70,9 +70,10 @@ async def require_execution(log: EventLog, execution_id: str) -> None:
     check_execution_id(execution_id)
     try:
         await log.js.stream_info(log.stream)
-        await log.js.get_last_msg(log.stream, f"plan.submitted.{execution_id}", direct=True)
     except NotFoundError:
         raise UsageError(f"unknown execution {execution_id!r}") from None
+    if await log.last_on(plan_subject(execution_id)) is None:
+        raise UsageError(f"unknown execution {execution_id!r}")
 
 
 async def load_state(log: EventLog, execution_id: str) -> ExecutionState:
@@ -97,7 +98,7 @@ async def follow(log: EventLog, execution_id: str) -> AsyncGenerator[RecordedEve
     queue: asyncio.Queue[RecordedEvent] = asyncio.Queue()
 
     async def on_message(msg: Msg) -> None:
-        if msg.headers and _SCHEDULE_HEADER in msg.headers:
+        if msg.headers and h.SCHEDULE in msg.headers:
             return
         try:
             event = decode_event(msg.data)

@@ -33,7 +33,6 @@ from tep.cli.render import state_table, summary
 from tep.cli.validate import read_plan_document
 
 __all__ = [
-    "InvalidPlan",
     "exit_code_for",
     "load_plan",
     "register",
@@ -139,28 +138,17 @@ def _with_input(raw: bytes, overrides: dict[str, Any]) -> bytes | dict[str, Any]
     return document
 
 
-class InvalidPlan(Exception):
-    """The plan was rejected; ``problems`` are printed one per line (exit 2)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
 def load_plan(source: str, overrides: dict[str, Any], settings: Settings) -> Plan:
     """Read a plan file (``-``: stdin), merge input overrides, validate it.
 
     Raises:
         UsageError: the file cannot be read.
-        InvalidPlan: the plan is invalid (every problem listed).
+        PlanValidationError: the plan is invalid (every problem listed).
     """
     document = _with_input(read_plan_document(source), overrides)
-    try:
-        return parse_plan(
-            document, max_actions=settings.max_actions, max_plan_bytes=settings.max_plan_bytes
-        )
-    except PlanValidationError as exc:
-        raise InvalidPlan(exc.problems) from None
+    return parse_plan(
+        document, max_actions=settings.max_actions, max_plan_bytes=settings.max_plan_bytes
+    )
 
 
 def state_document(state: ExecutionState) -> Any:
@@ -180,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     try:
         plan = load_plan(args.plan, _input_overrides(args.input, args.input_json), settings)
-    except InvalidPlan as exc:
+    except PlanValidationError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"tep: {args.plan}: {problem}\n")
         return EXIT_BAD_INPUT

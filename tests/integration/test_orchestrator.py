@@ -35,8 +35,8 @@ from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.queues import consumer_name
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec
+from eventstore.subjects import deadline_subject
 from orchestrator.config import OrchestratorConfig
-from orchestrator.deadline import deadline_subject
 from orchestrator.service import Orchestrator
 
 pytestmark = pytest.mark.anyio

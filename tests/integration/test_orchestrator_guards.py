@@ -14,7 +14,8 @@ from eventstore.events import (
 )
 from eventstore.jetstream.log import EventLog
 from eventstore.records import Guard
-from orchestrator.guards import guard_for, terminal_filter
+from eventstore.subjects import terminal_filter
+from orchestrator.guards import guard_for
 
 pytestmark = pytest.mark.anyio
 

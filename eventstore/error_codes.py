@@ -1,0 +1,47 @@
+"""The stable ``error.code`` values of ``action.attempt.failed``, ``action.failed`` and
+``execution.failed``: one enum, used by the orchestrator, the executor and the docs.
+
+Python handlers may use codes of their own (``NonRetryableError("...", code="bad_image")``);
+everything this project sets itself is listed here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode"]
+
+
+class ErrorCode(StrEnum):
+    """Why an attempt, an action or an execution failed."""
+
+    TIMEOUT = "timeout"
+    """The attempt exceeded its time limit (retried)."""
+    CONNECT_ERROR = "connect_error"
+    """Connection refused or reset, DNS failure, broken response (retried)."""
+    HTTP_4XX = "http_4xx"
+    """The target answered 4xx (408 and 429 are retried, others not)."""
+    HTTP_5XX = "http_5xx"
+    """The target answered 5xx (retried)."""
+    OUTPUT_TOO_LARGE = "output_too_large"
+    """The response body or handler output exceeds the cap (not retried)."""
+    INVALID_REQUEST = "invalid_request"
+    """Not an absolute http(s) URL, a malformed header, no request, or a request that cannot be
+    built from its templates (not retried)."""
+    MISSING_SECRET = "missing_secret"
+    """A ``{{secrets.NAME}}`` whose variable is not set on the executor (not retried)."""
+    HANDLER_ERROR = "handler_error"
+    """A Python handler raised, or returned something that is not JSON (retried unless it
+    raised ``NonRetryableError``)."""
+    UNKNOWN_ACTION_TYPE = "unknown_action_type"
+    """No handler for the action's type on this queue (not retried)."""
+    INTERRUPTED = "interrupted"
+    """The last attempt was cut off (executor crash or forced stop)."""
+    INVALID_CONDITION = "invalid_condition"
+    """The action's ``when`` condition cannot be evaluated."""
+    INVALID_PLAN = "invalid_plan"
+    """``execution.failed``: the submitted plan is invalid."""
+    ACTION_FAILED = "action_failed"
+    """``execution.failed``: an action failed and nothing handled it."""
+    FAILED = "failed"
+    """An action marked failed through ``StateManager.update_action_status``."""

@@ -1,59 +1,216 @@
-"""One typed settings object, read from ``TEP_*`` environment variables and validated once."""
+"""One typed configuration: ``TEP_*`` environment variables, flags on top, validated once.
+
+:class:`TepSettings` holds what every process shares (where the log lives, its limits, logging);
+each role adds a section on the same base (``orchestrator.config.OrchestratorConfig``,
+``executor.config.ExecutorConfig``), each with its own variable prefix. A value given
+explicitly (a command-line flag) wins over the environment, which wins over the default. A bad
+value raises :class:`~eventstore.errors.SettingsError` with one line naming the variable.
+``docs/configuration.md`` is generated from these classes (``python -m tep.config_docs``).
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar, Literal, Self
 
-import msgspec
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from eventstore.errors import SettingsError
 
-__all__ = ["DEFAULT_NATS_URL", "Settings", "SettingsError"]
+__all__ = ["DEFAULT_NATS_URL", "Settings", "SettingsBase", "SettingsError", "TepSettings"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
+_ENVIRONMENT: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "tep_settings_environment", default=None
+)
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the log lives and how it is provisioned.
 
-    Every field can be set from the environment as ``TEP_<FIELD>`` (upper case), e.g.
-    ``TEP_NATS_URL``, ``TEP_REPLICAS=3``, ``TEP_MAX_ACTIONS=2000``.
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENVIRONMENT.get()
+        assert env is not None
+        return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty, None)
+
+
+@contextmanager
+def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRONMENT.set(env)
+    try:
+        yield
+    finally:
+        _ENVIRONMENT.reset(token)
+
+
+class SettingsBase(BaseSettings):
+    """What every settings section shares: frozen, ``TEP_*`` names, one-line errors.
+
+    A section sets ``model_config = SettingsConfigDict(env_prefix=...)`` and its fields; every
+    field should have a ``description`` (it becomes the documentation).
     """
 
-    nats_url: str = DEFAULT_NATS_URL
-    stream: str = "TEP_EVENTS"
-    deadletter_stream: str = "TEP_DEADLETTER"
-    replicas: int = 1
-    duplicate_window_s: float = 300.0
-    max_msg_bytes: int = 1024 * 1024
-    max_actions: int = 5000
-    max_plan_bytes: int = 900 * 1024
-    connect_timeout_s: float = 3.0
+    model_config = SettingsConfigDict(
+        env_prefix="TEP_", frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
+    title: ClassVar[str] = "settings"
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(type(self), exc, set(values))) from None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from ``TEP_*`` variables, then explicit ``overrides`` (``None`` ignored)."""
-        env = os.environ if env is None else env
-        raw: dict[str, object] = {}
-        for field in cls.__struct_fields__:
-            value = env.get(f"TEP_{field.upper()}")
-            if value is not None and value != "":
-                raw[field] = value
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise SettingsError(f"invalid setting: {exc} (environment TEP_<NAME>)") from exc
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init values), then the environment; no dotenv or secrets files."""
+        if _ENVIRONMENT.get() is not None:
+            return init_settings, _MappingEnvSource(settings_cls)
+        return init_settings, env_settings
 
-    def __post_init__(self) -> None:
-        if self.replicas not in (1, 3, 5):
-            raise ValueError(f"replicas must be 1, 3 or 5 (got {self.replicas})")
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """The settings from ``env`` (default ``os.environ``), then ``overrides``.
+
+        Overrides that are ``None`` (a flag not given) are ignored.
+
+        Raises:
+            SettingsError: a value has the wrong type or range (the message names it).
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        with _environment(env):
+            return cls(**given)
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of ``field``."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, str):
+            return alias
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _one_line(cls: type[SettingsBase], exc: ValidationError, given: set[str]) -> str:
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = error.get("loc") or ()
+        field = str(loc[0]) if loc else None
+        if field in cls.model_fields:
+            shown = f"={error['input']!r}" if "input" in error else ""
+            where = f"{field}{shown}"
+            if field not in given:
+                where = f"{field} ({cls.variable(field)}{shown})"
+            problems.append(f"{where}: {message}")
+        elif field is not None:
+            problems.append(f"{field}: {message}")
+        else:
+            problems.append(message)
+    return f"invalid {cls.title}: " + "; ".join(problems)
+
+
+class TepSettings(SettingsBase):
+    """Where the log lives, its limits, and logging: shared by every role and client.
+
+    Every field is the variable ``TEP_<FIELD>``, e.g. ``TEP_NATS_URL``, ``TEP_REPLICAS=3``.
+    """
+
+    title: ClassVar[str] = "setting"
+
+    nats_url: str = Field(
+        DEFAULT_NATS_URL,
+        description="NATS server URL; a comma-separated list for a cluster "
+        "(`nats://n1:4222,nats://n2:4222,nats://n3:4222`). Flag: `--nats-url`",
+    )
+    stream: str = Field(
+        "TEP_EVENTS",
+        description="name of the event log stream (subjects `plan.>`, `action.>`, `execution.>`)",
+    )
+    deadletter_stream: str = Field(
+        "TEP_DEADLETTER",
+        description="stream for messages no role could process (`tep.deadletter.>`)",
+    )
+    replicas: int = Field(
+        1,
+        description="replicas of the streams and KV buckets when they are created: 1, 3 or 5. "
+        "Use 3 on a 3-node cluster (R3: survives the loss of one node)",
+    )
+    duplicate_window_s: float = Field(
+        300.0,
+        description="how long the server remembers event ids to drop duplicate appends "
+        "(retries, racing replicas)",
+    )
+    max_msg_bytes: int = Field(
+        1024 * 1024,
+        description="largest event (the stream's `max_msg_size`); must not exceed the "
+        "server's `max_payload`",
+    )
+    max_actions: int = Field(5000, description="most actions in one plan")
+    max_plan_bytes: int = Field(
+        900 * 1024,
+        description="largest plan document; below `TEP_MAX_MSG_BYTES` to leave room for the "
+        "event envelope",
+    )
+    connect_timeout_s: float = Field(
+        3.0,
+        description="how long the first connection may take; an unreachable server is "
+        "reported (exit 3) after about this long. Once connected, clients reconnect forever",
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        None,
+        description="`json`: one JSON object per line (`ts`, `level`, `logger`, `msg`, "
+        "`role`, ids such as `execution_id` / `action_id`); `text`: readable lines. "
+        "Default: `text` on a terminal, else `json`",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="the lowest level logged"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value not in (1, 3, 5):
+            raise ValueError(f"replicas must be 1, 3 or 5 (got {value})")
+        return value
+
+    @field_validator("duplicate_window_s", "max_actions", "max_msg_bytes", "connect_timeout_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _plan_fits_a_message(self) -> Self:
         if self.max_plan_bytes >= self.max_msg_bytes:
             raise ValueError(
                 f"max_plan_bytes ({self.max_plan_bytes}) must be below "
                 f"max_msg_bytes ({self.max_msg_bytes}) to leave room for the event envelope"
             )
-        for name in ("duplicate_window_s", "max_actions", "max_msg_bytes", "connect_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+        return self
+
+
+Settings = TepSettings
+"""The name most of the code uses for :class:`TepSettings`."""

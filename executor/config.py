@@ -1,4 +1,4 @@
-"""The executor's settings: one typed object, validated once at start."""
+"""The executor's settings section: ``TEP_EXECUTOR_*``, flags on top."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import os
 import re
 import socket
 import uuid
+from typing import ClassVar
 
-import msgspec
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from eventstore.config import SettingsBase
 from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.outcome import DEFAULT_TIMEOUT_S
 
@@ -24,41 +27,78 @@ def new_executor_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class ExecutorConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ExecutorConfig(SettingsBase):
     """How one executor process serves one queue.
 
-    Attributes:
-        queue: the queue served (a subject token); actions route here by ``queue`` or type.
-        concurrency: requests this process runs at once.
-        handler_modules: modules imported at start so their ``@handler`` types are served.
-        max_output_bytes: the largest response body / output kept (larger fails with
-            ``output_too_large``); also bounded by what fits in one NATS message.
-        default_timeout_s: an attempt's time limit when the action sets none.
-        shutdown_grace_s: on stop, how long in-flight attempts may finish before they are
-            handed back to the queue.
-        pull_expires_s: lifetime of each pull request (bounds how long a stop waits for the
-            current pull to end).
-        executor_id: recorded on ``action.started``.
+    Every field is the variable ``TEP_EXECUTOR_<FIELD>`` (``max_output_bytes``:
+    ``TEP_MAX_OUTPUT_BYTES``); the flags of ``tep executor`` win over them.
     """
 
-    queue: str = DEFAULT_ACTION_TYPE
-    concurrency: int = DEFAULT_CONCURRENCY
-    handler_modules: tuple[str, ...] = ()
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
-    default_timeout_s: float = DEFAULT_TIMEOUT_S
-    shutdown_grace_s: float = 5.0
-    pull_expires_s: float = 2.0
-    executor_id: str = msgspec.field(default_factory=new_executor_id)
+    model_config = SettingsConfigDict(env_prefix="TEP_EXECUTOR_")
+    title: ClassVar[str] = "executor setting"
 
-    def __post_init__(self) -> None:
-        if not _QUEUE_PATTERN.match(self.queue):
-            raise ValueError(f"queue {self.queue!r} must match [A-Za-z0-9_-]{{1,64}}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1 (got {self.concurrency})")
-        if self.max_output_bytes < 1:
-            raise ValueError(f"max output bytes must be positive (got {self.max_output_bytes})")
-        for name in ("default_timeout_s", "pull_expires_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.shutdown_grace_s < 0:
-            raise ValueError("shutdown_grace_s must not be negative")
+    queue: str = Field(
+        DEFAULT_ACTION_TYPE,
+        description="the queue served (executors of one queue share its durable consumer "
+        "`queue-<name>`); actions route here by `queue` or type. Flag: `--queue`",
+    )
+    concurrency: int = Field(
+        DEFAULT_CONCURRENCY, description="requests this process runs at once. Flag: `--concurrency`"
+    )
+    handler_modules: tuple[str, ...] = Field(
+        (),
+        description="modules imported at start so their `@handler` types are served "
+        "(a JSON list). Flag: `--handlers MODULE...`",
+    )
+    max_output_bytes: int = Field(
+        DEFAULT_MAX_OUTPUT_BYTES,
+        validation_alias="TEP_MAX_OUTPUT_BYTES",
+        description="largest response body / output kept; larger fails with "
+        "`output_too_large`; also bounded by what fits in one NATS message. "
+        "Flag: `--max-output-bytes`",
+    )
+    default_timeout_s: float = Field(
+        DEFAULT_TIMEOUT_S, description="an attempt's time limit when the action sets none"
+    )
+    shutdown_grace_s: float = Field(
+        5.0,
+        description="on SIGTERM, seconds in-flight calls may finish before they are handed back "
+        "to the queue. Flag: `--shutdown-grace`",
+    )
+    pull_expires_s: float = Field(
+        2.0,
+        description="lifetime of each pull request (bounds how long a stop waits for the "
+        "current pull to end)",
+    )
+    executor_id: str = Field(
+        default_factory=new_executor_id,
+        description="recorded on `action.started` (default `<host>-<pid>-<random>`)",
+    )
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_token(cls, value: str) -> str:
+        if not _QUEUE_PATTERN.match(value):
+            raise ValueError(f"queue {value!r} must match [A-Za-z0-9_-]{{1,64}}")
+        return value
+
+    @field_validator("concurrency")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"concurrency must be at least 1 (got {value})")
+        return value
+
+    @field_validator("max_output_bytes", "default_timeout_s", "pull_expires_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be positive (got {value})")
+        return value
+
+    @field_validator("shutdown_grace_s")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value

@@ -1,82 +1,72 @@
-"""The orchestrator's settings: one typed object, from ``TEP_ORCHESTRATOR_*`` and overrides."""
+"""The orchestrator's settings section: ``TEP_ORCHESTRATOR_*``, flags on top."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from typing import ClassVar, Self
 
-import msgspec
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from eventstore.errors import SettingsError
+from eventstore.config import SettingsBase
 
 __all__ = ["OrchestratorConfig"]
 
 
-
-class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True):
+class OrchestratorConfig(SettingsBase):
     """How the orchestrator consumes, leads and caches.
 
-    Every field can be set as ``TEP_ORCHESTRATOR_<FIELD>``, e.g. ``TEP_ORCHESTRATOR_LEASE_S=10``.
-
-    Attributes:
-        consumer: the durable pull consumer shared by all replicas.
-        lease_bucket: the KV bucket holding the leadership lease.
-        lease_key: the lease's key in that bucket.
-        lease_s: how long a lease stays valid without renewal; a standby takes over after it.
-        renew_s: how often the leader renews.
-        ack_wait_s: redelivery delay of an unacknowledged event (a leader that died mid-event).
-        pull_batch: messages requested per pull request.
-        pull_expires_s: lifetime of a pull request (also the longest a clean stop waits).
-        max_ack_pending: unacknowledged events the leader may hold at once.
-        cache_size: executions whose state is kept in memory.
-        max_conflict_rounds: reload-and-decide rounds before an event is retried later.
+    Every field is the variable ``TEP_ORCHESTRATOR_<FIELD>``, e.g.
+    ``TEP_ORCHESTRATOR_LEASE_S=10``.
     """
 
-    consumer: str = "orchestrator"
-    lease_bucket: str = "tep_leases"
-    lease_key: str = "orchestrator"
-    lease_s: float = 5.0
-    renew_s: float = 1.0
-    ack_wait_s: float = 10.0
-    pull_batch: int = 256
-    pull_expires_s: float = 1.0
-    max_ack_pending: int = 4096
-    cache_size: int = 10_000
-    max_conflict_rounds: int = 8
+    model_config = SettingsConfigDict(env_prefix="TEP_ORCHESTRATOR_")
+    title: ClassVar[str] = "orchestrator setting"
 
-    def __post_init__(self) -> None:
+    consumer: str = Field("orchestrator", description="the durable consumer shared by all replicas")
+    lease_bucket: str = Field("tep_leases", description="KV bucket holding the leadership lease")
+    lease_key: str = Field("orchestrator", description="the lease's key")
+    lease_s: float = Field(
+        5.0, description="a lease not renewed for this long lets a standby replica take over"
+    )
+    renew_s: float = Field(
+        1.0, description="how often the leader renews (must be below the lease time)"
+    )
+    ack_wait_s: float = Field(
+        10.0, description="redelivery delay of an event a leader took but did not finish"
+    )
+    pull_batch: int = Field(256, description="messages per pull request")
+    pull_expires_s: float = Field(
+        1.0, description="lifetime of a pull request (also the longest a clean stop waits)"
+    )
+    max_ack_pending: int = Field(4096, description="unfinished events the leader may hold")
+    cache_size: int = Field(
+        10_000,
+        description="execution states kept in memory (others are folded from the log on demand)",
+    )
+    max_conflict_rounds: int = Field(
+        8,
+        description="reload-and-decide rounds on a version conflict before the event is "
+        "retried later",
+    )
+
+    @field_validator(
+        "ack_wait_s",
+        "pull_batch",
+        "pull_expires_s",
+        "max_ack_pending",
+        "cache_size",
+        "max_conflict_rounds",
+    )
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> Self:
         if not 0 < self.renew_s < self.lease_s:
             raise ValueError(
                 f"renew_s ({self.renew_s}) must be positive and below lease_s ({self.lease_s})"
             )
-        for name in (
-            "ack_wait_s",
-            "pull_batch",
-            "pull_expires_s",
-            "max_ack_pending",
-            "cache_size",
-            "max_conflict_rounds",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: object
-    ) -> OrchestratorConfig:
-        """Settings from ``TEP_ORCHESTRATOR_*`` variables, then ``overrides`` (``None`` ignored).
-
-        Raises:
-            SettingsError: a value has the wrong type or range.
-        """
-        env = os.environ if env is None else env
-        raw: dict[str, object] = {}
-        for field in cls.__struct_fields__:
-            value = env.get(f"TEP_ORCHESTRATOR_{field.upper()}")
-            if value:
-                raw[field] = value
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except (msgspec.ValidationError, ValueError) as exc:
-            raise SettingsError(f"invalid orchestrator setting: {exc}") from exc
+        return self

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from eventstore.config import TepSettings
 
 __all__ = ["configure_logging"]
 
@@ -69,12 +70,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(role: str | None = None, level: str | None = None) -> None:
-    """Log to stderr: JSON lines unless stderr is a TTY (``TEP_LOG_FORMAT=json|text`` overrides)."""
-    chosen = os.environ.get("TEP_LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json")
+def configure_logging(
+    role: str | None = None, settings: TepSettings | None = None, *, level: str | None = None
+) -> None:
+    """Log to stderr: JSON lines unless stderr is a TTY (``TEP_LOG_FORMAT=json|text`` overrides).
+
+    ``settings`` defaults to the environment's; ``level`` overrides ``TEP_LOG_LEVEL``.
+    """
+    settings = settings or TepSettings.from_env()
+    chosen = settings.log_format or ("text" if sys.stderr.isatty() else "json")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(role) if chosen == "json" else TextFormatter(role))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("TEP_LOG_LEVEL") or "INFO").upper())
+    root.setLevel((level or settings.log_level).upper())
     logging.getLogger("nats").setLevel(logging.CRITICAL)

@@ -19,7 +19,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "UsageError",
-    "add_health_options",
     "add_nats_url",
     "fail",
     "print_json",
@@ -44,22 +43,6 @@ def add_nats_url(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("TEP_NATS_URL", DEFAULT_NATS_URL),
         help="NATS server URL, comma-separated for a cluster "
         "(default: $TEP_NATS_URL or %(default)s)",
-    )
-
-
-def add_health_options(parser: argparse.ArgumentParser, healthy_when: str) -> None:
-    """``--health-port`` / ``--health-host`` for a long-running role's ``GET /healthz``."""
-    parser.add_argument(
-        "--health-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help=f"serve GET /healthz on this port (200 while {healthy_when})",
-    )
-    parser.add_argument(
-        "--health-host",
-        default="0.0.0.0",
-        help="address of the health endpoint (default %(default)s)",
     )
 
 

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 from typing import Any
 
-import anyio
-
-from eventstore.config import Settings
-from eventstore.jetstream.connection import connect
-from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.connection import NatsClient
 from executor.config import DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, ExecutorConfig
 from executor.errors import HandlerLoadError
 from executor.handlers import load_handler_modules
 from executor.worker import Executor
-from tep.cli.common import UsageError, add_health_options, add_nats_url, settings_from
-from tep.health import serve_health
-from tep.logging_setup import configure_logging
+from tep.cli.common import UsageError, add_nats_url, settings_from
+from tep.roles import RoleService, add_health_options, run_role
 
 __all__ = ["register", "run"]
 
@@ -35,16 +28,6 @@ the rest back to the queue.
 """
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise UsageError(f"{name}={value!r} is not an integer") from None
-
-
 def register(subparsers: Any) -> None:
     """Add ``tep executor``."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -59,8 +42,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--queue",
-        default=os.environ.get("TEP_EXECUTOR_QUEUE", "http"),
-        help="the queue to serve (default: $TEP_EXECUTOR_QUEUE or %(default)s)",
+        default=None,
+        help="the queue to serve (default: $TEP_EXECUTOR_QUEUE or http)",
     )
     parser.add_argument(
         "--concurrency",
@@ -75,7 +58,7 @@ def register(subparsers: Any) -> None:
         metavar="MODULE",
         nargs="+",
         action="extend",
-        default=[],
+        default=None,
         help="import MODULE(s) whose @handler functions serve further action types",
     )
     parser.add_argument(
@@ -89,9 +72,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--shutdown-grace",
         type=float,
-        default=5.0,
+        default=None,
         metavar="SECONDS",
-        help="on SIGTERM, how long in-flight requests may finish (default %(default)s)",
+        help="on SIGTERM, how long in-flight requests may finish (default 5)",
     )
     add_health_options(parser, "connected and serving")
     add_nats_url(parser)
@@ -99,46 +82,26 @@ def register(subparsers: Any) -> None:
 
 
 def config_from(args: argparse.Namespace) -> ExecutorConfig:
-    """The executor's settings from flags, then ``TEP_*`` variables, then defaults."""
-    concurrency = args.concurrency
-    if concurrency is None:
-        concurrency = _env_int("TEP_EXECUTOR_CONCURRENCY", DEFAULT_CONCURRENCY)
-    max_output = args.max_output_bytes
-    if max_output is None:
-        max_output = _env_int("TEP_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES)
-    try:
-        return ExecutorConfig(
-            queue=args.queue,
-            concurrency=concurrency,
-            handler_modules=tuple(args.handlers),
-            max_output_bytes=max_output,
-            shutdown_grace_s=args.shutdown_grace,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    """The executor's settings from flags, then ``TEP_EXECUTOR_*`` variables, then defaults."""
+    return ExecutorConfig.from_env(
+        queue=args.queue,
+        concurrency=args.concurrency,
+        handler_modules=tuple(args.handlers) if args.handlers else None,
+        max_output_bytes=args.max_output_bytes,
+        shutdown_grace_s=args.shutdown_grace,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the executor until SIGTERM / SIGINT."""
-    configure_logging("executor")
+    """Run the executor until SIGTERM / SIGINT (a second signal stops at once)."""
     config = config_from(args)
     try:
         load_handler_modules(config.handler_modules)
     except HandlerLoadError as exc:
         raise UsageError(str(exc)) from exc
     settings = settings_from(args)
-    anyio.run(_serve, settings, config, args.health_host, args.health_port)
-    return 0
 
-
-async def _serve(
-    settings: Settings, config: ExecutorConfig, health_host: str, health_port: int | None
-) -> None:
-    nc = await connect(
-        settings.nats_url, name=f"tep-executor-{config.queue}", timeout_s=settings.connect_timeout_s
-    )
-    try:
-        await ensure_log(nc.jetstream(), settings)
+    def build(nc: NatsClient) -> RoleService:
         executor = Executor(nc, settings, config)
 
         def report() -> tuple[bool, dict[str, Any]]:
@@ -153,23 +116,8 @@ async def _serve(
                 "handled": dict(executor.stats),
             }
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, executor, group.cancel_scope)
-            if health_port is not None:
-                await group.start(serve_health, health_host, health_port, report)
-            await executor.run()
-            group.cancel_scope.cancel()
-    finally:
-        await nc.close()
+        return RoleService(run=executor.run, report=report, stop=executor.stop)
 
-
-async def _stop_on_signal(executor: Executor, scope: anyio.CancelScope) -> None:
-    """First signal: stop gracefully. Second: stop now."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        stopping = False
-        async for _ in signals:
-            if stopping:
-                scope.cancel()
-                return
-            stopping = True
-            executor.stop()
+    return run_role(
+        args, settings, role="executor", client_name=f"tep-executor-{config.queue}", build=build
+    )

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from typing import Any
 
-import anyio
-
-from eventstore.config import Settings
-from eventstore.jetstream.connection import connect
-from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.connection import NatsClient
 from orchestrator.config import OrchestratorConfig
 from orchestrator.service import Orchestrator
-from tep.cli.common import add_health_options, add_nats_url, settings_from
-from tep.health import serve_health
-from tep.logging_setup import configure_logging
+from tep.cli.common import add_nats_url, settings_from
+from tep.roles import RoleService, add_health_options, run_role
 
 __all__ = ["register", "run"]
 
@@ -56,42 +50,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the orchestrator until SIGTERM / SIGINT."""
-    configure_logging("orchestrator")
     settings = settings_from(args)
     config = OrchestratorConfig.from_env()
-    anyio.run(_serve, settings, config, args.instance_id, args.health_host, args.health_port)
-    return 0
 
+    def build(nc: NatsClient) -> RoleService:
+        service = Orchestrator(nc, settings, config, instance_id=args.instance_id)
+        return RoleService(
+            run=service.run, report=lambda: (bool(nc.is_connected), service.status())
+        )
 
-async def _serve(
-    settings: Settings,
-    config: OrchestratorConfig,
-    instance_id: str | None,
-    health_host: str,
-    health_port: int | None,
-) -> None:
-    nc = await connect(
-        settings.nats_url, name="tep-orchestrator", timeout_s=settings.connect_timeout_s
+    return run_role(
+        args, settings, role="orchestrator", client_name="tep-orchestrator", build=build
     )
-    try:
-        await ensure_log(nc.jetstream(), settings)
-        service = Orchestrator(nc, settings, config, instance_id=instance_id)
-
-        def report() -> tuple[bool, dict[str, Any]]:
-            return bool(nc.is_connected), service.status()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            if health_port is not None:
-                await group.start(serve_health, health_host, health_port, report)
-            await group.start(service.run)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await nc.close()
-
-
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from typing import Any
 
-import anyio
-
-from eventstore.config import Settings
-from eventstore.jetstream.connection import connect
+from eventstore.jetstream.connection import NatsClient
 from projections import Projector
 from projections.projector import DEFAULT_BATCH
-from tep.cli.common import add_health_options, add_nats_url, settings_from
-from tep.health import serve_health
-from tep.logging_setup import configure_logging
+from tep.cli.common import add_nats_url, settings_from
+from tep.roles import RoleService, add_health_options, run_role
 
 __all__ = ["register"]
 
@@ -52,33 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the projector until SIGTERM / SIGINT."""
-    configure_logging("projector")
     settings = settings_from(args)
-    anyio.run(_serve, settings, args.batch, args.health_host, args.health_port)
-    return 0
 
+    def build(nc: NatsClient) -> RoleService:
+        projector = Projector(nc, settings, batch_size=args.batch)
+        return RoleService(run=projector.run, report=projector.report)
 
-async def _serve(settings: Settings, batch: int, health_host: str, health_port: int | None) -> None:
-    nc = await connect(
-        settings.nats_url, name="tep-projector", timeout_s=settings.connect_timeout_s
+    return run_role(
+        args, settings, role="projector", client_name="tep-projector", build=build, provision=False
     )
-    try:
-        projector = Projector(nc, settings, batch_size=batch)
-
-        def report() -> tuple[bool, dict[str, Any]]:
-            return projector.report()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            if health_port is not None:
-                await group.start(serve_health, health_host, health_port, report)
-            await projector.run()
-    finally:
-        await nc.close()
-
-
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return

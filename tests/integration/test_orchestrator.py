@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import msgspec
 import pytest
 from anyio.abc import TaskGroup
 from nats.aio.msg import Msg
@@ -552,7 +551,7 @@ async def test_two_deciders_on_every_event_at_once_never_double_dispatch(
         actions=[http("r1"), http("r2"), *branches, http("join", *(b.id for b in branches))],
     )
     configs = [
-        msgspec.structs.replace(FAST, lease_key=f"solo-{n}", consumer=f"orchestrator-{n}")
+        FAST.model_copy(update={"lease_key": f"solo-{n}", "consumer": f"orchestrator-{n}"})
         for n in (1, 2)
     ]
     async with (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
-import msgspec
 import pytest
 from nats.js.kv import KeyValue
 
@@ -165,7 +164,7 @@ async def test_a_failing_reader_process_fails_the_rebuild_cleanly(
     nc: NatsClient, settings: Settings, event_log: EventLog
 ) -> None:
     await event_log.append_many(synthetic_run("e1", actions=2))
-    unreachable = msgspec.structs.replace(settings, nats_url=f"nats://127.0.0.1:{find_free_port()}")
+    unreachable = settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{find_free_port()}"})
 
     with pytest.raises(TepError, match=r"log reader process failed: .*cannot reach NATS"):
         async for _ in read_in_child(unreachable, 1, 10, max_batch=100):

@@ -1,0 +1,125 @@
+"""Starting a long-running role process: the one place for connect, provision, health, signals.
+
+Every role command (``tep orchestrator``, ``tep executor``, ``tep projector``) describes its
+service as a :class:`RoleService` and hands it to :func:`run_role`, which:
+
+1. sets up logging for the role and connects to NATS (exit 3 with one line if unreachable);
+2. provisions the log (idempotent) when the role needs it;
+3. serves ``GET /healthz`` when ``--health-port`` was given;
+4. runs the service until it returns or a signal arrives: the first SIGTERM/SIGINT asks the
+   service to stop gracefully (or cancels it, if it has no graceful stop), a second one
+   cancels it;
+5. closes the connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from eventstore.config import TepSettings
+from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.provision import ensure_log
+from tep.health import serve_health
+from tep.logging_setup import configure_logging
+
+__all__ = ["Report", "RoleService", "add_health_options", "run_role"]
+
+Report = Callable[[], tuple[bool, dict[str, Any]]]
+"""``() -> (healthy, status document)``: what ``GET /healthz`` answers."""
+
+
+@dataclass(frozen=True)
+class RoleService:
+    """A role's service as :func:`run_role` drives it.
+
+    Attributes:
+        run: runs the service until it is done or cancelled.
+        report: the health report.
+        stop: asks ``run`` to finish gracefully (first signal); ``None``: cancel at once.
+    """
+
+    run: Callable[[], Awaitable[None]]
+    report: Report
+    stop: Callable[[], None] | None = None
+
+
+def add_health_options(parser: argparse.ArgumentParser, healthy_when: str) -> None:
+    """``--health-port`` / ``--health-host`` for a long-running role's ``GET /healthz``."""
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help=f"serve GET /healthz on this port (200 while {healthy_when})",
+    )
+    parser.add_argument(
+        "--health-host",
+        default="0.0.0.0",
+        help="address of the health endpoint (default %(default)s)",
+    )
+
+
+def run_role(
+    args: argparse.Namespace,
+    settings: TepSettings,
+    *,
+    role: str,
+    client_name: str,
+    build: Callable[[NatsClient], RoleService],
+    provision: bool = True,
+) -> int:
+    """Run one role process until it ends or is stopped by a signal; returns the exit code.
+
+    Args:
+        args: the command's arguments (``--health-port``/``--health-host``).
+        settings: the validated settings.
+        role: the role's name in log lines.
+        client_name: the NATS connection's name.
+        build: makes the service once connected.
+        provision: ensure the log's streams before starting.
+    """
+    configure_logging(role, settings)
+    anyio.run(_serve, args, settings, client_name, build, provision)
+    return 0
+
+
+async def _serve(
+    args: argparse.Namespace,
+    settings: TepSettings,
+    client_name: str,
+    build: Callable[[NatsClient], RoleService],
+    provision: bool,
+) -> None:
+    nc = await connect(settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s)
+    try:
+        if provision:
+            await ensure_log(nc.jetstream(), settings)
+        service = build(nc)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, service, group.cancel_scope)
+            port = getattr(args, "health_port", None)
+            if port is not None:
+                await group.start(serve_health, args.health_host, port, service.report)
+            await service.run()
+            group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await nc.close()
+
+
+async def _stop_on_signal(service: RoleService, scope: anyio.CancelScope) -> None:
+    """First signal: stop gracefully (when the service can). Second: stop now."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        asked = False
+        async for _ in signals:
+            if asked or service.stop is None:
+                scope.cancel()
+                return
+            asked = True
+            service.stop()

@@ -16,8 +16,6 @@ import sys
 from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
-import msgspec
-
 from eventstore.config import Settings
 from eventstore.errors import TepError
 from eventstore.jetstream.connection import connect
@@ -105,7 +103,7 @@ async def read_in_child(
         sys.executable,
         "-m",
         "projections.log_range_reader",
-        msgspec.json.encode(settings).decode(),
+        settings.model_dump_json(),
         str(start),
         str(end),
         str(max_batch),
@@ -136,7 +134,7 @@ async def read_in_child(
 
 def main(argv: list[str]) -> None:
     """Child entry point: ``SETTINGS-JSON START END MAX_BATCH``; frames go to stdout."""
-    settings = msgspec.json.decode(argv[0].encode(), type=Settings)
+    settings = Settings.model_validate_json(argv[0])
     start, end, max_batch = (int(value) for value in argv[1:4])
     asyncio.run(_send_range(settings, start, end, max_batch, sys.stdout.buffer))
 

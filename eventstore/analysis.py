@@ -148,7 +148,7 @@ def execution_metrics(state: ExecutionState) -> ExecutionMetrics:
     """Timing and counts of one execution, from its folded state.
 
     Raises:
-        ValueError: the state's plan has a cycle (a validated plan never does).
+        CycleError: the state's plan has a cycle (a validated plan never does).
     """
     plan = state.plan
     levels: list[LevelTiming] = []

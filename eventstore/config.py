@@ -25,6 +25,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from eventstore.errors import SettingsError
+from eventstore.plan_validation import DEFAULT_PLAN_LIMITS, PlanLimits
 
 __all__ = ["DEFAULT_NATS_URL", "Settings", "SettingsBase", "SettingsError", "TepSettings"]
 
@@ -162,9 +163,11 @@ class TepSettings(SettingsBase):
         description="largest event (the stream's `max_msg_size`); must not exceed the "
         "server's `max_payload`",
     )
-    max_actions: int = Field(5000, description="most actions in one plan")
+    max_actions: int = Field(
+        DEFAULT_PLAN_LIMITS.max_actions, description="most actions in one plan"
+    )
     max_plan_bytes: int = Field(
-        900 * 1024,
+        DEFAULT_PLAN_LIMITS.max_plan_bytes,
         description="largest plan document; below `TEP_MAX_MSG_BYTES` to leave room for the "
         "event envelope",
     )
@@ -182,6 +185,11 @@ class TepSettings(SettingsBase):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="the lowest level logged"
     )
+
+    @property
+    def plan_limits(self) -> PlanLimits:
+        """The plan limits these settings set (``TEP_MAX_ACTIONS``, ``TEP_MAX_PLAN_BYTES``)."""
+        return PlanLimits(max_actions=self.max_actions, max_plan_bytes=self.max_plan_bytes)
 
     @field_validator("log_level", mode="before")
     @classmethod

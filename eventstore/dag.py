@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 
+from eventstore.errors import TepError
 from eventstore.plan import Plan
 
 __all__ = [
+    "CycleError",
     "Edges",
     "Reachability",
     "dependents_index",
@@ -30,6 +32,10 @@ __all__ = [
 
 Edges = Mapping[str, Sequence[str]]
 """Node -> the nodes it points to. Targets that are not keys are ignored."""
+
+
+class CycleError(TepError, ValueError):
+    """The graph has a cycle where an order is needed; the message names one."""
 
 
 def plan_edges(plan: Plan) -> dict[str, list[str]]:
@@ -151,14 +157,14 @@ def topological_levels(plan: Plan) -> list[list[str]]:
     the previous levels finished.
 
     Raises:
-        ValueError: the plan has a cycle (validated plans never do).
+        CycleError: the plan has a cycle (validated plans never do).
     """
     edges = plan_edges(plan)
     depth: dict[str, int] = {}
     for component in strongly_connected_components(edges):
         if len(component) > 1 or component[0] in edges[component[0]]:
             cycle = find_cycle(edges) or component
-            raise ValueError("cycle: " + " -> ".join(cycle))
+            raise CycleError("cycle: " + " -> ".join(cycle))
         node = component[0]
         depth[node] = 1 + max((depth[d] for d in edges[node] if d in depth), default=-1)
     levels: list[list[str]] = [[] for _ in range(1 + max(depth.values(), default=-1))]

@@ -20,10 +20,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from eventstore.conditions import negate_condition
+from eventstore.errors import TepError
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RetryPolicy
 from eventstore.plan_validation import parse_plan
 
 __all__ = [
+    "PatternError",
     "batch",
     "conditional_branch",
     "fan_out_fan_in",
@@ -33,6 +36,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class PatternError(TepError, ValueError):
+    """A builder's arguments cannot make the pattern (before any plan is validated)."""
 
 
 def _after(action: Action, *dependencies: str) -> Action:
@@ -102,34 +109,6 @@ def fan_out_fan_in(
     return _finish(plan_id, [*head, *fanned, joined], input)
 
 
-def negate_condition(condition: Condition) -> Condition:
-    """The condition that holds exactly when ``condition`` does not.
-
-    ``equals`` <-> ``not_equals``; ``exists`` and ``truthy`` flip their flag.
-
-    Raises:
-        ValueError: an ``in`` condition (there is no ``not in`` operator), or a condition without
-            exactly one operator.
-    """
-    values = msgspec.structs.asdict(condition)
-    operators = [
-        name for name, value in values.items() if name != "path" and value is not msgspec.UNSET
-    ]
-    if len(operators) != 1:
-        raise ValueError(f"a condition needs exactly one operator (found {operators or 'none'})")
-    path = condition.path
-    match operators[0]:
-        case "equals":
-            return Condition(path=path, not_equals=condition.equals)
-        case "not_equals":
-            return Condition(path=path, equals=condition.not_equals)
-        case "exists":
-            return Condition(path=path, exists=not condition.exists)
-        case "truthy":
-            return Condition(path=path, truthy=not condition.truthy)
-    raise ValueError(f"cannot negate an 'in' condition on {path!r}; give if_false its own `when`")
-
-
 def conditional_branch(
     plan_id: str,
     check: Action,
@@ -144,12 +123,12 @@ def conditional_branch(
     ``condition.path`` usually points into the check's result, e.g.
     ``Condition(path="actions.check.output.approved", truthy=True)``. The branch not taken is
     skipped by its condition, so the execution still completes. ``if_false`` runs under
-    :func:`negate_condition` of ``condition``; pass ``if_false`` with its own ``when`` to choose
-    another test (required for ``in`` conditions).
+    :func:`~eventstore.conditions.negate_condition` of ``condition``; pass ``if_false`` with its
+    own ``when`` to choose another test (required for ``in`` conditions).
 
     Raises:
         PlanValidationError: the actions do not make a valid plan.
-        ValueError: ``condition`` cannot be negated and ``if_false`` has no ``when``.
+        ConditionError: ``condition`` cannot be negated and ``if_false`` has no ``when``.
     """
     true_branch = msgspec.structs.replace(_after(if_true, check.id), when=condition)
     actions = [check, true_branch]
@@ -219,11 +198,12 @@ def batch(
         [[0, 1], [2, 3], [4]]
 
     Raises:
-        ValueError: ``chunk_size`` below 1, or chunks on several queues with a concurrency limit.
+        PatternError: ``chunk_size`` below 1, or chunks on several queues with a concurrency
+            limit.
         PlanValidationError: the actions do not make a valid plan.
     """
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1 (got {chunk_size})")
+        raise PatternError(f"chunk_size must be at least 1 (got {chunk_size})")
     chunks = [list(items[start : start + chunk_size]) for start in range(0, len(items), chunk_size)]
     actions = [make_action(index, chunk) for index, chunk in enumerate(chunks)]
     if sequential:
@@ -235,7 +215,7 @@ def batch(
     if concurrency_limit is not None and actions:
         names = {action.queue_name for action in actions}
         if len(names) != 1:
-            raise ValueError(
+            raise PatternError(
                 f"a concurrency limit needs one queue for all chunks (got {sorted(names)})"
             )
         queues[names.pop()] = QueueConfig(concurrency_limit=concurrency_limit)

@@ -19,10 +19,16 @@ from typing import Any, Literal
 
 import msgspec
 
+from eventstore.errors import TepError
+from eventstore.state import ActionState
+
 __all__ = [
+    "ACTION_FIELDS",
     "MISSING",
+    "TEMPLATE",
     "Reference",
     "TemplateError",
+    "action_view",
     "find_references",
     "parse_path",
     "parse_reference",
@@ -31,11 +37,13 @@ __all__ = [
 ]
 
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+"""One ``{{...}}``; group 1 is the reference inside."""
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_ACTION_FIELDS = ("output", "status", "error", "attempts")
+ACTION_FIELDS = ("output", "status", "error", "attempts")
+"""What ``actions.<id>.`` leads to, in templates and conditions alike."""
 
 
-class TemplateError(ValueError):
+class TemplateError(TepError, ValueError):
     """A template is malformed or refers to something that does not exist."""
 
 
@@ -96,7 +104,7 @@ def parse_reference(text: str) -> Reference:
             raise TemplateError(f"{{{{{body}}}}}: a secret is referenced as secrets.NAME")
         return Reference("secrets", path[1], (), body)
     if root == "actions":
-        if len(path) < 3 or not isinstance(path[1], str) or path[2] not in _ACTION_FIELDS:
+        if len(path) < 3 or not isinstance(path[1], str) or path[2] not in ACTION_FIELDS:
             raise TemplateError(
                 f"{{{{{body}}}}}: use actions.<id>.output.<path> (or .status, .error, .attempts)"
             )
@@ -129,6 +137,20 @@ def find_references(value: Any) -> list[Reference]:
 
     visit(value)
     return found
+
+
+def action_view(action: ActionState) -> dict[str, Any]:
+    """One action as templates and conditions see it under ``actions.<id>``.
+
+    ``output`` and ``error`` are present only when the action has one, so ``exists`` on them is
+    meaningful.
+    """
+    view: dict[str, Any] = {"status": action.status, "attempts": action.attempts}
+    if action.output is not None:
+        view["output"] = action.output
+    if action.error is not None:
+        view["error"] = msgspec.to_builtins(action.error)
+    return view
 
 
 def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:

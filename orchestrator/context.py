@@ -1,8 +1,8 @@
-"""What ``{{...}}`` templates and ``when`` conditions can see of an execution. Pure.
+"""The render context of ``{{...}}`` templates over an execution. Pure.
 
-Both look at the same two roots: ``input`` (the plan input) and ``actions.<id>``, an upstream
-action seen as ``{"status": ..., "attempts": ..., "output": ..., "error": {...}}``. ``output``
-and ``error`` are present only when the action has one, so ``exists`` on them is meaningful.
+Templates see two roots: ``input`` (the plan input) and ``actions.<id>``, an upstream action as
+:func:`eventstore.templates.action_view` shows it, the same view ``when`` conditions see
+(:mod:`eventstore.conditions`).
 """
 
 from __future__ import annotations
@@ -10,22 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import msgspec
-
 from eventstore.state import ActionState, ExecutionState
-from eventstore.templates import MISSING, resolve_path
+from eventstore.templates import action_view
 
-__all__ = ["ActionsView", "action_view", "resolve", "template_context"]
-
-
-def action_view(action: ActionState) -> dict[str, Any]:
-    """One action as templates and conditions see it."""
-    view: dict[str, Any] = {"status": action.status, "attempts": action.attempts}
-    if action.output is not None:
-        view["output"] = action.output
-    if action.error is not None:
-        view["error"] = msgspec.to_builtins(action.error)
-    return view
+__all__ = ["ActionsView", "template_context"]
 
 
 class ActionsView(Mapping[str, dict[str, Any]]):
@@ -61,25 +49,3 @@ def template_context(
         "input": state.input,
         "actions": ActionsView(state.actions if actions is None else actions),
     }
-
-
-def resolve(
-    path: tuple[str | int, ...],
-    state: ExecutionState,
-    actions: Mapping[str, ActionState] | None = None,
-) -> Any:
-    """The value at a parsed path (``("input", "x")``, ``("actions", "a", "output", "y")``).
-
-    Returns :data:`eventstore.templates.MISSING` where the path leads nowhere.
-    """
-    if not path:
-        return MISSING
-    root, rest = path[0], path[1:]
-    if root == "input":
-        return resolve_path(state.input, rest)
-    if root == "actions" and rest and isinstance(rest[0], str):
-        action = (state.actions if actions is None else actions).get(rest[0])
-        if action is None:
-            return MISSING
-        return resolve_path(action_view(action), rest[1:])
-    return MISSING

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import ChainMap, deque
 from collections.abc import Iterable
 
+from eventstore.conditions import ConditionError, evaluate
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionCancelled,
@@ -43,7 +44,6 @@ from eventstore.plan import Action
 from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionState
 from eventstore.templates import TemplateError
 from orchestrator import ids
-from orchestrator.conditions import ConditionError, evaluate
 from orchestrator.dispatch import build_request
 from orchestrator.graph import PlanGraph, graph_of
 

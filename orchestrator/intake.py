@@ -17,7 +17,7 @@ from eventstore.codec import decode_event
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import EventDecodeError, PlanValidationError, TepError
 from eventstore.events import ErrorInfo, ExecutionFailed, PlanSubmitted
-from eventstore.plan_validation import parse_plan, plan_problems
+from eventstore.plan_validation import PlanLimits, parse_plan, plan_problems
 from eventstore.subjects import PLAN_SUBMITTED_PREFIX, execution_id_problem
 from orchestrator import ids
 
@@ -73,7 +73,7 @@ def admit_plan(
             event = decoded
 
     if event is not None:
-        problems += plan_problems(event.plan, max_actions=max_actions)
+        problems += plan_problems(event.plan, limits=PlanLimits(max_actions=max_actions))
     elif not problems:
         # The payload is not a valid event: say what is wrong with its plan if anything is,
         # else what is wrong with the envelope.
@@ -92,8 +92,9 @@ def _document_problems(data: bytes, *, max_actions: int, max_plan_bytes: int) ->
         return [f"the payload is not JSON: {exc}"]
     if not isinstance(envelope, dict) or not isinstance(envelope.get("plan"), dict):
         return ["the payload has no plan object"]
+    limits = PlanLimits(max_actions=max_actions, max_plan_bytes=max_plan_bytes)
     try:
-        parse_plan(envelope["plan"], max_actions=max_actions, max_plan_bytes=max_plan_bytes)
+        parse_plan(envelope["plan"], limits=limits)
     except PlanValidationError as exc:
         return list(exc.problems)
     return []

@@ -13,9 +13,9 @@ dependency finished), narrowed to the actions the orchestrator would run rather 
 
 from __future__ import annotations
 
+from eventstore.conditions import ConditionError, evaluate
 from eventstore.fold import blocking_failures, ready_actions
 from eventstore.state import ExecutionState
-from orchestrator.conditions import ConditionError, evaluate
 
 __all__ = ["available_actions"]
 

@@ -42,7 +42,7 @@ from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.jetstream.scan import scan_keys
 from eventstore.plan import Plan
-from eventstore.plan_validation import parse_plan
+from eventstore.plan_validation import PlanLimits, parse_plan
 from eventstore.records import RecordedEvent
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, plan_subject, subject_for
@@ -141,7 +141,7 @@ class StateManager:
         """
         settings = settings or Settings.from_env()
         if url is not None:
-            settings = msgspec.structs.replace(settings, nats_url=url)
+            settings = settings.model_copy(update={"nats_url": url})
         nc = await connect(settings.nats_url, name=name, timeout_s=settings.connect_timeout_s)
         manager = cls(nc, settings, read_timeout=read_timeout, owns_connection=True)
         try:
@@ -197,8 +197,10 @@ class StateManager:
         """
         parsed = parse_plan(
             plan,
-            max_actions=self.settings.max_actions,
-            max_plan_bytes=self.settings.max_plan_bytes,
+            limits=PlanLimits(
+                max_actions=self.settings.max_actions,
+                max_plan_bytes=self.settings.max_plan_bytes,
+            ),
         )
         execution_id = execution_id or new_execution_id()
         problem = execution_id_problem(execution_id)

@@ -147,7 +147,8 @@ def load_plan(source: str, overrides: dict[str, Any], settings: Settings) -> Pla
     """
     document = _with_input(read_plan_document(source), overrides)
     return parse_plan(
-        document, max_actions=settings.max_actions, max_plan_bytes=settings.max_plan_bytes
+        document,
+        limits=settings.plan_limits,
     )
 
 

@@ -69,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = parse_plan(
             document,
-            max_actions=settings.max_actions,
-            max_plan_bytes=settings.max_plan_bytes,
+            limits=settings.plan_limits,
         )
     except PlanValidationError as exc:
         for problem in exc.problems:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from eventstore.conditions import ConditionError, evaluate, json_equal
 from eventstore.events import ActionCompleted, ActionFailed, ErrorInfo, PlanSubmitted
 from eventstore.fold import apply_event
 from eventstore.plan import Action, Condition, Plan
 from eventstore.state import ExecutionState
-from orchestrator.conditions import ConditionError, evaluate, json_equal
 
 
 def _state() -> ExecutionState:

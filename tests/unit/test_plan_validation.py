@@ -11,7 +11,7 @@ import pytest
 
 from eventstore.errors import PlanValidationError
 from eventstore.plan import Action, Condition, Plan, RequestSpec, RetryPolicy
-from eventstore.plan_validation import parse_plan, plan_problems
+from eventstore.plan_validation import PlanLimits, parse_plan, plan_problems
 
 WELCOME: dict[str, Any] = {
     "id": "welcome-email",
@@ -58,7 +58,7 @@ def noop(action_id: str, *depends_on: str, **fields: Any) -> dict[str, Any]:
 
 def problems_of(document: Any, **limits: int) -> list[str]:
     with pytest.raises(PlanValidationError) as caught:
-        parse_plan(document, **limits)
+        parse_plan(document, limits=PlanLimits(**limits))
     assert str(caught.value) == "; ".join(caught.value.problems)
     return caught.value.problems
 
@@ -651,7 +651,9 @@ def test_parsed_plan_encodes_back_to_a_valid_document() -> None:
 
 
 def test_msgspec_error_paths_are_translated_to_the_action() -> None:
-    from eventstore.plan_validation import _translate_msgspec_error
+    from eventstore.plan_validation.shape import (
+        translate_msgspec_error as _translate_msgspec_error,
+    )
 
     document = {"id": "p", "actions": [{"id": "a"}, {"id": "x", "request": {"url": 1}}]}
 

@@ -1,0 +1,124 @@
+"""Plan documents in, validated :class:`~eventstore.plan.Plan` out, or every problem at once. Pure.
+
+:func:`parse_plan` runs, in order:
+
+1. the size limit on the raw document (``TEP_MAX_PLAN_BYTES``), :mod:`.document`;
+2. JSON parsing (malformed JSON is reported with line and column), :mod:`.document`;
+3. key normalisation: camelCase aliases of the TypeScript TEP (``dependsOn``, ``maxAttempts``,
+   ``minTimeoutInMs``, ``maxTimeoutInMs``, ``factor``, ``randomize``, ``timeoutMs``, ...) and the
+   camelCase spelling of any field are renamed, at their place in the document only (values under
+   ``input``, ``request.json``, ``headers`` and ``query`` are user data and stay as they are),
+   :mod:`.aliases`;
+4. the shape: every field's type, unknown and missing fields, enum values, :mod:`.shape`;
+5. the meaning: ids, duplicates, dependencies, cycles (with their path), limits
+   (:mod:`.semantics`), URLs, templates, retry policies, timeouts and queue names
+   (:mod:`.action_checks`) and conditions (:mod:`eventstore.conditions`).
+
+Each problem is one line naming the action and the field, e.g.::
+
+    action "send": depends_on references unknown action "nope"
+    actions[2] ("x"): request.method: expected one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS
+    cycle: a -> b -> a
+
+Problems come in a deterministic order: document problems, then plan-level ones, then each
+action in plan order, then cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from eventstore.errors import PlanValidationError
+from eventstore.plan import Plan
+from eventstore.plan_validation.action_checks import ACTION_ID_PATTERN, NAME_PATTERN
+from eventstore.plan_validation.aliases import normalise_plan
+from eventstore.plan_validation.document import decode_json, json_type, raw_document
+from eventstore.plan_validation.semantics import salvage, semantic_problems
+from eventstore.plan_validation.shape import Shape, translate_msgspec_error
+
+__all__ = [
+    "ACTION_ID_PATTERN",
+    "DEFAULT_PLAN_LIMITS",
+    "NAME_PATTERN",
+    "PlanLimits",
+    "PlanValidationError",
+    "parse_plan",
+    "plan_problems",
+]
+
+
+class PlanLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """How large a plan may be; services fill it from their settings.
+
+    Attributes:
+        max_actions: the most actions a plan may have (setting ``TEP_MAX_ACTIONS``).
+        max_plan_bytes: the largest encoded document (setting ``TEP_MAX_PLAN_BYTES``).
+    """
+
+    max_actions: int = 5000
+    max_plan_bytes: int = 900 * 1024
+
+
+DEFAULT_PLAN_LIMITS = PlanLimits()
+"""The limits of the default settings."""
+
+
+def parse_plan(
+    data: bytes | str | Mapping[str, Any] | Plan,
+    *,
+    limits: PlanLimits = DEFAULT_PLAN_LIMITS,
+) -> Plan:
+    """Parse and validate a plan document.
+
+    Args:
+        data: the JSON document (bytes or text), an already decoded JSON object, or a
+            :class:`Plan` built in code (checked the same way, including its encoded size).
+        limits: the most actions and the largest encoded document allowed.
+
+    Returns:
+        The plan, with aliases resolved and defaults filled in.
+
+    Raises:
+        PlanValidationError: ``problems`` lists every problem found, one line each.
+
+    Example:
+        >>> plan = parse_plan('{"id": "p", "actions": [{"id": "a", "type": "noop"}]}')
+        >>> plan.actions[0].queue_name
+        'noop'
+    """
+    raw = raw_document(data)
+    if len(raw) > limits.max_plan_bytes:
+        raise PlanValidationError(
+            [
+                f"plan: the document is {len(raw)} bytes, above the limit of "
+                f"{limits.max_plan_bytes} bytes (setting TEP_MAX_PLAN_BYTES)"
+            ]
+        )
+    document = decode_json(raw)
+    if not isinstance(document, dict):
+        raise PlanValidationError([f"plan: expected a JSON object, got {json_type(document)}"])
+    problems: list[str] = []
+    document = normalise_plan(document, problems)
+    Shape(document, problems).check(document, Plan, ())
+    plan: Plan | None = None
+    if not problems:
+        try:
+            plan = msgspec.convert(document, Plan)
+        except msgspec.ValidationError as exc:  # pragma: no cover - the shape check finds these
+            problems.append(translate_msgspec_error(str(exc), document))
+    nodes, plan_fields = salvage(document, plan)
+    problems.extend(semantic_problems(nodes, plan_fields, max_actions=limits.max_actions))
+    problems = list(dict.fromkeys(problems))
+    if problems or plan is None:
+        raise PlanValidationError(problems or ["plan: invalid"])
+    return plan
+
+
+def plan_problems(plan: Plan, *, limits: PlanLimits = DEFAULT_PLAN_LIMITS) -> list[str]:
+    """The semantic problems of a plan built in code (no size check); empty when it is valid."""
+    nodes, plan_fields = salvage(msgspec.to_builtins(plan), plan)
+    problems = semantic_problems(nodes, plan_fields, max_actions=limits.max_actions)
+    return list(dict.fromkeys(problems))

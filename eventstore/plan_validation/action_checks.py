@@ -1,0 +1,123 @@
+"""The meaning of one action: names, timeouts, retries, templates, URLs and its condition. Pure."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from eventstore.conditions import condition_problems
+from eventstore.dag import Reachability
+from eventstore.plan import Action, RetryPolicy
+from eventstore.templates import TEMPLATE, TemplateError, find_references
+
+__all__ = ["ACTION_ID_PATTERN", "NAME_PATTERN", "action_problems", "timeout_problems"]
+
+ACTION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Action ids: they become the last token of event subjects."""
+NAME_PATTERN = ACTION_ID_PATTERN
+"""Action types and queue names: they become a token of ``action.execute.requested.<queue>``."""
+
+
+def action_problems(
+    label: str, action: Action, edges: Mapping[str, Sequence[str]], reach: Reachability
+) -> Iterable[str]:
+    """The problems of one well-shaped action, each prefixed with ``label``.
+
+    Args:
+        label: how problems name the action, e.g. ``action "send"``.
+        action: the action.
+        edges: every action id of the plan -> its ``depends_on``.
+        reach: reachability over ``edges``, to tell whether a referenced action is upstream.
+    """
+    for field, name in (("type", action.type), ("queue", action.queue)):
+        if name is not None and not NAME_PATTERN.fullmatch(name):
+            yield f'{label}: {field}: "{name}" must match [A-Za-z0-9_-]{{1,64}}'
+    yield from timeout_problems(label, "timeout_s", action.timeout_s)
+    if action.retry is not None:
+        yield from _retry_problems(label, action.retry)
+
+    def upstream_problem(where: str, reference: str, target: str) -> str | None:
+        if target not in edges:
+            return f'{label}: {where}: {reference} references unknown action "{target}"'
+        if target == action.id:
+            return f"{label}: {where}: {reference} references the action itself"
+        if not reach.reaches(action.id, target):
+            return (
+                f'{label}: {where}: {reference} references action "{target}", which is not '
+                f'upstream of "{action.id}" (add it to depends_on)'
+            )
+        return None
+
+    values: list[tuple[str, Any]] = [("input", action.input)]
+    if action.request is None:
+        if action.type == "http":
+            yield f'{label}: request: an action of type "http" needs a request'
+    else:
+        request = action.request
+        yield from timeout_problems(label, "request.timeout_s", request.timeout_s)
+        values[:0] = [
+            (f"request.{key}", value) for key, value in msgspec.to_builtins(request).items()
+        ]
+    for where, value in values:
+        try:
+            references = find_references(value)
+        except TemplateError as exc:
+            yield f"{label}: {where}: {exc}"
+            continue
+        for ref in references:
+            if ref.kind == "actions" and ref.target is not None:
+                problem = upstream_problem(where, f"template {{{{{ref.text}}}}}", ref.target)
+                if problem:
+                    yield problem
+        if where == "request.url":
+            yield from _url_problems(label, value)
+    if action.when is not None:
+        yield from condition_problems(label, action.when, upstream_problem)
+
+
+def timeout_problems(label: str, field: str, value: float | None) -> Iterable[str]:
+    """A timeout, when set, must be a positive finite number of seconds."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        yield f"{label}: {field} must be a positive number of seconds (got {value})"
+
+
+def _retry_problems(label: str, retry: RetryPolicy) -> Iterable[str]:
+    if retry.max_attempts < 1:
+        yield f"{label}: retry.max_attempts must be at least 1 (got {retry.max_attempts})"
+    if not (math.isfinite(retry.backoff_factor) and retry.backoff_factor >= 1):
+        yield (
+            f"{label}: retry.backoff_factor must be at least 1 (1 = constant delay; "
+            f"got {retry.backoff_factor})"
+        )
+    for field in ("min_backoff_ms", "max_backoff_ms"):
+        if getattr(retry, field) < 0:
+            yield f"{label}: retry.{field} must not be negative (got {getattr(retry, field)})"
+    if retry.min_backoff_ms > retry.max_backoff_ms:
+        yield (
+            f"{label}: retry.min_backoff_ms ({retry.min_backoff_ms}) is above "
+            f"retry.max_backoff_ms ({retry.max_backoff_ms})"
+        )
+
+
+def _url_problems(label: str, url: str) -> Iterable[str]:
+    if url.lstrip().startswith("{{"):
+        return  # scheme and host come from a template, checked when the request is built
+    concrete = TEMPLATE.sub("x", url)
+    expected = "must be an absolute http:// or https:// URL"
+    try:
+        parts = urlsplit(concrete)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        yield f'{label}: request.url: "{url}" is not a valid URL ({exc})'
+        return
+    if parts.scheme.lower() not in ("http", "https"):
+        yield f'{label}: request.url: "{url}" {expected}'
+    elif not parts.hostname:
+        yield f'{label}: request.url: "{url}" has no host'
+    elif any(char.isspace() for char in concrete):
+        yield f'{label}: request.url: "{url}" contains whitespace (encode it as %20)'

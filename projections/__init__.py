@@ -3,22 +3,29 @@
 Example:
     >>> from projections import StateManager
     >>> sm = await StateManager.connect("nats://127.0.0.1:4222")  # doctest: +SKIP
+
+The names below are loaded on first use, so that importing a pure module of this package
+(``projections.view``, ``projections.history``...) does not load the NATS client.
 """
 
 from __future__ import annotations
 
-from projections.errors import (
-    ActionNotFoundError,
-    ExecutionNotFoundError,
-    InvalidTransitionError,
-    ViewTimeoutError,
-)
-from projections.history import At
-from projections.projector import Projector
-from projections.rebuild import RebuildProgress, RebuildReport, rebuild
-from projections.state_manager import StateManager
-from projections.transitions import ActionResult
-from projections.view import ExecutionSummary, ViewStats
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from projections.errors import (
+        ActionNotFoundError,
+        ExecutionNotFoundError,
+        InvalidTransitionError,
+        ViewTimeoutError,
+    )
+    from projections.history import At
+    from projections.projector import Projector
+    from projections.rebuild import RebuildProgress, RebuildReport, rebuild
+    from projections.state_manager import StateManager
+    from projections.transitions import ActionResult
+    from projections.view import ExecutionSummary, ViewStats
 
 __all__ = [
     "ActionNotFoundError",
@@ -35,3 +42,28 @@ __all__ = [
     "ViewTimeoutError",
     "rebuild",
 ]
+
+_HOMES = {
+    "ActionNotFoundError": "projections.errors",
+    "ExecutionNotFoundError": "projections.errors",
+    "InvalidTransitionError": "projections.errors",
+    "ViewTimeoutError": "projections.errors",
+    "At": "projections.history",
+    "Projector": "projections.projector",
+    "RebuildProgress": "projections.rebuild",
+    "RebuildReport": "projections.rebuild",
+    "rebuild": "projections.rebuild",
+    "StateManager": "projections.state_manager",
+    "ActionResult": "projections.transitions",
+    "ExecutionSummary": "projections.view",
+    "ViewStats": "projections.view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'projections' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -4,6 +4,7 @@ python -m tep.config_docs            # write the file
 python -m tep.config_docs --check    # exit 1 if the file on disk is stale
 """
 
+# ruff: noqa: E501 (the Markdown table rows below are long by nature)
 from __future__ import annotations
 
 import argparse

@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     )
     from projections.history import At
     from projections.projector import Projector
-    from projections.rebuild import RebuildProgress, RebuildReport, rebuild
     from projections.state_manager import StateManager
     from projections.transitions import ActionResult
     from projections.view import ExecutionSummary, ViewStats
+    from projections.view_rebuild import RebuildProgress, RebuildReport, rebuild
 
 __all__ = [
     "ActionNotFoundError",
@@ -50,9 +50,9 @@ _HOMES = {
     "ViewTimeoutError": "projections.errors",
     "At": "projections.history",
     "Projector": "projections.projector",
-    "RebuildProgress": "projections.rebuild",
-    "RebuildReport": "projections.rebuild",
-    "rebuild": "projections.rebuild",
+    "RebuildProgress": "projections.view_rebuild",
+    "RebuildReport": "projections.view_rebuild",
+    "rebuild": "projections.view_rebuild",
     "StateManager": "projections.state_manager",
     "ActionResult": "projections.transitions",
     "ExecutionSummary": "projections.view",

@@ -17,6 +17,7 @@ from nats.js.kv import KeyValue
 from eventstore.config import Settings
 from eventstore.errors import TepError
 from eventstore.events import utc_now
+from eventstore.jetstream.kv_protocol import kv_stream
 from eventstore.jetstream.provision import ensure_kv
 
 __all__ = [
@@ -86,7 +87,7 @@ async def ensure_view_bucket(js: JetStreamContext, settings: Settings, generatio
     """
     name = bucket_name(generation)
     kv = await ensure_kv(js, name, replicas=settings.replicas)
-    info = await js.stream_info(f"KV_{name}")
+    info = await js.stream_info(kv_stream(name))
     config = info.config
     if not (config.allow_atomic and config.allow_msg_ttl):
         config.allow_atomic = True
@@ -98,7 +99,7 @@ async def ensure_view_bucket(js: JetStreamContext, settings: Settings, generatio
 async def view_bucket_exists(js: JetStreamContext, generation: int) -> bool:
     """Whether the bucket of ``generation`` exists."""
     try:
-        await js.stream_info(f"KV_{bucket_name(generation)}")
+        await js.stream_info(kv_stream(bucket_name(generation)))
     except NotFoundError:
         return False
     return True

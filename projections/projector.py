@@ -20,11 +20,12 @@ from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
 from eventstore.config import Settings
-from eventstore.jetstream.deadletter import publish_dead_letter
+from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
-from projections.updater import Poison, ViewUpdater
+from projections.poison import Poison
+from projections.updater import ViewUpdater
 
 __all__ = ["DEFAULT_BATCH", "Projector", "value_limit"]
 
@@ -188,14 +189,11 @@ class Projector:
                 await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _dead_letter(self, poison: Poison) -> None:
-        record = poison.record
-        await publish_dead_letter(
+        await dead_letter(
             self.log.js,
+            poison.record,
             role="projector",
             stream=self.settings.stream,
-            subject=record.subject,
-            sequence=record.sequence,
-            data=record.data,
             reason=f"{poison.reason}: {poison.detail}",
             reason_code=poison.reason,
         )

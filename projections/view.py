@@ -43,6 +43,7 @@ __all__ = [
     "decode_state",
     "decode_stats",
     "decode_summary",
+    "detached_state",
     "encode_checkpoint",
     "encode_state",
     "encode_stats",
@@ -201,6 +202,11 @@ def decode_state(data: bytes) -> ExecutionState:
     if data[:2] == _GZIP_MAGIC:
         data = gzip.decompress(data)
     return _state_decoder.decode(data)
+
+
+def detached_state(state: ExecutionState) -> ExecutionState:
+    """A copy of ``state`` without the plan that shares nothing with it: what readers get."""
+    return _state_decoder.decode(_encoder.encode(msgspec.structs.replace(state, plan=None)))
 
 
 def encode_summary(summary: ExecutionSummary) -> bytes:

@@ -13,25 +13,26 @@ the previous one is being stored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
+from eventstore import headers as h
 from eventstore.errors import TepError
+from eventstore.jetstream.acks import PubAck
+from eventstore.jetstream.api_errors import is_wrong_last_sequence
+from eventstore.jetstream.batch import (
+    MAX_BATCH,
+    AtomicBatchPublisher,
+    BatchMessage,
+    batch_headers,
+    wait_answered,
+)
+from eventstore.jetstream.kv_protocol import KV_DELETE, kv_subject_prefix
 
 __all__ = ["MAX_BATCH", "AtomicWriter", "KvWrite", "WriteConflictError", "wait_stored"]
 
-MAX_BATCH = 1000
-"""The server's limit on messages in one atomic batch."""
-
-_WRONG_LAST_SEQUENCE = (10071, 10164)
-_EXPECTED = "Nats-Expected-Last-Subject-Sequence"
 _ACK_TIMEOUT_S = 30.0
 
 
@@ -54,39 +55,25 @@ class WriteConflictError(TepError):
     """A key of the batch was changed by someone else; nothing of the batch was stored."""
 
 
-class _Ack(msgspec.Struct):
-    seq: int = 0
-    error: dict[str, Any] | None = None
-
-
-_ack_decoder = msgspec.json.Decoder(_Ack)
-
-
 class AtomicWriter:
     """Sends atomic batches to one KV bucket; call :meth:`start` first, :meth:`close` last."""
 
     def __init__(self, nc: NatsClient, bucket: str) -> None:
         self.nc = nc
         self.bucket = bucket
-        self._prefix = f"$KV.{bucket}."
-        self._inbox = nc.new_inbox()
-        self._waiting: dict[str, tuple[asyncio.Future[int], int]] = {}
-        self._sub: Subscription | None = None
-        self._count = 0
+        self._prefix = kv_subject_prefix(bucket)
+        self._publisher = AtomicBatchPublisher(nc)
+        self._started = False
 
     async def start(self) -> None:
         """Listen for the server's answers."""
-        self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        await self._publisher.start()
+        self._started = True
 
     async def close(self) -> None:
         """Stop listening; waiting for batches still unanswered is cancelled."""
-        if self._sub is not None:
-            with contextlib.suppress(Exception):  # the connection may be closed already
-                await self._sub.unsubscribe()
-            self._sub = None
-        for future, _ in list(self._waiting.values()):
-            future.cancel()
-        self._waiting.clear()
+        await self._publisher.close()
+        self._started = False
 
     async def commit(self, writes: Sequence[KvWrite]) -> int:
         """Store ``writes`` atomically and wait for the answer.
@@ -106,60 +93,31 @@ class AtomicWriter:
         Raises:
             ValueError: no writes, or more than :data:`MAX_BATCH`.
         """
-        if self._sub is None:
+        if not self._started:
             raise RuntimeError("AtomicWriter.start() was not called")
-        if not writes:
-            raise ValueError("nothing to commit")
-        if len(writes) > MAX_BATCH:
-            raise ValueError(f"{len(writes)} writes exceed the atomic batch limit of {MAX_BATCH}")
-        self._count += 1
-        reply = f"{self._inbox}.{self._count}"
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[reply] = (future, len(writes))
-        batch_id = uuid.uuid4().hex
-        last = len(writes)
-        try:
-            for index, write in enumerate(writes, start=1):
-                headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
-                if write.expected_revision is not None:
-                    headers[_EXPECTED] = str(write.expected_revision)
-                if write.delete:
-                    headers["KV-Operation"] = "DEL"
-                if write.ttl is not None:
-                    headers["Nats-TTL"] = write.ttl
-                if index == last:
-                    headers["Nats-Batch-Commit"] = "1"
-                    await self.nc.publish(
-                        self._prefix + write.key, write.value, reply=reply, headers=headers
-                    )
-                else:
-                    await self.nc.publish(self._prefix + write.key, write.value, headers=headers)
-        except BaseException:
-            self._waiting.pop(reply, None)
-            raise
-        future.add_done_callback(lambda _: self._waiting.pop(reply, None))
-        return future
+        size = len(writes)
 
-    async def _on_ack(self, msg: Msg) -> None:
-        waiting = self._waiting.get(msg.subject)
-        if waiting is None or waiting[0].done():
-            return
-        future, size = waiting
-        if not msg.data:
-            status = (msg.headers or {}).get("Status", "")
-            future.set_exception(
-                TepError(f"bucket {self.bucket}: no answer from the server (status {status})")
-            )
-            return
-        ack = _ack_decoder.decode(msg.data)
-        if ack.error is None:
-            future.set_result(ack.seq - size + 1)
-            return
-        description = ack.error.get("description", ack.error)
-        if ack.error.get("err_code") in _WRONG_LAST_SEQUENCE:
-            future.set_exception(WriteConflictError(f"bucket {self.bucket}: {description}"))
-        else:
-            future.set_exception(TepError(f"atomic write to {self.bucket} failed: {description}"))
+        def first_revision(ack: PubAck) -> int:
+            if ack.error is None:
+                return ack.seq - size + 1
+            if is_wrong_last_sequence(ack.error.err_code):
+                raise WriteConflictError(f"bucket {self.bucket}: {ack.error.text()}")
+            raise TepError(f"atomic write to {self.bucket} failed: {ack.error.text()}")
+
+        return await self._publisher.send(self._messages(writes), first_revision)
+
+    def _messages(self, writes: Sequence[KvWrite]) -> list[BatchMessage]:
+        prefix = self._prefix
+        messages = []
+        for write, headers in zip(writes, batch_headers(len(writes)), strict=True):
+            if write.expected_revision is not None:
+                headers[h.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(write.expected_revision)
+            if write.delete:
+                headers[h.KV_OPERATION] = KV_DELETE
+            if write.ttl is not None:
+                headers[h.TTL] = write.ttl
+            messages.append(BatchMessage(prefix + write.key, write.value, headers))
+        return messages
 
 
 async def wait_stored(future: asyncio.Future[int]) -> int:
@@ -168,7 +126,4 @@ async def wait_stored(future: asyncio.Future[int]) -> int:
     Raises:
         WriteConflictError, TepError: the batch was refused.
     """
-    try:
-        return await asyncio.wait_for(asyncio.shield(future), _ACK_TIMEOUT_S)
-    except TimeoutError:
-        raise TepError(f"no answer to an atomic write within {_ACK_TIMEOUT_S:g}s") from None
+    return await wait_answered(future, _ACK_TIMEOUT_S)

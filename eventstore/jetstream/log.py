@@ -11,35 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from eventstore import headers as h
-from eventstore.codec import encode_event
 from eventstore.config import Settings
-from eventstore.errors import (
-    ConcurrencyError,
-    EventTooLargeError,
-    ExecutionExistsError,
-    TepError,
-)
+from eventstore.errors import ConcurrencyError, TepError
 from eventstore.events import Event, PlanSubmitted
+from eventstore.jetstream.acks import ReplyInbox, decode_pub_ack, stream_sequence
+from eventstore.jetstream.api_errors import BATCH_DUPLICATE, is_wrong_last_sequence, sequence_in
+from eventstore.jetstream.batch import (
+    MAX_BATCH,
+    BatchMessage,
+    batch_headers,
+    publish_atomic_batch,
+)
+from eventstore.jetstream.consumer_read import read_matching
+from eventstore.jetstream.event_messages import (
+    append_refused,
+    event_message,
+    expectation_headers,
+)
+from eventstore.jetstream.ordered_replay import ordered_batches
 from eventstore.records import AppendResult, Guard, RawRecord, RecordedEvent
-from eventstore.subjects import action_version_filter, execution_filters, subject_for
+from eventstore.subjects import action_version_filter, execution_filters
 
 __all__ = ["EventLog"]
 
-_WRONG_LAST_SEQUENCE = 10071
-_BATCH_DUPLICATE = 10201
-_BATCH_LIMIT = 1000
+_API_TIMEOUT_S = 10.0
+_PIPELINE_TIMEOUT_S = 30.0
 
 
 class EventLog:
@@ -54,7 +58,7 @@ class EventLog:
     def __init__(self, nc: NatsClient, settings: Settings | None = None) -> None:
         self.nc = nc
         self.settings = settings or Settings()
-        self.js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self.js: JetStreamContext = nc.jetstream(timeout=_API_TIMEOUT_S)
         self.stream = self.settings.stream
 
     # ---------------------------------------------------------------- append
@@ -62,34 +66,8 @@ class EventLog:
     def _message(
         self, event: Event, extra_headers: dict[str, str] | None = None
     ) -> tuple[str, bytes, dict[str, str]]:
-        subject = subject_for(event)
-        payload = encode_event(event)
-        headers = {h.MSG_ID: event.event_id}
-        if extra_headers:
-            headers.update(extra_headers)
-        size = len(payload) + len(subject) + sum(len(k) + len(v) + 4 for k, v in headers.items())
         limit = min(self.nc.max_payload or self.settings.max_msg_bytes, self.settings.max_msg_bytes)
-        if size + 64 > limit:
-            raise EventTooLargeError(
-                f"{event.__struct_config__.tag} for execution {event.execution_id} is {size} bytes;"
-                f" the limit for one message is {limit} bytes"
-            )
-        return subject, payload, headers
-
-    @staticmethod
-    def _expectation(
-        execution_id: str, expected_version: int | None, guard: Guard | None = None
-    ) -> dict[str, str]:
-        if guard is not None:
-            if expected_version is not None:
-                raise ValueError("one event cannot carry both expected_version and a guard")
-            return guard.headers()
-        if expected_version is None:
-            return {}
-        return {
-            h.EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected_version),
-            h.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: action_version_filter(execution_id),
-        }
+        return event_message(event, limit, extra_headers)
 
     async def append(
         self, event: Event, *, expected_version: int | None = None, guard: Guard | None = None
@@ -109,7 +87,7 @@ class EventLog:
             ExecutionExistsError: a ``plan.submitted`` for an execution that already exists.
             EventTooLargeError: the event does not fit one message.
         """
-        headers = self._expectation(event.execution_id, expected_version, guard)
+        headers = expectation_headers(event.execution_id, expected_version, guard)
         if isinstance(event, PlanSubmitted):
             # An execution starts once: the plan.submitted subject must be empty.
             headers = Guard().headers()
@@ -119,14 +97,14 @@ class EventLog:
         except APIError as exc:
             # The server checks expectations before dedupe: a retried append of an event that
             # is already the last one looks like a conflict. Recognise it by its id.
-            stored_at = _parse_int_suffix(exc.description)
+            stored_at = sequence_in(exc.description)
             if (
-                exc.err_code == _WRONG_LAST_SEQUENCE
+                is_wrong_last_sequence(exc.err_code)
                 and stored_at
                 and await self._stored_event_id(stored_at) == event.event_id
             ):
                 return AppendResult(stored_at, True)
-            raise self._translate(exc, event, expected_version) from exc
+            raise append_refused(exc.err_code, exc.description, event, expected_version) from exc
         return AppendResult(ack.seq, bool(ack.duplicate))
 
     async def _stored_event_id(self, sequence: int) -> str | None:
@@ -135,14 +113,6 @@ class EventLog:
         except NotFoundError:
             return None
         return (msg.headers or {}).get(h.MSG_ID)
-
-    def _translate(self, exc: APIError, event: Event, expected: int | None) -> TepError:
-        if exc.err_code == _WRONG_LAST_SEQUENCE:
-            if isinstance(event, PlanSubmitted):
-                return ExecutionExistsError(event.execution_id)
-            actual = _parse_int_suffix(exc.description)
-            return ConcurrencyError(event.execution_id, expected or 0, actual)
-        return TepError(f"append of {event.__struct_config__.tag} failed: {exc.description}")
 
     async def append_atomic(
         self,
@@ -176,9 +146,9 @@ class EventLog:
             guard = guards[0] if guards is not None else None
             return [await self.append(events[0], expected_version=expected_version, guard=guard)]
         results: list[AppendResult] = []
-        for start in range(0, len(events), _BATCH_LIMIT):
-            chunk = events[start : start + _BATCH_LIMIT]
-            chunk_guards = None if guards is None else guards[start : start + _BATCH_LIMIT]
+        for start in range(0, len(events), MAX_BATCH):
+            chunk = events[start : start + MAX_BATCH]
+            chunk_guards = None if guards is None else guards[start : start + MAX_BATCH]
             results += await self._append_batch(
                 chunk, expected_version if start == 0 else None, chunk_guards
             )
@@ -190,31 +160,26 @@ class EventLog:
         expected_version: int | None,
         guards: Sequence[Guard | None] | None = None,
     ) -> list[AppendResult]:
-        batch_id = uuid.uuid4().hex
         messages = []
-        for index, event in enumerate(events, start=1):
-            extra = {h.BATCH_ID: batch_id, h.BATCH_SEQUENCE: str(index)}
-            guard = guards[index - 1] if guards is not None else None
-            if index == 1 or guard is not None:
-                extra.update(
-                    self._expectation(
-                        event.execution_id, expected_version if index == 1 else None, guard
+        for index, (event, headers) in enumerate(
+            zip(events, batch_headers(len(events)), strict=True)
+        ):
+            guard = guards[index] if guards is not None else None
+            if index == 0 or guard is not None:
+                headers.update(
+                    expectation_headers(
+                        event.execution_id, expected_version if index == 0 else None, guard
                     )
                 )
-            if index == len(events):
-                extra[h.BATCH_COMMIT] = "1"
-            messages.append(self._message(event, extra))
-        for subject, payload, headers in messages[:-1]:
-            await self.nc.publish(subject, payload, headers=headers)
-        subject, payload, headers = messages[-1]
-        try:
-            ack = await self.js.publish(subject, payload, headers=headers)
-        except APIError as exc:
-            if exc.err_code == _BATCH_DUPLICATE:
+            messages.append(BatchMessage(*self._message(event, headers)))
+        ack = await publish_atomic_batch(self.nc, messages, timeout=_API_TIMEOUT_S)
+        if ack.error is not None:
+            if ack.error.err_code == BATCH_DUPLICATE:
                 # Some of these events are already stored (a racing writer, or an earlier try
                 # of ours): nothing of this batch was written. Reload and decide again.
-                raise ConcurrencyError(events[0].execution_id, expected_version or 0) from exc
-            raise self._translate(exc, events[0], expected_version) from exc
+                raise ConcurrencyError(events[0].execution_id, expected_version or 0)
+            error = ack.error
+            raise append_refused(error.err_code, error.description, events[0], expected_version)
         first = ack.seq - len(events) + 1
         return [AppendResult(first + i) for i in range(len(events))]
 
@@ -225,40 +190,23 @@ class EventLog:
 
         Each event is still deduplicated by its id; no version checks. Returns results in order.
         """
-        pending: list[asyncio.Future[Any]] = []
-        window = asyncio.Semaphore(max_in_flight)
-        inbox_prefix = self.nc.new_inbox()
-        futures: dict[str, asyncio.Future[Any]] = {}
-        loop = asyncio.get_running_loop()
-
-        async def on_ack(msg: Msg) -> None:
-            future = futures.pop(msg.subject, None)
-            if future is not None and not future.done():
-                future.set_result(msg.data)
-            window.release()
-
-        sub = await self.nc.subscribe(f"{inbox_prefix}.*", cb=on_ack)
-        try:
-            for index, event in enumerate(events):
+        async with ReplyInbox(self.nc, limit=max_in_flight) as inbox:
+            waiting = []
+            publish = self.nc.publish
+            for event in events:
                 subject, payload, headers = self._message(event)
-                await window.acquire()
-                reply = f"{inbox_prefix}.{index}"
-                future: asyncio.Future[Any] = loop.create_future()
-                futures[reply] = future
-                pending.append(future)
-                await self.nc.publish(subject, payload, reply=reply, headers=headers)
-            acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30.0)
-        finally:
-            await sub.unsubscribe()
+                reply, ack = await inbox.expect(decode_pub_ack)
+                waiting.append(ack)
+                await publish(subject, payload, reply=reply, headers=headers)
+            acks = await asyncio.wait_for(asyncio.gather(*waiting), _PIPELINE_TIMEOUT_S)
         results = []
-        for event, raw in zip(events, acks, strict=True):
-            ack = _pub_ack_decoder.decode(raw)
-            if ack.error is not None:
+        for event, answer in zip(events, acks, strict=True):
+            if answer.error is not None:
                 raise TepError(
                     f"append of {event.__struct_config__.tag} for {event.execution_id} failed:"
-                    f" {ack.error.get('description', ack.error)}"
+                    f" {answer.error.text()}"
                 )
-            results.append(AppendResult(ack.seq, ack.duplicate))
+            results.append(AppendResult(answer.seq, answer.duplicate))
         return results
 
     # ------------------------------------------------------------------ read
@@ -298,45 +246,28 @@ class EventLog:
         self, execution_id: str, *, timeout: float = 10.0
     ) -> list[RawRecord]:
         """Like :meth:`read_execution`, without decoding."""
-        records: list[RawRecord] = []
-        expected: int | None = None
-        complete = asyncio.Event()
+        return await read_matching(
+            self.nc,
+            self.js,
+            self.stream,
+            execution_filters(execution_id),
+            _event_record,
+            timeout=timeout,
+        )
 
-        async def collect(msg: Msg) -> None:
-            if msg.headers and h.SCHEDULE in msg.headers:
-                return
-            records.append(RawRecord(_stream_sequence(msg), msg.subject, msg.data))
-            if expected is not None and len(records) >= expected:
-                complete.set()
+    async def follow_execution_raw(self, execution_id: str) -> AsyncGenerator[RawRecord, None]:
+        """Every message of one execution from its first, then live ones as they are appended.
 
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=collect)
-        consumer = None
-        try:
-            info = await self.js.add_consumer(
-                self.stream,
-                config=ConsumerConfig(
-                    filter_subjects=execution_filters(execution_id),
-                    deliver_subject=inbox,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.NONE,
-                    mem_storage=True,
-                    num_replicas=1,
-                    inactive_threshold=5.0,
-                ),
-            )
-            consumer = info.name
-            expected = int(info.num_pending or 0)
-            if len(records) >= expected:
-                complete.set()
-            await asyncio.wait_for(complete.wait(), timeout)
-        finally:
-            await sub.unsubscribe()
-            if consumer is not None:
-                with contextlib.suppress(Exception):
-                    await self.js.delete_consumer(self.stream, consumer)
-        del records[expected or 0 :]
-        return records
+        An ordered consumer over the execution's subjects: it survives reconnects and costs
+        nothing on the server once the caller stops iterating. Never ends by itself.
+        """
+        batches = ordered_batches(
+            self.js, self.stream, 1, end=None, filters=execution_filters(execution_id)
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for record in batch:
+                    yield record
 
     async def replay(
         self, from_sequence: int = 1, *, to_sequence: int | None = None
@@ -381,88 +312,21 @@ class EventLog:
         log until the caller stops iterating. Schedule holders (messages with a
         ``Nats-Schedule`` header) are not events and are left out.
         """
-        end = 0
-        limit = max_batch or buffer
+        end = None
         if not follow:
             end = await self.last_sequence() if to_sequence is None else to_sequence
             if end < from_sequence:
                 return
-        pending: list[RawRecord] = []
-        ready = asyncio.Event()
-        room = asyncio.Event()
-        room.set()
-        state = {"done": False}
-
-        async def collect(msg: Msg) -> None:
-            if state["done"]:
-                return
-            tokens = msg.reply.split(".")
-            v1 = len(tokens) == _V1_TOKENS
-            sequence = int(tokens[5] if v1 else tokens[7])
-            if not (msg.headers and h.SCHEDULE in msg.headers):
-                pending.append(RawRecord(sequence, msg.subject, msg.data))
-            if not follow and (sequence >= end or tokens[8 if v1 else 10] == "0"):
-                state["done"] = True
-            ready.set()
-            if len(pending) >= buffer:
-                room.clear()
-                await room.wait()
-
-        sub = await self.js.subscribe(
-            ">",
-            stream=self.stream,
-            cb=collect,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            config=ConsumerConfig(opt_start_seq=from_sequence, filter_subject=None),
-            # Leave nats-py's (large) pending limits: the ordered consumer counts a message as
-            # delivered before queueing it, so one dropped as a slow consumer is lost silently.
-            # Flow control bounds what the server sends; `room` bounds what we hold.
+        batches = ordered_batches(
+            self.js, self.stream, from_sequence, end=end, buffer=buffer, max_batch=max_batch
         )
-        try:
-            while True:
-                await ready.wait()
-                batch = pending[:limit]
-                del pending[:limit]
-                if not pending:
-                    ready.clear()
-                if len(pending) < buffer:
-                    room.set()
-                if not follow and batch and batch[-1].sequence > end:
-                    batch = [record for record in batch if record.sequence <= end]
-                    state["done"] = True
-                if batch:
-                    yield batch
-                if state["done"] and not pending:
-                    return
-        finally:
-            room.set()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
 
 
-class _PubAck(msgspec.Struct):
-    seq: int = 0
-    duplicate: bool = False
-    error: dict[str, Any] | None = None
-
-
-_pub_ack_decoder = msgspec.json.Decoder(_PubAck)
-
-
-# Ack reply subjects: v1 `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
-# v2 inserts domain and account hash after `ACK` (and may append a token). Parsing the two
-# fields by hand is several times cheaper than building `msg.metadata` on the replay hot path.
-_V1_TOKENS = 9
-
-
-def _stream_sequence(msg: Msg) -> int:
-    tokens = msg.reply.split(".")
-    return int(tokens[5] if len(tokens) == _V1_TOKENS else tokens[7])
-
-
-def _parse_int_suffix(text: str | None) -> int | None:
-    if not text:
+def _event_record(msg: Msg) -> RawRecord | None:
+    """A message of the log as a record; ``None`` for a schedule holder (not an event)."""
+    if msg.headers and h.SCHEDULE in msg.headers:
         return None
-    tail = text.rsplit(":", 1)[-1].strip()
-    return int(tail) if tail.isdigit() else None
+    return RawRecord(stream_sequence(msg.reply), msg.subject, msg.data)

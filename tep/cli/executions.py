@@ -12,11 +12,8 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from eventstore import headers as h
 from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError
 from eventstore.fold import apply, fold
@@ -24,7 +21,7 @@ from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
-from eventstore.subjects import execution_filters, execution_id_problem, plan_subject
+from eventstore.subjects import execution_id_problem, plan_subject
 from tep.cli.common import UsageError, settings_from
 
 __all__ = [
@@ -92,37 +89,23 @@ async def load_state(log: EventLog, execution_id: str) -> ExecutionState:
 async def follow(log: EventLog, execution_id: str) -> AsyncGenerator[RecordedEvent, None]:
     """Every event of the execution from the first one, then live ones as they are appended.
 
-    An ordered push consumer over the execution's filter subjects: it survives reconnects and
-    costs nothing on the server once the caller stops iterating. Never ends by itself.
+    See :meth:`EventLog.follow_execution_raw`; an undecodable event is logged and skipped.
+    Never ends by itself.
     """
-    queue: asyncio.Queue[RecordedEvent] = asyncio.Queue()
-
-    async def on_message(msg: Msg) -> None:
-        if msg.headers and h.SCHEDULE in msg.headers:
-            return
-        try:
-            event = decode_event(msg.data)
-        except EventDecodeError as exc:
-            _log.warning(
-                "skipping an undecodable event", extra={"subject": msg.subject, "error": str(exc)}
-            )
-            return
-        queue.put_nowait(RecordedEvent(msg.metadata.sequence.stream, msg.subject, event))
-
-    filters = execution_filters(execution_id)
-    subscription = await log.js.subscribe(
-        filters[0],
-        stream=log.stream,
-        cb=on_message,
-        ordered_consumer=True,
-        config=ConsumerConfig(filter_subjects=filters, deliver_policy=DeliverPolicy.ALL),
-    )
+    records = log.follow_execution_raw(execution_id)
     try:
-        while True:
-            yield await queue.get()
+        async for record in records:
+            try:
+                event = decode_event(record.data)
+            except EventDecodeError as exc:
+                _log.warning(
+                    "skipping an undecodable event",
+                    extra={"subject": record.subject, "error": str(exc)},
+                )
+                continue
+            yield RecordedEvent(record.sequence, record.subject, event)
     finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+        await records.aclose()
 
 
 async def wait_for_terminal(

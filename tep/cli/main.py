@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from eventstore.errors import NatsUnavailableError, SettingsError, TepError
+from tep import __version__
 from tep.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NATS_UNAVAILABLE,
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 ok, 1 execution not completed, 2 bad input, 3 NATS unreachable, "
         "124 --wait timed out.",
     )
+    parser.add_argument("--version", action="version", version=f"tep {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for module in _command_modules():
         module.register(subparsers)
@@ -63,9 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tep events ID | head`): not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except UsageError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except SettingsError as exc:

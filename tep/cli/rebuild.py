@@ -10,7 +10,7 @@ import time
 import msgspec
 
 from eventstore.jetstream.connection import connect
-from projections.rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
+from projections.view_rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
 from tep.logging_setup import configure_logging
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
 from eventstore.config import Settings
@@ -28,8 +27,12 @@ async def test_a_conflicting_stream_is_reported_and_left_unchanged(
     nc: NatsClient, settings: Settings
 ) -> None:
     js = nc.jetstream()
-    wanted = msgspec.structs.replace(
-        settings, duplicate_window_s=30.0, max_msg_bytes=512 * 1024, max_plan_bytes=256 * 1024
+    wanted = settings.model_copy(
+        update={
+            "duplicate_window_s": 30.0,
+            "max_msg_bytes": 512 * 1024,
+            "max_plan_bytes": 256 * 1024,
+        }
     )
 
     with pytest.raises(ConfigConflictError) as raised:

@@ -32,8 +32,9 @@ from projections.buckets import (
     switch_pointer,
 )
 from projections.log_range_reader import read_in_child
+from projections.poison import Poison
 from projections.projector import value_limit
-from projections.updater import Poison, ViewUpdater
+from projections.updater import ViewUpdater
 from projections.view import CHECKPOINT_KEY, decode_checkpoint
 
 __all__ = [

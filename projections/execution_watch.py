@@ -1,0 +1,83 @@
+"""Following one execution's state through the view: every state in order, or just the end.
+
+Driven by a KV watch on the execution's key. The view writes an execution once per projector
+batch; when that skipped states (several events in one batch), they are recovered from the
+execution's history in the log, so a watcher sees the state after each event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+from eventstore.fold import apply
+from eventstore.jetstream.log import EventLog
+from eventstore.state import ExecutionState
+from projections.errors import ViewTimeoutError
+from projections.live_view import LiveView
+from projections.view import detached_state
+
+__all__ = ["wait_until_ended", "watch_states"]
+
+
+async def watch_states(
+    view: LiveView, log: EventLog, execution_id: str
+) -> AsyncGenerator[ExecutionState, None]:
+    """Every state of the execution from now on, in order, ending after the terminal one.
+
+    Started before the execution exists, the first state yielded is the pending one.
+    """
+    existed = await view.state(execution_id)
+    last: ExecutionState | None = existed
+    if existed is not None:
+        yield existed
+        if existed.terminal:
+            return
+    async with contextlib.aclosing(view.states(execution_id)) as states:
+        async for state in states:
+            seen = last.last_sequence if last is not None else 0
+            if state.last_sequence <= seen:
+                continue
+            expected = (last.event_count if last is not None else 0) + 1
+            if state.event_count > expected:
+                for missed in await _states_between(log, execution_id, seen, state.last_sequence):
+                    yield missed
+            yield state
+            last = state
+            if state.terminal:
+                return
+
+
+async def wait_until_ended(view: LiveView, execution_id: str, timeout: float) -> ExecutionState:
+    """The execution's state once the view shows it completed, failed or cancelled.
+
+    Raises:
+        ViewTimeoutError: it did not end within ``timeout`` seconds.
+    """
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            contextlib.aclosing(view.states(execution_id)) as states,
+        ):
+            async for state in states:
+                if state.terminal:
+                    return state
+    except TimeoutError:
+        pass
+    raise ViewTimeoutError(f"execution {execution_id!r} did not end within {timeout:g}s")
+
+
+async def _states_between(
+    log: EventLog, execution_id: str, after: int, before: int
+) -> list[ExecutionState]:
+    """States after each event in (after, before) of the execution's history."""
+    states = []
+    state: ExecutionState | None = None
+    for record in await log.read_execution(execution_id):
+        if record.sequence >= before:
+            break
+        state = apply(state, record)
+        if record.sequence > after and state is not None:
+            states.append(detached_state(state))
+    return states

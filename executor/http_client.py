@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import aiohttp
-import msgspec
 
 from eventstore.error_codes import ErrorCode
 from executor.errors import ActionError, NonRetryableError, RetryableError
+from executor.http_messages import HttpClient, HttpRequest, HttpResponse
 
 __all__ = [
     "USER_AGENT",
@@ -32,45 +31,6 @@ __all__ = [
 
 USER_AGENT = "tep-executor/0.1"
 _CHUNK = 64 * 1024
-
-
-class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A concrete request: templates resolved, query merged into ``url``, body encoded.
-
-    It may hold secret values: never log or store it.
-    """
-
-    method: str
-    url: str
-    headers: dict[str, str] = {}
-    body: bytes | None = None
-
-
-class HttpResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """A response: status, headers with lower-case names, and the (size-capped) body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class HttpClient(Protocol):
-    """What the ``http`` handler needs from an HTTP library."""
-
-    async def send(
-        self, request: HttpRequest, *, timeout_s: float, max_body_bytes: int
-    ) -> HttpResponse:
-        """Send ``request`` and read the whole body, failing beyond ``max_body_bytes``.
-
-        Raises:
-            ActionError: ``timeout``, ``connect_error``, ``invalid_request`` or
-                ``output_too_large``.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release pooled connections."""
-        ...
 
 
 def _too_large(limit: int, seen: int | None = None) -> NonRetryableError:

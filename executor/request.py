@@ -14,7 +14,7 @@ import msgspec
 from eventstore.error_codes import ErrorCode
 from eventstore.plan import RequestSpec
 from executor.errors import NonRetryableError
-from executor.http_client import HttpRequest
+from executor.http_messages import HttpRequest
 
 __all__ = ["IDEMPOTENCY_HEADER", "build_http_request", "idempotency_key"]
 

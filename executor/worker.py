@@ -2,35 +2,35 @@
 
 Any number of executors bind to the same durable consumer (``queue-<queue>``) and compete for
 its messages; the consumer's ``max_ack_pending`` is the queue's concurrency limit across all of
-them. Each executor keeps at most ``concurrency`` requests in hand: it asks the server for
-exactly as many messages as it has free slots, with one pull request outstanding at a time, and
-starts each message the moment it arrives.
+them. Each executor keeps at most ``concurrency`` requests in hand: its pull feed
+(:class:`eventstore.jetstream.pull.PullFeed`) has that much credit, and starts each message
+the moment it arrives.
 
-Stopping (:meth:`Executor.stop`, e.g. on SIGTERM): no new pulls; messages of the pull already
-granted still run; in-flight attempts get ``shutdown_grace_s`` to finish, the rest are handed
-back to the queue (nak) for another executor.
+Stopping (:meth:`Executor.stop`, e.g. on SIGTERM): no new pulls, and what still arrives for
+the pulls already granted is handed back; in-flight attempts get ``shutdown_grace_s`` (or the
+pulls' end, if later) to finish, the rest are handed back to the queue (nak) for another
+executor.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from eventstore.config import Settings
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
 from eventstore.plan import DEFAULT_ACTION_TYPE
-from executor.attempt import AttemptRunner, Disposition, output_limit
+from executor.attempt import AttemptRunner, Disposition
 from executor.config import ExecutorConfig
+from executor.handler_call import output_limit
 from executor.handlers import Handler, HandlerRegistry, default_registry
 from executor.http_client import AiohttpClient, HttpClient
 from executor.http_handler import HttpHandler
@@ -39,20 +39,8 @@ __all__ = ["Executor"]
 
 _log = logging.getLogger("tep.executor")
 
-_STATUS = "Status"
-_HEARTBEAT = "100"
-_PULL_OVER = frozenset({"404", "408"})
-_PULL_SLACK_S = 1.0
 _REFUSED_PAUSE_S = 0.25
-
-
-class _Pull:
-    """The one outstanding pull request: how many messages it may still bring."""
-
-    def __init__(self, wanted: int) -> None:
-        self.remaining = wanted
-        self.over = asyncio.Event()
-        self.refusal: str | None = None
+_CLEANUP_TIMEOUT_S = 5.0
 
 
 class Executor:
@@ -86,41 +74,50 @@ class Executor:
             max_connections=max(self.config.concurrency, 10)
         )
         self._env = env
-        self._stopping = asyncio.Event()
-        self._slot_freed = asyncio.Event()
-        # Attempts run as plain asyncio tasks (cheaper than a task-group spawn per message);
-        # run() owns them and cancels what is left when it ends.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop_requested = False
+        self._stop: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self._attempts: TaskGroup | None = None
         self._runner: AttemptRunner | None = None
-        self._current: _Pull | None = None
+        self._feed: PullFeed | None = None
+        self._in_flight = 0
         self.stats: Counter[str] = Counter()
         self.running = False
 
     @property
     def in_flight(self) -> int:
         """Requests being worked on right now."""
-        return len(self._tasks)
+        return self._in_flight
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (safe to call more than once, from the loop's thread)."""
-        self._stopping.set()
-        self._slot_freed.set()
+        self._stop_requested = True
+        if self._stop is not None:
+            self._stop.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve the queue until :meth:`stop`; signals ``task_status`` once pulling."""
+        self._stop = anyio.Event()
+        if self._stop_requested:
+            self._stop.set()
         js = self.nc.jetstream()
         consumer = await ensure_queue_consumer(js, self.settings, self.config.queue)
         info = await js.consumer_info(self.settings.stream, consumer)
         ack_wait = float(info.config.ack_wait or 30.0)
         http = HttpHandler(self._http_client, max_body_bytes=output_limit(self.log, self.config))
-        self._runner = AttemptRunner(
+        runner = self._runner = AttemptRunner(
             self.log, self.config, self._resolver(http), ack_wait_s=ack_wait, env=self._env
         )
-        inbox = self.nc.new_inbox()
-        subscription = await self.nc.subscribe(
-            inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1
+        feed = self._feed = PullFeed(
+            self.nc,
+            self.settings.stream,
+            consumer,
+            self._start,
+            credit=self.config.concurrency,
+            expires_s=self.config.pull_expires_s,
+            refusal_pause_s=_REFUSED_PAUSE_S,
+            on_refused=self._ensure_consumer,
         )
-        pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{consumer}"
         _log.info(
             "executor serving queue %s",
             self.config.queue,
@@ -133,20 +130,23 @@ class Executor:
         )
         self.running = True
         try:
-            task_status.started()
-            while not self._stopping.is_set():
-                if self.in_flight >= self.config.concurrency:
-                    self._slot_freed.clear()
-                    await self._slot_freed.wait()
-                    continue
-                await self._pull(inbox, pull_subject)
-            await self._drain()
+            async with anyio.create_task_group() as attempts:
+                self._attempts = attempts
+                attempts.start_soon(runner.heartbeats.run)
+                async with anyio.create_task_group() as feeding:
+                    await feeding.start(feed.run)
+                    task_status.started()
+                    await self._stop.wait()
+                    feed.stop()
+                    await self._drain()
+                # Only once the feed's requests are over: a request handed back earlier would
+                # come straight back to them.
+                attempts.cancel_scope.cancel()
         finally:
             self.running = False
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await subscription.unsubscribe()
-                await self._cancel_remaining()
-                if self._own_client:
+            self._attempts = None
+            if self._own_client:
+                with anyio.move_on_after(_CLEANUP_TIMEOUT_S, shield=True):
                     await self._http_client.aclose()
             _log.info(
                 "executor stopped",
@@ -163,48 +163,14 @@ class Executor:
 
         return resolve
 
-    async def _pull(self, inbox: str, pull_subject: str) -> None:
-        """Ask for one message per free slot; return when the pull is over.
+    async def _ensure_consumer(self) -> None:
+        """After a refused pull (consumer deleted, leader change...): make sure it exists."""
+        await ensure_queue_consumer(self.nc.jetstream(), self.settings, self.config.queue)
 
-        Messages are started by :meth:`_on_message` the moment they arrive. The pull is over
-        when all were delivered, or the server ends it (expired, or refused), or, should that
-        word never come, shortly after its expiry.
-        """
-        wanted = self.config.concurrency - self.in_flight
-        expires = self.config.pull_expires_s
-        pull = self._current = _Pull(wanted)
-        request = {"batch": wanted, "expires": int(expires * 1_000_000_000)}
-        await self.nc.publish(pull_subject, json.dumps(request).encode(), reply=inbox)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(pull.over.wait(), expires + _PULL_SLACK_S)
-        if pull.refusal is not None:
-            # 409 and friends (consumer deleted, leader change, too many waiting pulls), or 503
-            # when the consumer is gone: pause, and make sure the consumer exists again.
-            _log.warning("pull refused: %s", pull.refusal, extra={"queue": self.config.queue})
-            await asyncio.sleep(_REFUSED_PAUSE_S)
-            try:
-                await ensure_queue_consumer(self.nc.jetstream(), self.settings, self.config.queue)
-            except Exception as exc:
-                _log.warning("queue consumer check failed: %s", exc)
-
-    async def _on_message(self, msg: Msg) -> None:
-        headers = msg.headers
-        status = headers.get(_STATUS) if headers else None
-        pull = self._current
-        if status is not None:
-            if status != _HEARTBEAT and pull is not None:
-                if status not in _PULL_OVER:
-                    pull.refusal = f"{status} {(headers or {}).get('Description', '')}"
-                pull.over.set()
-            return
-        assert self._runner is not None
-        task = asyncio.get_running_loop().create_task(self._run_one(self._runner, msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        if pull is not None:
-            pull.remaining -= 1
-            if pull.remaining <= 0:
-                pull.over.set()
+    def _start(self, msg: Msg) -> None:
+        assert self._attempts is not None and self._runner is not None
+        self._in_flight += 1
+        self._attempts.start_soon(self._run_one, self._runner, msg)
 
     async def _run_one(self, runner: AttemptRunner, msg: Msg) -> None:
         disposition: Disposition | str = "error"
@@ -214,31 +180,27 @@ class Executor:
             _log.exception("request processing failed", extra={"subject": msg.subject})
         finally:
             self.stats[disposition] += 1
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slot_freed.set()
+            self._in_flight -= 1
+            if self._feed is not None:
+                self._feed.release()
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
 
     async def _drain(self) -> None:
         """Give in-flight attempts the grace period; what is left is handed back (nak)."""
-        if not self._tasks:
+        if not self._in_flight:
             return
         _log.info(
             "stopping: waiting for %d in-flight requests",
-            self.in_flight,
+            self._in_flight,
             extra={"queue": self.config.queue},
         )
-        await asyncio.wait(set(self._tasks), timeout=self.config.shutdown_grace_s)
-        if self._tasks:
+        self._idle = anyio.Event()
+        with anyio.move_on_after(self.config.shutdown_grace_s):
+            await self._idle.wait()
+        if self._in_flight:
             _log.warning(
                 "stopping: %d requests handed back to the queue",
-                self.in_flight,
+                self._in_flight,
                 extra={"queue": self.config.queue},
             )
-
-    async def _cancel_remaining(self) -> None:
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)

@@ -1,0 +1,129 @@
+"""One call of a handler and the outcome event it stands for.
+
+The call runs under the attempt's time limit with ``{{secrets.*}}`` resolved; whatever it
+returns or raises becomes ``action.completed``, ``action.attempt.failed`` or ``action.failed``,
+with secrets scrubbed from the output and the error, and outputs too large for one message
+failing with ``output_too_large``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import msgspec
+
+from eventstore.error_codes import ErrorCode
+from eventstore.events import (
+    ActionAttemptFailed,
+    ActionCompleted,
+    ActionExecuteRequested,
+    ActionFailed,
+)
+from eventstore.jetstream.log import EventLog
+from eventstore.plan import RequestSpec
+from executor.classify import error_for_exception
+from executor.config import ExecutorConfig
+from executor.errors import ActionError, NonRetryableError
+from executor.handlers import Handler, HandlerResult
+from executor.outcome import completed_event, failure_event
+from executor.output import encoded_size, output_from_value
+from executor.secrets import SecretScope
+
+__all__ = ["ENVELOPE_RESERVE_BYTES", "Outcome", "call_handler", "outcome_event", "output_limit"]
+
+ENVELOPE_RESERVE_BYTES = 16 * 1024
+"""Room left in a message for the event around an output (ids, timestamps, headers)."""
+
+Outcome = ActionCompleted | ActionAttemptFailed | ActionFailed
+"""The event that ends an attempt."""
+
+
+def output_limit(log: EventLog, config: ExecutorConfig) -> int:
+    """The largest output kept: the configured cap, bounded by what fits in one message."""
+    message_limit = min(
+        log.nc.max_payload or log.settings.max_msg_bytes, log.settings.max_msg_bytes
+    )
+    return min(config.max_output_bytes, message_limit - ENVELOPE_RESERVE_BYTES)
+
+
+async def call_handler(
+    handler: Handler | None,
+    request: ActionExecuteRequested,
+    scope: SecretScope,
+    *,
+    timeout_s: float,
+    queue: str,
+    resolve_secrets: bool,
+) -> HandlerResult | ActionError:
+    """Run ``handler`` on ``request`` within ``timeout_s``; errors are returned, not raised.
+
+    Args:
+        handler: the handler of the request's action type (``None``: there is none).
+        request: the request.
+        scope: resolves ``{{secrets.*}}`` and remembers what it resolved, for scrubbing.
+        timeout_s: the attempt's time limit.
+        queue: the queue served (named in the error of an unknown type).
+        resolve_secrets: whether the request mentions secrets at all.
+    """
+    if handler is None:
+        return NonRetryableError(
+            f"no handler for action type {request.action_type!r} on queue {queue!r}",
+            code=ErrorCode.UNKNOWN_ACTION_TYPE,
+        )
+    try:
+        if resolve_secrets:
+            request = _with_secrets(request, scope)
+        with anyio.fail_after(timeout_s):
+            value = await handler(request)
+    except Exception as exc:
+        return error_for_exception(exc, timeout_s=timeout_s)
+    if isinstance(value, HandlerResult):
+        return value
+    return HandlerResult(output=value)
+
+
+def outcome_event(
+    request: ActionExecuteRequested,
+    attempt: int,
+    result: HandlerResult | ActionError,
+    *,
+    duration_ms: float,
+    scope: SecretScope,
+    max_output_bytes: int,
+    rng: random.Random | None = None,
+) -> Outcome:
+    """The event that records ``result`` as attempt ``attempt`` of ``request``."""
+    if isinstance(result, HandlerResult):
+        try:
+            output = scope.scrub(output_from_value(result.output))
+            size = encoded_size(output)
+            if size > max_output_bytes:
+                raise NonRetryableError(
+                    f"output is {size} bytes; the limit is {max_output_bytes} bytes",
+                    code=ErrorCode.OUTPUT_TOO_LARGE,
+                )
+        except ActionError as exc:
+            result = exc
+        else:
+            return completed_event(
+                request,
+                attempt,
+                output,
+                duration_ms=duration_ms,
+                status_code=result.status_code,
+                headers=scope.scrub(dict(result.headers)),
+            )
+    if scope.active:
+        result.message = scope.scrub_text(result.message)
+    return failure_event(request, attempt, result, rng=rng)
+
+
+def _with_secrets(request: ActionExecuteRequested, scope: SecretScope) -> ActionExecuteRequested:
+    """The request with ``{{secrets.*}}`` substituted in its request spec and input."""
+    spec = request.request
+    if spec is not None:
+        resolved: Any = scope.resolve(msgspec.to_builtins(spec))
+        spec = msgspec.convert(resolved, RequestSpec)
+    return msgspec.structs.replace(request, request=spec, input=scope.resolve(request.input))

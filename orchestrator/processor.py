@@ -1,0 +1,278 @@
+"""One consumed message of the orchestrator: load state -> fold -> decide -> append -> ack.
+
+The execution's state comes from the cache or, on a miss, from its history in the log; the
+event is folded in; :func:`orchestrator.decide.decide` returns decisions; they are appended
+atomically with their guards (:mod:`orchestrator.guards`); the message is acknowledged only
+after that. A guard conflict (another writer got there first) reloads the state from the log
+and decides again. A message no decision can come from goes to the dead-letter stream; any
+other failure naks it with a growing delay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable
+from datetime import datetime
+
+from anyio.abc import TaskGroup
+from nats.aio.msg import Msg
+
+from eventstore import fold
+from eventstore.codec import decode_event
+from eventstore.config import Settings
+from eventstore.errors import ConcurrencyError, EventDecodeError
+from eventstore.events import ActionExecuteRequested, Event, ExecutionFailed, PlanSubmitted
+from eventstore.jetstream.deadletter import dead_letter
+from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.queues import ensure_queue_consumer
+from eventstore.records import RecordedEvent
+from eventstore.state import ExecutionState
+from eventstore.subjects import PLAN_SUBMITTED_PREFIX, orchestrator_subject_type
+from orchestrator.cache import StateCache
+from orchestrator.config import OrchestratorConfig
+from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
+from orchestrator.decide import decide
+from orchestrator.guards import guard_for
+from orchestrator.intake import UnroutableMessageError, admit_plan
+
+__all__ = ["EventProcessor", "execution_of"]
+
+_log = logging.getLogger("tep.orchestrator")
+_RETRY_DELAY_S = 1.0
+_MAX_RETRY_DELAY_S = 60.0
+
+
+def execution_of(subject: str) -> str | None:
+    """The execution id in the subject of an event the orchestrator consumes."""
+    routed = orchestrator_subject_type(subject)
+    return None if routed is None else routed[1]
+
+
+def _retry_delay(msg: Msg) -> float:
+    """1 s, doubling with each delivery up to a minute: an outage is waited out, not hammered."""
+    try:
+        deliveries = int(msg.metadata.num_delivered)
+    except Exception:
+        deliveries = 1
+    return float(min(_RETRY_DELAY_S * 2 ** min(deliveries - 1, 6), _MAX_RETRY_DELAY_S))
+
+
+async def settle(action: Awaitable[None], msg: Msg) -> None:
+    """Nak or term without failing: if it is lost, the message comes back after ack_wait."""
+    try:
+        await action
+    except Exception as exc:
+        _log.warning("could not settle a message: %s", exc, extra={"subject": msg.subject})
+
+
+class _Poison(Exception):
+    """A message no decision can come from; it goes to the dead-letter stream."""
+
+
+class EventProcessor:
+    """Handles the leader's messages, one at a time per execution (the caller's lanes).
+
+    Args:
+        log: the event log.
+        settings: shared settings (stream, plan limits).
+        config: the orchestrator's settings.
+        cache: execution states kept between messages.
+        stats: counters updated in place (``processed``, ``appended``, ``conflicts``,
+            ``dead_lettered``, ``retried``).
+
+    Attributes:
+        background: where follow-up work that must not delay an ack runs (purging the
+            deadline of an ended execution); set while leading.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        settings: Settings,
+        config: OrchestratorConfig,
+        cache: StateCache,
+        stats: dict[str, int],
+    ) -> None:
+        self.log = log
+        self.js = log.js
+        self.settings = settings
+        self.config = config
+        self.cache = cache
+        self.stats = stats
+        self.background: TaskGroup | None = None
+        self._queue_limits: dict[str, int] = {}
+
+    async def handle(self, msg: Msg) -> None:
+        """Process ``msg`` and settle it (ack, nak with a delay, or dead-letter); never raises."""
+        execution_id = execution_of(msg.subject)
+        try:
+            await self._process(msg, execution_id)
+        except _Poison as exc:
+            await self._dead_letter(msg, str(exc))
+        except Exception:
+            _log.exception(
+                "event not processed; it will be retried",
+                extra={"execution_id": execution_id, "subject": msg.subject},
+            )
+            self.stats["retried"] += 1
+            if execution_id is not None:
+                self.cache.drop(execution_id)
+            await settle(msg.nak(delay=_retry_delay(msg)), msg)
+
+    async def _process(self, msg: Msg, execution_id: str | None) -> None:
+        if execution_id is None:
+            raise _Poison(f"no execution id in subject {msg.subject}")
+        meta = msg.metadata
+        if msg.subject.startswith(PLAN_SUBMITTED_PREFIX):
+            try:
+                admitted = admit_plan(
+                    msg.subject,
+                    msg.data,
+                    max_actions=self.settings.max_actions,
+                    max_plan_bytes=self.settings.max_plan_bytes,
+                )
+            except UnroutableMessageError as exc:
+                raise _Poison(str(exc)) from exc
+            if isinstance(admitted, ExecutionFailed):
+                await self._reject_plan(msg, admitted)
+                return
+            event: Event = admitted
+        else:
+            event = self._decode(msg, execution_id)
+        await self._decide(RecordedEvent(meta.sequence.stream, msg.subject, event), meta)
+        self.stats["processed"] += 1
+        await msg.ack()
+
+    @staticmethod
+    def _decode(msg: Msg, execution_id: str) -> Event:
+        try:
+            event = decode_event(msg.data)
+        except EventDecodeError as exc:
+            raise _Poison(str(exc)) from exc
+        routed = orchestrator_subject_type(msg.subject)
+        if routed is None or not isinstance(event, routed[0]) or event.execution_id != execution_id:
+            raise _Poison(
+                f"a {event.__struct_config__.tag} event of execution {event.execution_id} "
+                f"on subject {msg.subject}"
+            )
+        return event
+
+    async def _reject_plan(self, msg: Msg, failure: ExecutionFailed) -> None:
+        _log.warning(
+            "invalid plan rejected: %s",
+            failure.error.message,
+            extra={"execution_id": failure.execution_id},
+        )
+        # A conflict means the execution already ended (this message was handled before).
+        with contextlib.suppress(ConcurrencyError):
+            await self.log.append(failure, guard=guard_for(failure))
+        self.stats["processed"] += 1
+        await msg.ack()
+
+    async def _decide(self, record: RecordedEvent, meta: Msg.Metadata) -> None:
+        execution_id = record.event.execution_id
+        for round_ in range(self.config.max_conflict_rounds):
+            # After a conflict the log knows better than a first delivery: always read it.
+            first_delivery = meta.num_delivered == 1 and round_ == 0
+            state = await self._state_with(record, first_delivery=first_delivery)
+            decisions = decide(state, record.event)
+            if state is None or not decisions:
+                return
+            if isinstance(record.event, PlanSubmitted) and any(
+                isinstance(d, ActionExecuteRequested) for d in decisions
+            ):
+                await self._prepare(state, meta.timestamp)
+            try:
+                await self.log.append_atomic(decisions, guards=[guard_for(d) for d in decisions])
+            except ConcurrencyError:
+                # Someone else decided first: start over from the log.
+                self.stats["conflicts"] += 1
+                self.cache.drop(execution_id)
+                continue
+            self.stats["appended"] += len(decisions)
+            for decision in decisions:
+                fold.apply_event(state, decision)
+            if state.terminal:
+                self._finished(state)
+            return
+        raise RuntimeError(f"still conflicting after {self.config.max_conflict_rounds} rounds")
+
+    async def _state_with(
+        self, record: RecordedEvent, *, first_delivery: bool
+    ) -> ExecutionState | None:
+        """The execution's state with ``record`` folded in (cached, else from the log)."""
+        execution_id = record.event.execution_id
+        state = self.cache.get(execution_id)
+        if state is None:
+            if isinstance(record.event, PlanSubmitted) and first_delivery:
+                # First delivery of a new plan: nothing can have been decided for it yet.
+                # (Were it wrong, the guards would turn the decision into a reload.)
+                state = None
+            else:
+                state = await self._load(execution_id)
+        state = fold.apply(state, record)
+        if state is not None and not state.terminal:
+            self.cache.put(execution_id, state)
+        return state
+
+    async def _load(self, execution_id: str) -> ExecutionState | None:
+        state: ExecutionState | None = None
+        for raw in await self.log.read_execution_raw(execution_id):
+            try:
+                record = raw.decode()
+            except EventDecodeError as exc:
+                _log.warning(
+                    "skipping undecodable event: %s", exc, extra={"execution_id": execution_id}
+                )
+                continue
+            state = fold.apply(state, record)
+        return state
+
+    async def _prepare(self, state: ExecutionState, submitted_at: datetime) -> None:
+        """Before the first dispatch: queue limits, and the deadline counted from the moment
+        the log stored the plan (the same for every replica and every retry)."""
+        plan = state.plan
+        assert plan is not None
+        for name, queue in plan.queues.items():
+            limit = queue.concurrency_limit
+            if limit is None or self._queue_limits.get(name) == limit:
+                continue
+            try:
+                await ensure_queue_consumer(self.js, self.settings, name, concurrency_limit=limit)
+            except Exception:
+                # The plan still runs; only the limit is not enforced. Say so loudly.
+                _log.exception(
+                    "queue %s: concurrency limit %d not applied",
+                    name,
+                    limit,
+                    extra={"execution_id": state.execution_id},
+                )
+                continue
+            self._queue_limits[name] = limit
+        if plan.timeout_s is not None:
+            at = deadline_at(submitted_at, plan.timeout_s)
+            await schedule_deadline(self.js, state.execution_id, at)
+
+    def _finished(self, state: ExecutionState) -> None:
+        self.cache.drop(state.execution_id)
+        plan = state.plan
+        if plan is not None and plan.timeout_s is not None and self.background is not None:
+            self.background.start_soon(self._clear_deadline, state.execution_id)
+
+    async def _clear_deadline(self, execution_id: str) -> None:
+        try:
+            await clear_deadline(self.js, self.settings.stream, execution_id)
+        except Exception as exc:
+            _log.info("deadline not cleared: %s", exc, extra={"execution_id": execution_id})
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        try:
+            await dead_letter(
+                self.js, msg, role="orchestrator", stream=self.settings.stream, reason=reason
+            )
+        except Exception:
+            _log.exception("dead-letter publish failed", extra={"subject": msg.subject})
+            await settle(msg.nak(delay=_RETRY_DELAY_S), msg)
+            return
+        self.stats["dead_lettered"] += 1

@@ -1,4 +1,32 @@
-"""The project's exception tree. Adapters map foreign errors onto these with ``raise ... from``."""
+"""The project's exception tree. Adapters map foreign errors onto these with ``raise ... from``.
+
+Every error raised on purpose derives from :class:`TepError`; the others live next to the code
+that raises them::
+
+    TepError
+    ├── EventDecodeError            bytes from the log are not a known event
+    ├── EventTooLargeError          an event does not fit one message
+    ├── ConcurrencyError            the execution moved on (optimistic concurrency, guards)
+    ├── ExecutionExistsError        a plan submitted under an id already used
+    ├── PlanValidationError         a plan is invalid (every problem listed)
+    ├── ConfigConflictError         an existing stream/bucket is configured differently
+    ├── NatsUnavailableError        no server answered
+    ├── ServerBinaryNotFoundError   no nats-server binary
+    ├── SettingsError (ValueError)  a bad TEP_* value or flag
+    ├── TemplateError, ConditionError, CycleError, PatternError (ValueError)
+    │                               eventstore.templates / conditions / dag / patterns
+    ├── WriteConflictError          eventstore.jetstream.kv_batch: a KV batch lost a CAS race
+    ├── UnroutableMessageError      orchestrator.intake: a subject names no execution
+    ├── ActionError                 executor.errors: an attempt failed, retry policy as data
+    │   ├── RetryableError
+    │   └── NonRetryableError
+    ├── HandlerLoadError            executor.handlers: a --handlers module cannot load
+    ├── ExecutionNotFoundError, ActionNotFoundError (LookupError)
+    ├── InvalidTransitionError (ValueError), ViewTimeoutError (TimeoutError)
+    ├── PointerConflictError, StateTooLargeError
+    │                               projections: the read side and the StateManager
+    └── UsageError                  tep.cli.common: bad command-line input (exit 2)
+"""
 
 from __future__ import annotations
 

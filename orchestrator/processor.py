@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from eventstore import fold
 from eventstore.codec import decode_event
 from eventstore.config import Settings
-from eventstore.errors import ConcurrencyError, EventDecodeError
+from eventstore.errors import ConcurrencyError, EventDecodeError, TepError
 from eventstore.events import ActionExecuteRequested, Event, ExecutionFailed, PlanSubmitted
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
@@ -66,7 +66,7 @@ async def settle(action: Awaitable[None], msg: Msg) -> None:
         _log.warning("could not settle a message: %s", exc, extra={"subject": msg.subject})
 
 
-class _Poison(Exception):
+class _Poison(TepError):
     """A message no decision can come from; it goes to the dead-letter stream."""
 
 

@@ -20,14 +20,16 @@ Endpoints (all JSON)::
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from aiohttp import web
 
 from tep.logging_setup import configure_logging
@@ -149,7 +151,7 @@ async def _slow(request: web.Request) -> web.Response:
         ms = min(max(int(request.query.get("ms", "500")), 0), 30_000)
     except ValueError:
         raise web.HTTPBadRequest(text="ms must be an integer") from None
-    await asyncio.sleep(ms / 1000)
+    await anyio.sleep(ms / 1000)
     return web.json_response({"slept_ms": ms})
 
 
@@ -241,32 +243,40 @@ def build_app() -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set."""
+@contextlib.asynccontextmanager
+async def _listening(host: str, port: int) -> AsyncIterator[None]:
+    """The demo service listening on ``host:port`` for as long as the context lasts."""
     runner = web.AppRunner(build_app(), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         _log.info("demo target listening", extra={"url": f"http://{host}:{port}"})
-        await stop.wait()
+        yield
     finally:
-        await runner.cleanup()
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
+
+
+async def serve(host: str, port: int, stop: anyio.Event) -> None:
+    """Serve until ``stop`` is set."""
+    async with _listening(host, port):
+        await stop.wait()
+
+
+async def _serve_until_signalled(host: str, port: int) -> None:
+    # Caught before listening: a signal that arrives while starting up stops right after.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with _listening(host, port):
+            async for _ in signals:
+                return
 
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``tep demo-target``."""
     configure_logging("demo-target")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await serve(args.host, args.port, stop)
-
     try:
-        asyncio.run(main())
+        anyio.run(_serve_until_signalled, args.host, args.port)
     except OSError as exc:
         _log.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         return 2

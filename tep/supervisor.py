@@ -7,21 +7,27 @@ child also gets SIGTERM if the supervisor dies without cleaning up, so nothing i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
 import ctypes.util
 import logging
 import os
 import signal
+import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process, TaskStatus
 
 __all__ = ["Backoff", "ChildSpec", "Supervisor"]
 
 _log = logging.getLogger("tep.up")
+
+_DRAIN_S = 1.0
+"""How long a child's output is still read after it exited (a grandchild may hold the pipe)."""
+_REAP_S = 1.0
+"""How long a killed child is waited for."""
 
 LineSink = Callable[[str, str], None]
 """Receives (child name, one line of its output without the newline)."""
@@ -56,27 +62,40 @@ class Backoff:
         return delay
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec hook that asks Linux to SIGTERM the child when its parent dies."""
+# Run by a fresh interpreter that then becomes the child (same pid; the flag survives exec).
+_PDEATHSIG_THEN_EXEC = """\
+import ctypes, os, sys
+libc, signum, parent, *argv = sys.argv[1:]
+ctypes.CDLL(libc, use_errno=True).prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(parent):
+    sys.exit(1)  # the supervisor died before the flag was set
+try:
+    os.execvp(argv[0], argv)
+except OSError as exc:
+    sys.exit(f"cannot run {argv[0]}: {exc.strerror}")
+"""
+
+
+def _parent_death_launcher() -> list[str]:
+    """The command prefix that asks Linux to SIGTERM the child when its parent dies.
+
+    ``anyio.open_process`` takes no pre-exec hook, so the flag is set by a small interpreter
+    (``-I -S``: no site, a few milliseconds) that then execs the real command.
+    """
     if not sys.platform.startswith("linux"):
-        return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    prctl = ctypes.CDLL(name, use_errno=True).prctl
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-    return hook
+        return []
+    libc = ctypes.util.find_library("c")
+    if libc is None:
+        return []
+    signum, parent = str(int(signal.SIGTERM)), str(os.getpid())
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_THEN_EXEC, libc, signum, parent]
 
 
 class _Child:
-    def __init__(self, spec: ChildSpec) -> None:
+    def __init__(self, spec: ChildSpec, backoff: Backoff) -> None:
         self.spec = spec
-        self.process: asyncio.subprocess.Process | None = None
-        self.backoff = Backoff()
+        self.backoff = backoff
+        self.process: Process | None = None
         self.restarts = 0
 
 
@@ -86,7 +105,8 @@ class Supervisor:
     Example:
         >>> web = ChildSpec("web", ["python", "-m", "http.server"])
         >>> sup = Supervisor([web], sink)  # doctest: +SKIP
-        >>> await sup.start(); ...; await sup.stop()  # doctest: +SKIP
+        >>> async with anyio.create_task_group() as tg:  # doctest: +SKIP
+        ...     await tg.start(sup.run); ...; await sup.stop()
     """
 
     def __init__(
@@ -96,73 +116,86 @@ class Supervisor:
         *,
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
-        self._children = [_Child(spec) for spec in specs]
-        for child in self._children:
-            child.backoff = backoff()
+        self._children = [_Child(spec, backoff()) for spec in specs]
         self._sink = sink
+        self._launcher = _parent_death_launcher()
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self._preexec = _parent_death_signal()
+        self._stop_asked: anyio.Event | None = None
+        self._done: anyio.Event | None = None
 
     def pids(self) -> dict[str, int]:
         """The process id of every child running right now, by name."""
-        return {
-            c.spec.name: c.process.pid
-            for c in self._children
-            if c.process is not None and c.process.returncode is None
-        }
+        return {child.spec.name: process.pid for child, process in self._running()}
 
     def restarts(self) -> dict[str, int]:
         """How often each child has been restarted."""
         return {c.spec.name: c.restarts for c in self._children}
 
-    async def start(self) -> None:
-        """Start every child and the tasks that keep them running."""
-        for child in self._children:
-            await self._spawn(child)
-            self._tasks.append(asyncio.create_task(self._keep_alive(child)))
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start every child (then report started) and keep them running until :meth:`stop`.
 
-    async def _spawn(self, child: _Child) -> None:
-        env = dict(os.environ)
-        env.update(child.spec.env)
-        child.process = await asyncio.create_subprocess_exec(
-            *child.spec.argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=self._preexec,
-        )
-        _log.info(
-            "started %s",
-            child.spec.name,
-            extra={"child": child.spec.name, "pid": child.process.pid},
-        )
+        Cancelled instead, it kills every child's process group before it returns.
+        """
+        self._stop_asked, self._done = anyio.Event(), anyio.Event()
+        try:
+            async with anyio.create_task_group() as group:
+                for child in self._children:
+                    await group.start(self._keep_alive, child, self._stop_asked)
+                task_status.started()
+        finally:
+            self._done.set()
 
-    async def _pump(self, child: _Child, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
+    async def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM every child's process group; SIGKILL what is left after ``grace`` seconds.
+
+        Returns once every child has exited and nothing is restarted any more.
+        """
+        self._stopping = True
+        if self._stop_asked is None or self._done is None:
+            return
+        self._stop_asked.set()  # wakes the children waiting out a restart delay
+        running = self._running()
+        for _, process in running:
+            _signal_group(process.pid, signal.SIGTERM)
+        with anyio.move_on_after(grace):
+            for _, process in running:
+                await process.wait()
+        for child, process in running:
+            if process.returncode is None:
+                _log.warning(
+                    "killing %s (pid %s): it did not stop in time", child.spec.name, process.pid
+                )
+        for _, process in running:
+            # Kill the whole group: grandchildren a role may have started go with it.
+            _signal_group(process.pid, signal.SIGKILL)
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await self._done.wait()
+
+    def _running(self) -> list[tuple[_Child, Process]]:
+        return [
+            (child, child.process)
+            for child in self._children
+            if child.process is not None and child.process.returncode is None
+        ]
+
+    async def _keep_alive(
+        self,
+        child: _Child,
+        stop_asked: anyio.Event,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the child, and again after a backoff delay each time it exits, until a stop."""
+        process = await self._spawn(child)
+        task_status.started()
         while True:
-            try:
-                raw = await process.stdout.readline()
-            except ValueError:  # a line longer than the stream limit: take what is there
-                raw = await process.stdout.read(65536)
-            if not raw:
-                return
-            self._sink(child.spec.name, raw.decode(errors="replace").rstrip("\r\n"))
-
-    async def _keep_alive(self, child: _Child) -> None:
-        while True:
-            process = child.process
-            assert process is not None
-            started = time.monotonic()
-            pump = asyncio.create_task(self._pump(child, process))
-            code = await process.wait()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(pump, 1.0)
+            began = anyio.current_time()
+            code = await self._forward_until_exit(child, process)
             if self._stopping:
                 return
-            delay = child.backoff.next_delay(time.monotonic() - started)
+            delay = child.backoff.next_delay(anyio.current_time() - began)
             _log.warning(
                 "%s exited with code %s; restarting in %.1fs",
                 child.spec.name,
@@ -170,48 +203,64 @@ class Supervisor:
                 delay,
                 extra={"child": child.spec.name, "exit_code": code},
             )
-            await asyncio.sleep(delay)
+            with anyio.move_on_after(delay):
+                await stop_asked.wait()
             if self._stopping:
                 return
             child.restarts += 1
-            await self._spawn(child)
+            process = await self._spawn(child)
 
-    async def stop(self, grace: float = 3.0) -> None:
-        """SIGTERM every child's process group; SIGKILL what is left after ``grace`` seconds."""
-        self._stopping = True
-        running = [c.process for c in self._children if c.process is not None]
-        for process in running:
-            _signal_group(process.pid, signal.SIGTERM)
-        waits = [asyncio.create_task(p.wait()) for p in running if p.returncode is None]
-        if waits:
-            _, pending = await asyncio.wait(waits, timeout=grace)
-            for process in running:
-                if process.returncode is None:
-                    _log.warning(
-                        "killing %s (pid %s): it did not stop in time",
-                        _name_of(self, process),
-                        process.pid,
-                    )
-            for task in pending:
-                task.cancel()
-        for process in running:
-            # Kill the whole group: grandchildren a role may have started go with it.
+    async def _spawn(self, child: _Child) -> Process:
+        process = await anyio.open_process(
+            [*self._launcher, *child.spec.argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **child.spec.env},
+            start_new_session=True,
+        )
+        child.process = process
+        _log.info(
+            "started %s", child.spec.name, extra={"child": child.spec.name, "pid": process.pid}
+        )
+        if self._stopping:  # stop() came while it was being started, so it missed this one
             _signal_group(process.pid, signal.SIGKILL)
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(process.wait(), 1.0)
-        for keeper in self._tasks:
-            keeper.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return process
+
+    async def _forward_until_exit(self, child: _Child, process: Process) -> int:
+        """Hand the child's output to the sink line by line until it exits; its exit code."""
+        assert process.stdout is not None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._pump, child.spec.name, process.stdout)
+                code = await process.wait()
+                group.cancel_scope.deadline = anyio.current_time() + _DRAIN_S
+            return code
+        finally:
+            await _release(process)
+
+    async def _pump(self, name: str, output: ByteReceiveStream) -> None:
+        """Every line of ``output``, however long, to the sink; a last one without newline too."""
+        line = bytearray()
+        async for chunk in output:
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:
+                line += chunk[start:end]
+                self._sink(name, line.decode(errors="replace").rstrip("\r"))
+                line.clear()
+                start = end + 1
+            line += chunk[start:]
+        if line:
+            self._sink(name, line.decode(errors="replace").rstrip("\r"))
 
 
-def _name_of(supervisor: Supervisor, process: asyncio.subprocess.Process) -> str:
-    for child in supervisor._children:
-        if child.process is process:
-            return child.spec.name
-    return "child"
+async def _release(process: Process) -> None:
+    """Close the child's pipe and reap it; kill its group first if it still runs (when the
+    supervisor is cancelled rather than stopped)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_S):
+        if process.returncode is None:
+            _signal_group(process.pid, signal.SIGKILL)
+        await process.aclose()
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

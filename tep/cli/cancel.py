@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+
+import anyio
 
 from eventstore.events import ExecutionCancelRequested
 from tep.cli.common import (
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``tep cancel``."""
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    return asyncio.run(_cancel(args))
+    return anyio.run(_cancel, args)
 
 
 def _report(args: argparse.Namespace, outcome: str, status: str, message: str) -> None:

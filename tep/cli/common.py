@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import msgspec
@@ -23,6 +25,7 @@ __all__ = [
     "fail",
     "print_json",
     "settings_from",
+    "single_errors",
 ]
 
 EXIT_OK = 0
@@ -61,3 +64,22 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print ``tep: <message>`` to stderr and exit with ``code``."""
     sys.stderr.write(f"tep: {message}\n")
     raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def single_errors() -> Iterator[None]:
+    """Re-raise a task group's only error as itself.
+
+    anyio task groups wrap every error in an exception group; unwrapped, a ``UsageError``,
+    ``NatsUnavailableError`` or ``BrokenPipeError`` from inside one still becomes its exit code
+    and one line in :func:`tep.cli.main.main`. Several errors at once stay a group.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
+import anyio
 import msgspec
 
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``tep events``."""
-    return asyncio.run(_events(args))
+    return anyio.run(_events, args)
 
 
 async def _events(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
+import anyio
 import msgspec
 
 from eventstore.state import EXECUTION_STATUSES
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``tep list``."""
-    executions, stats = asyncio.run(_list(args))
+    executions, stats = anyio.run(_list, args)
     if args.json:
         print_json(
             {

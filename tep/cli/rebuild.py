@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 
+import anyio
 import msgspec
 
 from eventstore.jetstream.connection import connect
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Handle ``tep rebuild``."""
     configure_logging("rebuild", level="WARNING")
-    report = asyncio.run(_rebuild(args))
+    report = anyio.run(_rebuild, args)
     if args.json:
         print_json(msgspec.to_builtins(report))
     else:

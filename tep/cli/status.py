@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import datetime
 
+import anyio
 import msgspec
 
 from eventstore.state import ExecutionState
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             at = parse_at(args.at)
         except ValueError as exc:
             raise UsageError(f"--at: {exc}") from None
-    state, in_log = asyncio.run(_read(args, at))
+    state, in_log = anyio.run(_read, args, at)
     if state is None and in_log:
         raise UsageError(
             f"execution {args.execution_id!r} is in the log but not in the view yet: "

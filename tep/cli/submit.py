@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
 
+import anyio
 import msgspec
 
 from eventstore.config import Settings
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     execution_id = check_execution_id(args.execution_id or new_execution_id())
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    return asyncio.run(_submit(args, plan, execution_id))
+    return anyio.run(_submit, args, plan, execution_id)
 
 
 async def _submit(args: argparse.Namespace, plan: Plan, execution_id: str) -> int:

@@ -8,26 +8,28 @@ executors and the projector (and optionally the demo target) as child processes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import anyio
+from anyio.abc import TaskStatus
 
 from eventstore.config import DEFAULT_NATS_URL, Settings
 from eventstore.errors import NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.provision import ensure_log
-from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from
+from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
 from tep.demo_target import DEFAULT_PORT as DEMO_PORT
 from tep.logging_setup import configure_logging
 from tep.server import EmbeddedServer, find_free_port
@@ -143,18 +145,17 @@ def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
 async def wait_until_healthy(specs: list[ChildSpec], timeout: float) -> list[str]:
     """Poll every child's health URL until it answers 200; the names still unhealthy at the end."""
     pending = {spec.name: spec.health_url for spec in specs if spec.health_url}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
     probe_timeout = aiohttp.ClientTimeout(total=1.0)
     async with aiohttp.ClientSession(timeout=probe_timeout) as session:
-        while pending and loop.time() < deadline:
-            for name, health_url in list(pending.items()):
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(health_url) as response:
-                        if response.status == 200:
-                            del pending[name]
-            if pending:
-                await asyncio.sleep(0.1)
+        with anyio.move_on_after(timeout):
+            while pending:
+                for name, health_url in list(pending.items()):
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with session.get(health_url) as response:
+                            if response.status == 200:
+                                del pending[name]
+                if pending:
+                    await anyio.sleep(0.1)
     return sorted(pending)
 
 
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--executors must be 0 or more")
     settings_from(args)  # validate TEP_* settings before anything starts
     configure_logging("up")
-    return asyncio.run(_up(args))
+    return anyio.run(_up, args)
 
 
 async def _try_connect(url: str, settings: Settings) -> NatsClient | None:
@@ -233,15 +234,33 @@ async def _try_connect(url: str, settings: Settings) -> NatsClient | None:
 
 
 async def _up(args: argparse.Namespace) -> int:
+    stop = anyio.Event()
+    with single_errors():
+        async with anyio.create_task_group() as group:
+            # Signals are caught from the start: one that arrives while starting up stops right
+            # after, and ones during the stop change nothing.
+            await group.start(_set_on_signal, stop)
+            await _run_stack(args, stop)
+            group.cancel_scope.cancel()
+    print("stopped", flush=True)
+    return EXIT_OK
+
+
+async def _set_on_signal(
+    stop: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        task_status.started()
+        async for _ in signals:
+            stop.set()
+
+
+async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
+    """NATS (found or started), the log provisioned, the roles supervised until ``stop``; then
+    everything stopped in order: the roles, the connection, the server."""
     settings = settings_from(args)
-    # Signals are caught from the start: one that arrives while starting up stops right after.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, stop.set)
     url = _probe_url(args)
     server: EmbeddedServer | None = None
-    supervisor: Supervisor | None = None
     nc = await _try_connect(url, settings)
     try:
         if nc is None:
@@ -249,40 +268,53 @@ async def _up(args: argparse.Namespace) -> int:
             nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
         await ensure_log(nc.jetstream(), Settings.from_env(nats_url=url))
         specs = child_specs(args, url)
-        width = max(len(spec.name) for spec in specs)
-        supervisor = Supervisor(specs, LineRenderer(_json_logs(), width))
         if not stop.is_set():
             _banner(args, url, server, specs)
-            await supervisor.start()
-            unhealthy = await _unless_stopped(wait_until_healthy(specs, _READY_TIMEOUT_S), stop)
+            await _supervise(specs, stop)
+        else:
+            print("stopping...", flush=True)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if nc is not None:
+                with contextlib.suppress(Exception), anyio.move_on_after(1.0):
+                    await nc.close()
+            if server is not None:
+                await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
+
+
+async def _supervise(specs: list[ChildSpec], stop: anyio.Event) -> None:
+    """Run the roles, say when they are ready, and stop them all once ``stop`` is set."""
+    width = max(len(spec.name) for spec in specs)
+    supervisor = Supervisor(specs, LineRenderer(_json_logs(), width))
+    async with anyio.create_task_group() as roles:
+        await roles.start(supervisor.run)
+        try:
+            ready = partial(wait_until_healthy, specs, _READY_TIMEOUT_S)
+            unhealthy = await _unless_stopped(ready, stop)
             if unhealthy is not None:
                 if unhealthy:
                     _log.warning("not healthy yet: %s; going on", ", ".join(unhealthy))
                 print(f"ready: {len(specs)} processes running; Ctrl-C to stop", flush=True)
-        await stop.wait()
-        print("stopping...", flush=True)
-    finally:
-        if supervisor is not None:
-            await supervisor.stop(grace=_CHILD_GRACE_S)
-        if nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.close(), 1.0)
-        if server is not None:
-            await asyncio.to_thread(server.stop, _SERVER_GRACE_S)
-    print("stopped", flush=True)
-    return EXIT_OK
+            await stop.wait()
+            print("stopping...", flush=True)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await supervisor.stop(grace=_CHILD_GRACE_S)
 
 
-async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+async def _unless_stopped(work: Callable[[], Awaitable[T]], stop: anyio.Event) -> T | None:
     """The result of ``work``, or ``None`` if ``stop`` is set first (``work`` is cancelled)."""
-    task = asyncio.create_task(work)
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    for pending in (task, stopped):
-        pending.cancel()
-    if stop.is_set() or task.cancelled():
-        return None
-    return task.result()
+    result: T | None = None
+    async with anyio.create_task_group() as group:
+
+        async def cancel_on_stop() -> None:
+            await stop.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(cancel_on_stop)
+        result = await work()
+        group.cancel_scope.cancel()
+    return None if stop.is_set() else result
 
 
 async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedServer, str]:
@@ -299,9 +331,10 @@ async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedSer
         new_session=True,
     )
     try:
-        await asyncio.to_thread(server.start)
+        await anyio.to_thread.run_sync(server.start)
     except BaseException:
-        await asyncio.to_thread(server.stop, _SERVER_GRACE_S)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
         raise
     return server, server.url
 

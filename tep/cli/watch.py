@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+import anyio
+
 from eventstore.fold import apply
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
-from tep.cli.common import EXIT_TIMEOUT, UsageError, add_nats_url
+from tep.cli.common import EXIT_TIMEOUT, UsageError, add_nats_url, single_errors
 from tep.cli.executions import follow, open_log, require_execution
 from tep.cli.render import live_view, snapshot, summary, transitions
 from tep.cli.submit import exit_code_for
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty() and not args.plain
     view: PlainLines | LiveScreen = LiveScreen(sys.stdout) if tty else PlainLines(sys.stdout)
     try:
-        state, finished = asyncio.run(_watch(args, view))
+        state, finished = anyio.run(_watch, args, view)
     finally:
         view.close()
     if state is not None:
@@ -152,25 +153,19 @@ async def _watch(
             if state.terminal:
                 return
 
+    async def redraw() -> None:
+        while True:
+            view.tick(state)
+            await anyio.sleep(_REFRESH_S)
+
+    finished = False
     async with open_log(args) as log:
         await require_execution(log, args.execution_id)
-        task = asyncio.create_task(consume())
-        loop = asyncio.get_running_loop()
-        deadline = None if args.timeout is None else loop.time() + args.timeout
-        try:
-            while not task.done():
-                view.tick(state)
-                wait = _REFRESH_S
-                if deadline is not None:
-                    wait = min(wait, max(deadline - loop.time(), 0.0))
-                    if wait == 0.0:
-                        break
-                await asyncio.wait({task}, timeout=wait)
-        finally:
-            if not task.done():
-                task.cancel()
-        finished = task.done() and not task.cancelled()
-        if finished:
-            task.result()
+        with anyio.move_on_after(args.timeout), single_errors():
+            async with anyio.create_task_group() as group:
+                group.start_soon(redraw)
+                await consume()
+                finished = True
+                group.cancel_scope.cancel()
         view.tick(state)
     return state, finished

@@ -28,12 +28,13 @@ async def test_children_are_tagged_restarted_and_stopped() -> None:
         [crasher, sleeper], sink, backoff=lambda: Backoff(initial=0.05, maximum=0.05)
     )
 
-    await supervisor.start()
-    with anyio.fail_after(10):
-        await third_run.wait()
-    sleeper_pid = supervisor.pids()["sleeper"]
-    with anyio.fail_after(5):
-        await supervisor.stop(grace=2.0)
+    async with anyio.create_task_group() as group:
+        await group.start(supervisor.run)
+        with anyio.fail_after(10):
+            await third_run.wait()
+        sleeper_pid = supervisor.pids()["sleeper"]
+        with anyio.fail_after(5):
+            await supervisor.stop(grace=2.0)
 
     assert supervisor.restarts()["crasher"] >= 2
     assert supervisor.restarts()["sleeper"] == 0
@@ -53,13 +54,14 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period() -> No
     )
     ready = anyio.Event()
     supervisor = Supervisor([stubborn], lambda name, line: ready.set())
-    await supervisor.start()
-    with anyio.fail_after(10):
-        await ready.wait()
-    pid = supervisor.pids()["stubborn"]
+    async with anyio.create_task_group() as group:
+        await group.start(supervisor.run)
+        with anyio.fail_after(10):
+            await ready.wait()
+        pid = supervisor.pids()["stubborn"]
 
-    begin = anyio.current_time()
-    await supervisor.stop(grace=0.5)
+        begin = anyio.current_time()
+        await supervisor.stop(grace=0.5)
 
     assert anyio.current_time() - begin < 2.5
     assert not alive(pid)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eventstore.codec import encode_event
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionStarted, Event
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
@@ -64,7 +64,7 @@ async def best_rate(runs: int, count: int, work: Callable[[int], Awaitable[None]
     return max(rates)
 
 
-async def raw_stream(nc: NatsClient, name: str, settings: Settings) -> None:
+async def raw_stream(nc: NatsClient, name: str, settings: TepSettings) -> None:
     """A stream with the log's settings on a subject space of its own, for raw publishes."""
     js = nc.jetstream()
     config = log_stream_config(settings)
@@ -119,7 +119,7 @@ async def bench_pipelined(nc: NatsClient, log: EventLog, count: int) -> Result:
     return Result("append, pipelined", our_rate, raw_rate, "events/s")
 
 
-async def bench_history(nc: NatsClient, log: EventLog, settings: Settings) -> Result:
+async def bench_history(nc: NatsClient, log: EventLog, settings: TepSettings) -> Result:
     js = nc.jetstream()
     executions = [f"x{n}" for n in range(0, 200, 7)]  # ~25 scattered events each in the log
 
@@ -169,7 +169,7 @@ async def bench_history(nc: NatsClient, log: EventLog, settings: Settings) -> Re
     return Result("history of one execution (median)", our_rate, raw_rate, "reads/s")
 
 
-async def bench_replay(nc: NatsClient, log: EventLog, settings: Settings) -> Result:
+async def bench_replay(nc: NatsClient, log: EventLog, settings: TepSettings) -> Result:
     js = nc.jetstream()
     total = await log.last_sequence()
 
@@ -207,7 +207,7 @@ async def bench_replay(nc: NatsClient, log: EventLog, settings: Settings) -> Res
 
 async def main(args: argparse.Namespace) -> None:
     with EmbeddedServer() as server:
-        settings = Settings(nats_url=server.url)
+        settings = TepSettings(nats_url=server.url)
         nc = await connect(server.url)
         await ensure_log(nc.jetstream(), settings)
         await raw_stream(nc, "RAW1", settings)

@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.provision import log_stream_config
 from eventstore.jetstream.pull import PullFeed
@@ -198,7 +198,7 @@ def print_results(results: list[Result], fetch: Result, core: Result) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     with EmbeddedServer() as server:
-        settings = Settings(nats_url=server.url)
+        settings = TepSettings(nats_url=server.url)
         nc = await connect(server.url)
         config = dataclasses.replace(
             log_stream_config(settings), name=STREAM, subjects=["benchpull.>"]

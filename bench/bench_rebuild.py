@@ -34,7 +34,7 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import Event
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
@@ -68,7 +68,7 @@ async def generate(log: EventLog, executions: int) -> int:
     return last
 
 
-async def raw_read_rate(nc: NatsClient, settings: Settings, total: int) -> float:
+async def raw_read_rate(nc: NatsClient, settings: TepSettings, total: int) -> float:
     """Events/s of an ordered push consumer with a counting callback over the whole log."""
     js = nc.jetstream()
     done = asyncio.Event()
@@ -110,7 +110,7 @@ def run_rebuild(url: str) -> tuple[dict[str, object], float]:
 
 
 async def projection_lag(
-    nc: NatsClient, settings: Settings, url: str, rate: int, seconds: float
+    nc: NatsClient, settings: TepSettings, url: str, rate: int, seconds: float
 ) -> list[float]:
     """Seconds from append-acknowledged to visible in the view, one sample per tick."""
     log = EventLog(nc, settings)
@@ -171,7 +171,7 @@ def percentile(samples: list[float], share: float) -> float:
 
 
 async def bench(args: argparse.Namespace, url: str) -> dict[str, object]:
-    settings = Settings(nats_url=url)
+    settings = TepSettings(nats_url=url)
     nc = await connect(url, name="bench-rebuild")
     try:
         await ensure_log(nc.jetstream(), settings)

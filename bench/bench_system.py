@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionExecuteRequested, PlanSubmitted
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
@@ -129,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     target_process.start()
     target = f"http://127.0.0.1:{http_port}"
     with EmbeddedServer() as server:
-        settings = Settings(nats_url=server.url)
+        settings = TepSettings(nats_url=server.url)
         nc = await connect(server.url)
         await ensure_log(nc.jetstream(), settings)
         roles = [

@@ -1,4 +1,8 @@
-"""Event <-> bytes. JSON via msgspec; a typed error for anything that is not a known event."""
+"""Event <-> bytes. JSON via msgspec; a typed error for anything that is not a known event.
+
+Bytes from the log may come from any client: whatever they hold, decoding them either gives an
+event or raises :class:`~eventstore.errors.EventDecodeError`.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,15 @@ def decode_event(data: bytes) -> Event:
     """Parse JSON bytes into an event.
 
     Raises:
-        EventDecodeError: the bytes are not JSON, have an unknown ``type``, or do not match the
-            schema of their type.
+        EventDecodeError: the bytes are not JSON, have an unknown ``type``, do not match the
+            schema of their type, or nest too deeply to decode.
     """
     try:
         event: Event = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except RecursionError:
+        raise EventDecodeError("undecodable event: nested too deeply") from None
+    except ValueError as exc:
+        # msgspec.DecodeError and its ValidationError are ValueErrors; so is anything else a
+        # malformed payload could make a conversion raise.
         raise EventDecodeError(f"undecodable event: {exc}") from exc
     return event

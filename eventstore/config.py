@@ -27,7 +27,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from eventstore.errors import SettingsError
 from eventstore.plan_validation import DEFAULT_PLAN_LIMITS, PlanLimits
 
-__all__ = ["DEFAULT_NATS_URL", "Settings", "SettingsBase", "SettingsError", "TepSettings"]
+__all__ = ["DEFAULT_NATS_URL", "SettingsBase", "SettingsError", "TepSettings"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -159,17 +159,26 @@ class TepSettings(SettingsBase):
         "(retries, racing replicas)",
     )
     max_msg_bytes: int = Field(
-        1024 * 1024,
+        DEFAULT_PLAN_LIMITS.max_event_bytes,
         description="largest event (the stream's `max_msg_size`); must not exceed the "
-        "server's `max_payload`",
+        "server's `max_payload`. A plan is valid only if its `plan.submitted` event fits",
     )
     max_actions: int = Field(
-        DEFAULT_PLAN_LIMITS.max_actions, description="most actions in one plan"
+        DEFAULT_PLAN_LIMITS.max_actions,
+        description="most actions in one plan (the default fits the `plan.submitted` event of "
+        "that many small actions in the default `TEP_MAX_MSG_BYTES`)",
     )
     max_plan_bytes: int = Field(
         DEFAULT_PLAN_LIMITS.max_plan_bytes,
         description="largest plan document; below `TEP_MAX_MSG_BYTES` to leave room for the "
         "event envelope",
+    )
+    max_json_depth: int = Field(
+        DEFAULT_PLAN_LIMITS.max_json_depth,
+        ge=1,
+        le=256,
+        description="deepest nesting of arrays and objects in a plan document (the document "
+        "is level 1); at most 256, as the roles walk plan values recursively",
     )
     connect_timeout_s: float = Field(
         3.0,
@@ -188,8 +197,17 @@ class TepSettings(SettingsBase):
 
     @property
     def plan_limits(self) -> PlanLimits:
-        """The plan limits these settings set (``TEP_MAX_ACTIONS``, ``TEP_MAX_PLAN_BYTES``)."""
-        return PlanLimits(max_actions=self.max_actions, max_plan_bytes=self.max_plan_bytes)
+        """The plan limits these settings set.
+
+        From ``TEP_MAX_ACTIONS``, ``TEP_MAX_PLAN_BYTES``, ``TEP_MAX_JSON_DEPTH`` and
+        ``TEP_MAX_MSG_BYTES`` (the ``plan.submitted`` event must fit one message).
+        """
+        return PlanLimits(
+            max_actions=self.max_actions,
+            max_plan_bytes=self.max_plan_bytes,
+            max_json_depth=self.max_json_depth,
+            max_event_bytes=self.max_msg_bytes,
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -218,7 +236,3 @@ class TepSettings(SettingsBase):
                 f"max_msg_bytes ({self.max_msg_bytes}) to leave room for the event envelope"
             )
         return self
-
-
-Settings = TepSettings
-"""The name most of the code uses for :class:`TepSettings`."""

@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
@@ -57,7 +57,7 @@ class Executor:
     def __init__(
         self,
         nc: NatsClient,
-        settings: Settings,
+        settings: TepSettings,
         config: ExecutorConfig | None = None,
         *,
         registry: HandlerRegistry | None = None,

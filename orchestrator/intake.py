@@ -34,16 +34,14 @@ def admit_plan(
     subject: str,
     data: bytes,
     *,
-    max_actions: int,
-    max_plan_bytes: int,
+    limits: PlanLimits,
 ) -> PlanSubmitted | ExecutionFailed:
     """The submitted plan, or the ``execution.failed`` that rejects it.
 
     Args:
         subject: ``plan.submitted.<execution>``.
         data: the message payload.
-        max_actions: the most actions a plan may have.
-        max_plan_bytes: the largest plan document.
+        limits: how large a plan may be (``TepSettings.plan_limits``).
 
     Raises:
         UnroutableMessageError: the subject's execution id is not a valid id.
@@ -73,26 +71,25 @@ def admit_plan(
             event = decoded
 
     if event is not None:
-        problems += plan_problems(event.plan, limits=PlanLimits(max_actions=max_actions))
+        problems += plan_problems(event.plan, limits=limits)
     elif not problems:
         # The payload is not a valid event: say what is wrong with its plan if anything is,
         # else what is wrong with the envelope.
-        problems += _document_problems(
-            data, max_actions=max_actions, max_plan_bytes=max_plan_bytes
-        ) or [decode_error or "undecodable event"]
+        problems += _document_problems(data, limits) or [decode_error or "undecodable event"]
     if event is not None and not problems:
         return event
     return _rejection(execution_id, data, problems)
 
 
-def _document_problems(data: bytes, *, max_actions: int, max_plan_bytes: int) -> list[str]:
+def _document_problems(data: bytes, limits: PlanLimits) -> list[str]:
     try:
         envelope: Any = msgspec.json.decode(data)
+    except RecursionError:
+        return ["the payload nests too deeply to decode"]
     except msgspec.DecodeError as exc:
         return [f"the payload is not JSON: {exc}"]
     if not isinstance(envelope, dict) or not isinstance(envelope.get("plan"), dict):
         return ["the payload has no plan object"]
-    limits = PlanLimits(max_actions=max_actions, max_plan_bytes=max_plan_bytes)
     try:
         parse_plan(envelope["plan"], limits=limits)
     except PlanValidationError as exc:
@@ -116,7 +113,7 @@ def _rejection(execution_id: str, data: bytes, problems: list[str]) -> Execution
 def _payload_event_id(data: bytes) -> str | None:
     try:
         envelope: Any = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     event_id = envelope.get("event_id") if isinstance(envelope, dict) else None
     return event_id if isinstance(event_id, str) and len(event_id) <= 256 else None

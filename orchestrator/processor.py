@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from eventstore import fold
 from eventstore.codec import decode_event
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, EventDecodeError, TepError
 from eventstore.events import ActionExecuteRequested, Event, ExecutionFailed, PlanSubmitted
 from eventstore.jetstream.deadletter import dead_letter
@@ -89,7 +89,7 @@ class EventProcessor:
     def __init__(
         self,
         log: EventLog,
-        settings: Settings,
+        settings: TepSettings,
         config: OrchestratorConfig,
         cache: StateCache,
         stats: dict[str, int],
@@ -129,8 +129,7 @@ class EventProcessor:
                 admitted = admit_plan(
                     msg.subject,
                     msg.data,
-                    max_actions=self.settings.max_actions,
-                    max_plan_bytes=self.settings.max_plan_bytes,
+                    limits=self.settings.plan_limits,
                 )
             except UnroutableMessageError as exc:
                 raise _Poison(str(exc)) from exc

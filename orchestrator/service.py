@@ -27,7 +27,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
 from eventstore.jetstream.pull import PullFeed
@@ -48,7 +48,7 @@ class Orchestrator:
     """One orchestrator replica.
 
     Example:
-        >>> orchestrator = Orchestrator(nc, Settings())  # doctest: +SKIP
+        >>> orchestrator = Orchestrator(nc, TepSettings())  # doctest: +SKIP
         >>> async with anyio.create_task_group() as tg:  # doctest: +SKIP
         ...     await tg.start(orchestrator.run)
     """
@@ -56,7 +56,7 @@ class Orchestrator:
     def __init__(
         self,
         nc: NatsClient,
-        settings: Settings,
+        settings: TepSettings,
         config: OrchestratorConfig | None = None,
         *,
         instance_id: str | None = None,

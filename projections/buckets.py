@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.events import utc_now
 from eventstore.jetstream.kv_protocol import kv_stream
@@ -74,12 +74,14 @@ def bucket_name(generation: int) -> str:
     return f"{_VIEW_PREFIX}{generation}"
 
 
-async def ensure_meta_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
+async def ensure_meta_bucket(js: JetStreamContext, settings: TepSettings) -> KeyValue:
     """The small bucket holding the pointer."""
     return await ensure_kv(js, META_BUCKET, replicas=settings.replicas)
 
 
-async def ensure_view_bucket(js: JetStreamContext, settings: Settings, generation: int) -> KeyValue:
+async def ensure_view_bucket(
+    js: JetStreamContext, settings: TepSettings, generation: int
+) -> KeyValue:
     """Create or open a view bucket, enabling atomic batches and per-message TTLs on it.
 
     Atomic batches let the projector write states, index entries, counters and checkpoint
@@ -130,7 +132,7 @@ async def read_pointer(meta: KeyValue) -> ViewPointer | None:
 
 
 async def ensure_current_view(
-    js: JetStreamContext, settings: Settings
+    js: JetStreamContext, settings: TepSettings
 ) -> tuple[KeyValue, ViewPointer, KeyValue]:
     """The meta bucket, the live pointer and its view bucket, creating generation 1 if none.
 

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.kv_protocol import kv_subject
 from eventstore.jetstream.scan import scan_keys
 from eventstore.state import ExecutionState
@@ -71,7 +71,7 @@ class LiveView:
         self._view: KeyValue | None = None
         self._pointer_sub: Subscription | None = None
 
-    async def open(self, settings: Settings) -> None:
+    async def open(self, settings: TepSettings) -> None:
         """Resolve the live view (creating the first one if none) and follow its switches."""
         # Subscribe before reading the pointer, so a switch in between is not missed.
         self._pointer_sub = await self.nc.subscribe(

@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
@@ -57,7 +57,7 @@ def unpack_records(body: bytes) -> list[RawRecord]:
 
 
 async def _send_range(
-    settings: Settings, start: int, end: int, max_batch: int, out: BinaryIO
+    settings: TepSettings, start: int, end: int, max_batch: int, out: BinaryIO
 ) -> None:
     loop = asyncio.get_running_loop()
     nc = await connect(settings.nats_url, name="tep-rebuild-reader")
@@ -92,7 +92,7 @@ async def _send_range(
 
 
 async def read_in_child(
-    settings: Settings, start: int, end: int, *, max_batch: int
+    settings: TepSettings, start: int, end: int, *, max_batch: int
 ) -> AsyncGenerator[list[RawRecord], None]:
     """The records of sequences ``start..end`` in order, read by a child process.
 
@@ -134,7 +134,7 @@ async def read_in_child(
 
 def main(argv: list[str]) -> None:
     """Child entry point: ``SETTINGS-JSON START END MAX_BATCH``; frames go to stdout."""
-    settings = Settings.model_validate_json(argv[0])
+    settings = TepSettings.model_validate_json(argv[0])
     start, end, max_batch = (int(value) for value in argv[1:4])
     asyncio.run(_send_range(settings, start, end, max_batch, sys.stdout.buffer))
 

@@ -19,7 +19,7 @@ import anyio
 from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
@@ -36,7 +36,7 @@ _HEADER_ROOM = 2048
 _MAX_BACKOFF_S = 5.0
 
 
-def value_limit(nc: NatsClient, settings: Settings) -> int:
+def value_limit(nc: NatsClient, settings: TepSettings) -> int:
     """The largest value a view key may hold on this connection."""
     limit = min(nc.max_payload or settings.max_msg_bytes, settings.max_msg_bytes)
     return limit - _HEADER_ROOM
@@ -46,7 +46,7 @@ class Projector:
     """Keeps the live view up to date. Run :meth:`run` in a task; cancel it to stop.
 
     Example:
-        >>> projector = Projector(nc, Settings())  # doctest: +SKIP
+        >>> projector = Projector(nc, TepSettings())  # doctest: +SKIP
         >>> async with anyio.create_task_group() as tg:  # doctest: +SKIP
         ...     tg.start_soon(projector.run)
     """
@@ -54,13 +54,13 @@ class Projector:
     def __init__(
         self,
         nc: NatsClient,
-        settings: Settings | None = None,
+        settings: TepSettings | None = None,
         *,
         batch_size: int = DEFAULT_BATCH,
         cache_size: int = 10_000,
     ) -> None:
         self.nc = nc
-        self.settings = settings or Settings()
+        self.settings = settings or TepSettings()
         self.log = EventLog(nc, self.settings)
         self.batch_size = batch_size
         self.cache_size = cache_size

@@ -22,7 +22,7 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, PlanValidationError
 from eventstore.events import ErrorInfo, Event, PlanSubmitted, new_execution_id
 from eventstore.fold import apply, fold
@@ -30,7 +30,7 @@ from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Plan
-from eventstore.plan_validation import PlanLimits, parse_plan
+from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
@@ -56,20 +56,20 @@ class StateManager:
 
     Args:
         nc: a NATS connection.
-        settings: stream names and limits (default: ``Settings.from_env()``).
+        settings: stream names and limits (default: ``TepSettings.from_env()``).
         read_timeout: how long reads wait for ``min_sequence`` by default, in seconds.
     """
 
     def __init__(
         self,
         nc: NatsClient,
-        settings: Settings | None = None,
+        settings: TepSettings | None = None,
         *,
         read_timeout: float = 10.0,
         owns_connection: bool = False,
     ) -> None:
         self.nc = nc
-        self.settings = settings or Settings.from_env()
+        self.settings = settings or TepSettings.from_env()
         self.log = EventLog(nc, self.settings)
         self.read_timeout = read_timeout
         self.last_sequence = 0
@@ -85,7 +85,7 @@ class StateManager:
         cls,
         url: str | None = None,
         *,
-        settings: Settings | None = None,
+        settings: TepSettings | None = None,
         name: str = "tep-state-manager",
         read_timeout: float = 10.0,
     ) -> StateManager:
@@ -98,7 +98,7 @@ class StateManager:
         Raises:
             NatsUnavailableError: no server answered.
         """
-        settings = settings or Settings.from_env()
+        settings = settings or TepSettings.from_env()
         if url is not None:
             settings = settings.model_copy(update={"nats_url": url})
         nc = await connect(settings.nats_url, name=name, timeout_s=settings.connect_timeout_s)
@@ -148,10 +148,7 @@ class StateManager:
         """
         parsed = parse_plan(
             plan,
-            limits=PlanLimits(
-                max_actions=self.settings.max_actions,
-                max_plan_bytes=self.settings.max_plan_bytes,
-            ),
+            limits=self.settings.plan_limits,
         )
         execution_id = execution_id or new_execution_id()
         problem = execution_id_problem(execution_id)

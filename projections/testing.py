@@ -20,7 +20,7 @@ from typing import Literal
 import anyio
 from nats.aio.client import Client as NatsClient
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCancelled,
@@ -208,7 +208,7 @@ def interleave(
 
 @contextlib.asynccontextmanager
 async def running_projector(
-    nc: NatsClient, settings: Settings, **options: int
+    nc: NatsClient, settings: TepSettings, **options: int
 ) -> AsyncIterator[Projector]:
     """A :class:`Projector` running in a task for the duration of the block."""
     projector = Projector(nc, settings, **options)

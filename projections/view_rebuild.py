@@ -19,7 +19,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.records import RawRecord
@@ -91,7 +91,7 @@ class RebuildReport(msgspec.Struct, frozen=True, kw_only=True):
 
 async def rebuild(
     nc: NatsClient,
-    settings: Settings,
+    settings: TepSettings,
     *,
     keep_old: bool = False,
     batch_size: int = DEFAULT_REBUILD_BATCH,
@@ -153,7 +153,7 @@ async def rebuild(
 
 async def _fill(
     log: EventLog,
-    settings: Settings,
+    settings: TepSettings,
     updater: ViewUpdater,
     batch_size: int,
     progress: Callable[[RebuildProgress], None] | None,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.http_target import HttpTarget
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
@@ -30,12 +30,12 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture
-def settings(nats_server: EmbeddedServer) -> Settings:
-    return Settings(nats_url=nats_server.url)
+def settings(nats_server: EmbeddedServer) -> TepSettings:
+    return TepSettings(nats_url=nats_server.url)
 
 
 @pytest.fixture
-async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
+async def nc(settings: TepSettings) -> AsyncIterator[NatsClient]:
     client = await connect(settings.nats_url, name="tests")
     await ensure_log(client.jetstream(), settings)
     yield client
@@ -43,7 +43,7 @@ async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
 
 
 @pytest.fixture
-async def event_log(nc: NatsClient, settings: Settings) -> EventLog:
+async def event_log(nc: NatsClient, settings: TepSettings) -> EventLog:
     return EventLog(nc, settings)
 
 

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from eventstore import headers as h
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, TepError
 from eventstore.events import Event, PlanSubmitted
 from eventstore.jetstream.acks import ReplyInbox, decode_pub_ack, stream_sequence
@@ -50,14 +50,14 @@ class EventLog:
     """The append-only log of every execution, in one JetStream stream.
 
     Example:
-        >>> log = EventLog(nc, Settings())  # doctest: +SKIP
+        >>> log = EventLog(nc, TepSettings())  # doctest: +SKIP
         >>> await log.append(PlanSubmitted(execution_id="e1", plan=plan))  # doctest: +SKIP
         >>> [r.event for r in await log.read_execution("e1")]  # doctest: +SKIP
     """
 
-    def __init__(self, nc: NatsClient, settings: Settings | None = None) -> None:
+    def __init__(self, nc: NatsClient, settings: TepSettings | None = None) -> None:
         self.nc = nc
-        self.settings = settings or Settings()
+        self.settings = settings or TepSettings()
         self.js: JetStreamContext = nc.jetstream(timeout=_API_TIMEOUT_S)
         self.stream = self.settings.stream
 

@@ -13,7 +13,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
 from eventstore.subjects import DEADLETTER_PREFIX, EVENT_SUBJECT_ROOTS
 
@@ -38,7 +38,7 @@ _CHECKED_FIELDS = (
 )
 
 
-def log_stream_config(settings: Settings) -> StreamConfig:
+def log_stream_config(settings: TepSettings) -> StreamConfig:
     """The events stream: file storage, dedupe window, direct get, atomic batches, schedules."""
     return StreamConfig(
         name=settings.stream,
@@ -55,7 +55,7 @@ def log_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
-def deadletter_stream_config(settings: Settings) -> StreamConfig:
+def deadletter_stream_config(settings: TepSettings) -> StreamConfig:
     """Events that could not be processed, kept for inspection."""
     return StreamConfig(
         name=settings.deadletter_stream,
@@ -136,7 +136,7 @@ async def ensure_kv(
     return await js.key_value(bucket)
 
 
-async def ensure_log(js: JetStreamContext, settings: Settings) -> None:
+async def ensure_log(js: JetStreamContext, settings: TepSettings) -> None:
     """Ensure the events stream and the dead-letter stream exist with our settings."""
     await ensure_stream(js, log_stream_config(settings))
     await ensure_stream(js, deadletter_stream_config(settings))

@@ -6,7 +6,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.subjects import queue_filter
 
 __all__ = ["DEFAULT_ACK_WAIT_S", "consumer_name", "ensure_queue_consumer"]
@@ -21,7 +21,7 @@ def consumer_name(queue: str) -> str:
 
 async def ensure_queue_consumer(
     js: JetStreamContext,
-    settings: Settings,
+    settings: TepSettings,
     queue: str,
     *,
     concurrency_limit: int | None = None,

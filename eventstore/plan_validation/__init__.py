@@ -4,15 +4,20 @@
 
 1. the size limit on the raw document (``TEP_MAX_PLAN_BYTES``), :mod:`.document`;
 2. JSON parsing (malformed JSON is reported with line and column), :mod:`.document`;
-3. key normalisation: camelCase aliases of the TypeScript TEP (``dependsOn``, ``maxAttempts``,
+3. the nesting limit (``TEP_MAX_JSON_DEPTH``) and finite numbers, walked without recursion
+   before anything recurses through the document, :mod:`.limits`;
+4. key normalisation: camelCase aliases of the TypeScript TEP (``dependsOn``, ``maxAttempts``,
    ``minTimeoutInMs``, ``maxTimeoutInMs``, ``factor``, ``randomize``, ``timeoutMs``, ...) and the
    camelCase spelling of any field are renamed, at their place in the document only (values under
    ``input``, ``request.json``, ``headers`` and ``query`` are user data and stay as they are),
    :mod:`.aliases`;
-4. the shape: every field's type, unknown and missing fields, enum values, :mod:`.shape`;
-5. the meaning: ids, duplicates, dependencies, cycles (with their path), limits
+5. the shape: every field's type, unknown and missing fields, enum values, :mod:`.shape`;
+6. the meaning: ids, duplicates, dependencies, cycles (with their path), limits
    (:mod:`.semantics`), URLs, templates, retry policies, timeouts and queue names
-   (:mod:`.action_checks`) and conditions (:mod:`eventstore.conditions`).
+   (:mod:`.action_checks`), the range of every number (:mod:`.bounds`) and conditions
+   (:mod:`eventstore.conditions`);
+7. the size of the ``plan.submitted`` event that would carry the plan (``TEP_MAX_MSG_BYTES``),
+   :mod:`.limits`.
 
 Each problem is one line naming the action and the field, e.g.::
 
@@ -21,7 +26,7 @@ Each problem is one line naming the action and the field, e.g.::
     cycle: a -> b -> a
 
 Problems come in a deterministic order: document problems, then plan-level ones, then each
-action in plan order, then cycles.
+action in plan order, then cycles, then the event size.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ from eventstore.plan import Plan
 from eventstore.plan_validation.action_checks import ACTION_ID_PATTERN, NAME_PATTERN
 from eventstore.plan_validation.aliases import normalise_plan
 from eventstore.plan_validation.document import decode_json, json_type, raw_document
+from eventstore.plan_validation.limits import (
+    DEFAULT_PLAN_LIMITS,
+    PlanLimits,
+    document_problems,
+    event_size_problem,
+    too_deep_problem,
+)
 from eventstore.plan_validation.semantics import salvage, semantic_problems
 from eventstore.plan_validation.shape import Shape, translate_msgspec_error
 
@@ -50,22 +62,6 @@ __all__ = [
 ]
 
 
-class PlanLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """How large a plan may be; services fill it from their settings.
-
-    Attributes:
-        max_actions: the most actions a plan may have (setting ``TEP_MAX_ACTIONS``).
-        max_plan_bytes: the largest encoded document (setting ``TEP_MAX_PLAN_BYTES``).
-    """
-
-    max_actions: int = 5000
-    max_plan_bytes: int = 900 * 1024
-
-
-DEFAULT_PLAN_LIMITS = PlanLimits()
-"""The limits of the default settings."""
-
-
 def parse_plan(
     data: bytes | str | Mapping[str, Any] | Plan,
     *,
@@ -76,7 +72,7 @@ def parse_plan(
     Args:
         data: the JSON document (bytes or text), an already decoded JSON object, or a
             :class:`Plan` built in code (checked the same way, including its encoded size).
-        limits: the most actions and the largest encoded document allowed.
+        limits: the most actions, the largest document and event, the deepest nesting.
 
     Returns:
         The plan, with aliases resolved and defaults filled in.
@@ -89,7 +85,7 @@ def parse_plan(
         >>> plan.actions[0].queue_name
         'noop'
     """
-    raw = raw_document(data)
+    raw = raw_document(data, max_depth=limits.max_json_depth)
     if len(raw) > limits.max_plan_bytes:
         raise PlanValidationError(
             [
@@ -97,10 +93,12 @@ def parse_plan(
                 f"{limits.max_plan_bytes} bytes (setting TEP_MAX_PLAN_BYTES)"
             ]
         )
-    document = decode_json(raw)
+    document = decode_json(raw, max_depth=limits.max_json_depth)
     if not isinstance(document, dict):
         raise PlanValidationError([f"plan: expected a JSON object, got {json_type(document)}"])
-    problems: list[str] = []
+    problems = document_problems(document, limits.max_json_depth)
+    if problems:
+        raise PlanValidationError(problems)
     document = normalise_plan(document, problems)
     Shape(document, problems).check(document, Plan, ())
     plan: Plan | None = None
@@ -111,6 +109,9 @@ def parse_plan(
             problems.append(translate_msgspec_error(str(exc), document))
     nodes, plan_fields = salvage(document, plan)
     problems.extend(semantic_problems(nodes, plan_fields, max_actions=limits.max_actions))
+    too_large = None if plan is None else event_size_problem(plan, limits.max_event_bytes)
+    if too_large is not None:
+        problems.append(too_large)
     problems = list(dict.fromkeys(problems))
     if problems or plan is None:
         raise PlanValidationError(problems or ["plan: invalid"])
@@ -118,7 +119,18 @@ def parse_plan(
 
 
 def plan_problems(plan: Plan, *, limits: PlanLimits = DEFAULT_PLAN_LIMITS) -> list[str]:
-    """The semantic problems of a plan built in code (no size check); empty when it is valid."""
-    nodes, plan_fields = salvage(msgspec.to_builtins(plan), plan)
+    """The problems of a plan built in code or decoded from an event; empty when it is valid.
+
+    Nesting and non-finite numbers are checked first (alone when found), then the meaning; not
+    the sizes of the document and of its event.
+    """
+    problems = document_problems(plan, limits.max_json_depth)
+    if problems:
+        return problems
+    try:
+        document = msgspec.to_builtins(plan)
+    except RecursionError:
+        return [too_deep_problem(limits.max_json_depth)]
+    nodes, plan_fields = salvage(document, plan)
     problems = semantic_problems(nodes, plan_fields, max_actions=limits.max_actions)
     return list(dict.fromkeys(problems))

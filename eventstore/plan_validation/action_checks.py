@@ -1,8 +1,10 @@
-"""The meaning of one action: names, timeouts, retries, templates, URLs and its condition. Pure."""
+"""The meaning of one action: names, timeouts, retries, templates, URLs and its condition. Pure.
+
+Numeric fields are kept inside the ranges of :mod:`.bounds`.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -13,9 +15,16 @@ import msgspec
 from eventstore.conditions import condition_problems
 from eventstore.dag import Reachability
 from eventstore.plan import Action, RetryPolicy
+from eventstore.plan_validation.bounds import (
+    ACTION_TIMEOUT_S,
+    BACKOFF_FACTOR,
+    BACKOFF_MS,
+    MAX_ATTEMPTS,
+    bound_problems,
+)
 from eventstore.templates import TEMPLATE, TemplateError, find_references
 
-__all__ = ["ACTION_ID_PATTERN", "NAME_PATTERN", "action_problems", "timeout_problems"]
+__all__ = ["ACTION_ID_PATTERN", "NAME_PATTERN", "action_problems"]
 
 ACTION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """Action ids: they become the last token of event subjects."""
@@ -37,7 +46,7 @@ def action_problems(
     for field, name in (("type", action.type), ("queue", action.queue)):
         if name is not None and not NAME_PATTERN.fullmatch(name):
             yield f'{label}: {field}: "{name}" must match [A-Za-z0-9_-]{{1,64}}'
-    yield from timeout_problems(label, "timeout_s", action.timeout_s)
+    yield from bound_problems(label, "timeout_s", action.timeout_s, ACTION_TIMEOUT_S)
     if action.retry is not None:
         yield from _retry_problems(label, action.retry)
 
@@ -59,7 +68,7 @@ def action_problems(
             yield f'{label}: request: an action of type "http" needs a request'
     else:
         request = action.request
-        yield from timeout_problems(label, "request.timeout_s", request.timeout_s)
+        yield from bound_problems(label, "request.timeout_s", request.timeout_s, ACTION_TIMEOUT_S)
         values[:0] = [
             (f"request.{key}", value) for key, value in msgspec.to_builtins(request).items()
         ]
@@ -80,23 +89,11 @@ def action_problems(
         yield from condition_problems(label, action.when, upstream_problem)
 
 
-def timeout_problems(label: str, field: str, value: float | None) -> Iterable[str]:
-    """A timeout, when set, must be a positive finite number of seconds."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        yield f"{label}: {field} must be a positive number of seconds (got {value})"
-
-
 def _retry_problems(label: str, retry: RetryPolicy) -> Iterable[str]:
-    if retry.max_attempts < 1:
-        yield f"{label}: retry.max_attempts must be at least 1 (got {retry.max_attempts})"
-    if not (math.isfinite(retry.backoff_factor) and retry.backoff_factor >= 1):
-        yield (
-            f"{label}: retry.backoff_factor must be at least 1 (1 = constant delay; "
-            f"got {retry.backoff_factor})"
-        )
-    for field in ("min_backoff_ms", "max_backoff_ms"):
-        if getattr(retry, field) < 0:
-            yield f"{label}: retry.{field} must not be negative (got {getattr(retry, field)})"
+    yield from bound_problems(label, "retry.max_attempts", retry.max_attempts, MAX_ATTEMPTS)
+    yield from bound_problems(label, "retry.backoff_factor", retry.backoff_factor, BACKOFF_FACTOR)
+    yield from bound_problems(label, "retry.min_backoff_ms", retry.min_backoff_ms, BACKOFF_MS)
+    yield from bound_problems(label, "retry.max_backoff_ms", retry.max_backoff_ms, BACKOFF_MS)
     if retry.min_backoff_ms > retry.max_backoff_ms:
         yield (
             f"{label}: retry.min_backoff_ms ({retry.min_backoff_ms}) is above "

@@ -10,26 +10,36 @@ import msgspec
 
 from eventstore.errors import PlanValidationError
 from eventstore.plan import Plan
+from eventstore.plan_validation.limits import document_problems, too_deep_problem
 
 __all__ = ["decode_json", "json_type", "raw_document"]
 
 _BOM = b"\xef\xbb\xbf"
 
 
-def raw_document(data: bytes | str | Mapping[str, Any] | Plan) -> bytes:
+def raw_document(data: bytes | str | Mapping[str, Any] | Plan, *, max_depth: int) -> bytes:
     """The document as encoded JSON bytes, whatever form it came in.
 
+    A document given as objects is checked for nesting and non-finite numbers before it is
+    encoded: encoding would recurse through it, and would write NaN and infinities as ``null``.
+
     Raises:
-        PlanValidationError: ``data`` is not representable as JSON.
+        PlanValidationError: ``data`` is nested deeper than ``max_depth``, holds a NaN or an
+            infinity, or is not representable as JSON.
     """
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     if isinstance(data, str):
         return data.encode("utf-8", "surrogatepass")
+    problems = document_problems(data, max_depth)
+    if problems:
+        raise PlanValidationError(problems)
     try:
         return msgspec.json.encode(data)
     except (TypeError, msgspec.EncodeError) as exc:
         raise PlanValidationError([f"plan: not representable as JSON: {exc}"]) from exc
+    except RecursionError:
+        raise PlanValidationError([too_deep_problem(max_depth)]) from None
 
 
 def json_type(value: Any) -> str:
@@ -47,11 +57,12 @@ def json_type(value: Any) -> str:
     return "an object"
 
 
-def decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes, *, max_depth: int) -> Any:
     """Decode the document (a leading UTF-8 byte order mark is ignored).
 
     Raises:
-        PlanValidationError: the document is empty or malformed (with line and column).
+        PlanValidationError: the document is empty or malformed (with line and column), or too
+            deeply nested for the decoder (named as nesting deeper than ``max_depth``).
     """
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
@@ -61,6 +72,8 @@ def decode_json(raw: bytes) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise PlanValidationError([_json_error(raw, str(exc))]) from exc
+    except RecursionError:
+        raise PlanValidationError([too_deep_problem(max_depth, raw)]) from None
 
 
 def _json_error(raw: bytes, message: str) -> str:

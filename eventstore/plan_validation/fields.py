@@ -24,7 +24,11 @@ def struct_fields(struct: type[msgspec.Struct]) -> dict[str, msgspec.structs.Fie
 
 
 def action_label(index: int, action: Any) -> str:
-    """``actions[2] ("x")``, or ``actions[2]`` when the action has no usable id."""
-    if isinstance(action, dict) and isinstance(action.get("id"), str):
-        return f'actions[{index}] ("{action["id"]}")'
+    """``actions[2] ("x")``, or ``actions[2]`` when the action has no usable id.
+
+    ``action`` is the action as decoded (a dict) or as built in code (an ``Action``).
+    """
+    action_id = action.get("id") if isinstance(action, dict) else getattr(action, "id", None)
+    if isinstance(action_id, str):
+        return f'actions[{index}] ("{action_id}")'
     return f"actions[{index}]"

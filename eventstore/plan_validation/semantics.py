@@ -16,8 +16,8 @@ from eventstore.plan_validation.action_checks import (
     ACTION_ID_PATTERN,
     NAME_PATTERN,
     action_problems,
-    timeout_problems,
 )
+from eventstore.plan_validation.bounds import CONCURRENCY_LIMIT, PLAN_TIMEOUT_S, bound_problems
 
 __all__ = ["Node", "PlanFields", "salvage", "semantic_problems"]
 
@@ -86,13 +86,12 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
             f"plan: actions: {plan_fields.action_count} actions, above the limit of "
             f"{max_actions} (setting TEP_MAX_ACTIONS)"
         )
-    problems.extend(timeout_problems("plan", "timeout_s", plan_fields.timeout_s))
+    problems.extend(bound_problems("plan", "timeout_s", plan_fields.timeout_s, PLAN_TIMEOUT_S))
     for name, config in (plan_fields.queues or {}).items():
         if not NAME_PATTERN.fullmatch(name):
             problems.append(f'plan: queues: queue name "{name}" must match [A-Za-z0-9_-]{{1,64}}')
-        limit = config.concurrency_limit
-        if limit is not None and limit < 1:
-            problems.append(f"plan: queues.{name}.concurrency_limit must be at least 1")
+        field = f"queues.{name}.concurrency_limit"
+        problems.extend(bound_problems("plan", field, config.concurrency_limit, CONCURRENCY_LIMIT))
 
     first_index: dict[str, int] = {}
     edges: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from eventstore.config import DEFAULT_NATS_URL, Settings
+from eventstore.config import DEFAULT_NATS_URL, TepSettings
 from eventstore.errors import TepError
 
 __all__ = [
@@ -49,9 +49,9 @@ def add_nats_url(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the environment with ``--nats-url`` applied."""
-    return Settings.from_env(nats_url=getattr(args, "nats_url", None))
+def settings_from(args: argparse.Namespace) -> TepSettings:
+    """TepSettings from the environment with ``--nats-url`` applied."""
+    return TepSettings.from_env(nats_url=getattr(args, "nats_url", None))
 
 
 def print_json(document: Any) -> None:

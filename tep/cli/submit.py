@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ExecutionExistsError, PlanValidationError
 from eventstore.events import PlanSubmitted, new_execution_id
 from eventstore.fold import fold
@@ -138,7 +138,7 @@ def _with_input(raw: bytes, overrides: dict[str, Any]) -> bytes | dict[str, Any]
     return document
 
 
-def load_plan(source: str, overrides: dict[str, Any], settings: Settings) -> Plan:
+def load_plan(source: str, overrides: dict[str, Any], settings: TepSettings) -> Plan:
     """Read a plan file (``-``: stdin), merge input overrides, validate it.
 
     Raises:

@@ -25,7 +25,7 @@ import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
-from eventstore.config import DEFAULT_NATS_URL, Settings
+from eventstore.config import DEFAULT_NATS_URL, TepSettings
 from eventstore.errors import NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.provision import ensure_log
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     return anyio.run(_up, args)
 
 
-async def _try_connect(url: str, settings: Settings) -> NatsClient | None:
+async def _try_connect(url: str, settings: TepSettings) -> NatsClient | None:
     try:
         return await connect(url, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5))
     except NatsUnavailableError:
@@ -266,7 +266,7 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
         if nc is None:
             server, url = await _start_server(args, url)
             nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
-        await ensure_log(nc.jetstream(), Settings.from_env(nats_url=url))
+        await ensure_log(nc.jetstream(), TepSettings.from_env(nats_url=url))
         specs = child_specs(args, url)
         if not stop.is_set():
             _banner(args, url, server, specs)

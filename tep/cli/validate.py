@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.dag import topological_levels
 from eventstore.errors import PlanValidationError
 from eventstore.plan_validation import parse_plan
@@ -64,7 +64,7 @@ def read_plan_document(path: str) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the plan; print a summary (exit 0) or every problem (exit 2)."""
-    settings = Settings.from_env()
+    settings = TepSettings.from_env()
     document = read_plan_document(args.plan)
     try:
         plan = parse_plan(

@@ -26,7 +26,7 @@ from support.http_target import HttpTarget
 from tep_cli import Processes, child_env, tep_command
 
 from eventstore.codec import decode_event
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import (
     ActionExecuteRequested,
     ActionStarted,
@@ -250,7 +250,7 @@ async def running_system(
     nc: NatsClient | None = None
     try:
         nc = await connect(server.url, name="system-test")
-        settings = Settings(nats_url=server.url)
+        settings = TepSettings(nats_url=server.url)
         await ensure_log(nc.jetstream(), settings)
         system = System(
             server=server,

@@ -7,7 +7,7 @@ import pytest
 from histories import append_all, completed_rest, failed_rest, started
 from tep_cli import json_output, run_tep
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ExecutionCancelled, ExecutionCancelRequested
 from eventstore.jetstream.log import EventLog
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_cancel_appends_one_request_with_the_reason(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1"))
 
@@ -38,7 +38,7 @@ async def test_cancel_appends_one_request_with_the_reason(
 
 
 async def test_cancel_of_a_completed_execution_exits_1_and_appends_nothing(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + completed_rest("e1"))
     before = await event_log.last_sequence()
@@ -57,7 +57,7 @@ async def test_cancel_of_a_completed_execution_exits_1_and_appends_nothing(
 
 
 async def test_cancel_of_a_failed_execution_exits_1(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + failed_rest("e1"))
 
@@ -70,7 +70,7 @@ async def test_cancel_of_a_failed_execution_exits_1(
 
 
 async def test_cancel_of_a_cancelled_execution_exits_0(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(
         event_log,
@@ -90,7 +90,7 @@ async def test_cancel_of_a_cancelled_execution_exits_0(
 
 
 async def test_cancel_wait_returns_when_the_execution_is_cancelled(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1"))
 
@@ -112,7 +112,7 @@ async def test_cancel_wait_returns_when_the_execution_is_cancelled(
 
 
 async def test_cancel_of_an_unknown_execution_exits_2(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     result = await anyio.to_thread.run_sync(
         lambda: run_tep("cancel", "nope", nats_url=settings.nats_url)

@@ -7,14 +7,14 @@ import pytest
 from histories import append_all, completed_rest, started
 from tep_cli import json_output, run_tep
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_events_prints_every_event_in_order_with_attempts_and_errors(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + completed_rest("e1"))
 
@@ -43,7 +43,7 @@ async def test_events_prints_every_event_in_order_with_attempts_and_errors(
 
 
 async def test_events_json_is_one_document_with_sequences(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + completed_rest("e1"))
 
@@ -60,7 +60,7 @@ async def test_events_json_is_one_document_with_sequences(
 
 
 async def test_events_of_an_unknown_execution_exits_2(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1"))
 

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from tep_cli import EXAMPLES, DemoTarget, Roles, json_output, plan_against, run_tep, write_plan
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import PlanSubmitted
 from eventstore.jetstream.log import EventLog
 
@@ -31,7 +31,7 @@ async def _tep(*args: str, nats_url: str, timeout: float = 60) -> subprocess.Com
 
 
 async def test_submit_publishes_plan_submitted_and_prints_a_sortable_id(
-    event_log: EventLog, settings: Settings, tmp_path: Path
+    event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     plan = write_plan(tmp_path, PLAN)
 
@@ -47,7 +47,7 @@ async def test_submit_publishes_plan_submitted_and_prints_a_sortable_id(
 
 
 async def test_submit_with_input_overrides_and_json_output(
-    event_log: EventLog, settings: Settings, tmp_path: Path
+    event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     plan = write_plan(tmp_path, PLAN)
 
@@ -72,7 +72,7 @@ async def test_submit_with_input_overrides_and_json_output(
 
 
 async def test_submit_of_an_invalid_plan_exits_2_and_publishes_nothing(
-    event_log: EventLog, settings: Settings, tmp_path: Path
+    event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     bad = dict(PLAN, actions=[{"id": "a", "depends_on": ["ghost"], "request": {"url": "x"}}])
     plan = write_plan(tmp_path, bad)
@@ -88,7 +88,7 @@ async def test_submit_of_an_invalid_plan_exits_2_and_publishes_nothing(
 
 
 async def test_submit_with_a_used_execution_id_exits_2(
-    event_log: EventLog, settings: Settings, tmp_path: Path
+    event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     plan = write_plan(tmp_path, PLAN)
     await _tep("submit", str(plan), "--execution-id", "twice", nats_url=settings.nats_url)
@@ -112,7 +112,7 @@ async def test_submit_with_a_malformed_execution_id_exits_2_before_connecting(
 
 
 async def test_submit_wait_without_roles_times_out_with_124(
-    event_log: EventLog, settings: Settings, tmp_path: Path
+    event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     plan = write_plan(tmp_path, PLAN)
 

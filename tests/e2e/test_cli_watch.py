@@ -13,14 +13,14 @@ import pytest
 from histories import append_all, completed_rest, failed_rest, started
 from tep_cli import ROOT, child_env, run_tep, tep_command
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_watch_of_a_finished_execution_prints_its_progress_and_exits_0(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + completed_rest("e1"))
 
@@ -40,7 +40,7 @@ async def test_watch_of_a_finished_execution_prints_its_progress_and_exits_0(
 
 
 async def test_watch_exits_1_when_the_execution_failed(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + failed_rest("e1"))
 
@@ -53,7 +53,7 @@ async def test_watch_exits_1_when_the_execution_failed(
 
 
 async def test_watch_follows_events_appended_while_it_runs(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1"))
     watcher = await anyio.to_thread.run_sync(
@@ -88,7 +88,7 @@ async def test_watch_follows_events_appended_while_it_runs(
 
 
 async def test_watch_timeout_exits_124_while_the_execution_goes_on(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1"))
 
@@ -103,7 +103,7 @@ async def test_watch_timeout_exits_124_while_the_execution_goes_on(
 
 
 async def test_watch_of_an_unknown_execution_exits_2(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     result = await anyio.to_thread.run_sync(
         lambda: run_tep("watch", "nope", nats_url=settings.nats_url)
@@ -146,7 +146,7 @@ def _run_on_a_terminal(
 
 
 async def test_watch_on_a_terminal_redraws_in_place_with_a_progress_bar(
-    event_log: EventLog, settings: Settings
+    event_log: EventLog, settings: TepSettings
 ) -> None:
     await append_all(event_log, started("e1") + completed_rest("e1"))
     env = child_env(settings.nats_url, COLUMNS="100", LINES="30")

@@ -20,7 +20,7 @@ import anyio
 import pytest
 from nats.js.errors import Error as JetStreamError
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.events import (
     ActionCompleted,
@@ -148,7 +148,7 @@ def layered_plan(target: str) -> Plan:
     return Plan(id="cluster-100", actions=actions)
 
 
-async def _provision(url: str, settings: Settings) -> NatsClient:
+async def _provision(url: str, settings: TepSettings) -> NatsClient:
     """Connect and create the R3 streams once the cluster has elected a meta leader."""
     nc = await connect(url, name="cluster-test")
     with anyio.fail_after(30):
@@ -174,7 +174,7 @@ async def test_a_100_action_plan_completes_when_a_node_dies_mid_run(
     cluster: list[Node], tmp_path: Path
 ) -> None:
     url = ",".join(node.server.url for node in cluster)
-    settings = Settings(nats_url=url, replicas=3)
+    settings = TepSettings(nats_url=url, replicas=3)
     nc = await _provision(url, settings)
     log = EventLog(nc, settings)
     info = await log.js.stream_info(settings.stream)

@@ -10,7 +10,7 @@ import pytest
 from support.executors import http_request, running_executor, wait_for_outcome
 from support.http_target import HttpTarget
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCompleted,
@@ -35,7 +35,7 @@ async def history(log: EventLog, execution_id: str) -> list[Any]:
 
 
 async def test_a_successful_call_records_started_then_completed_with_the_output(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await event_log.append(http_request("e1", "fetch", http_target.url("/echo/users/1?x=1")))
 
@@ -55,7 +55,7 @@ async def test_a_successful_call_records_started_then_completed_with_the_output(
 
 
 async def test_a_target_failing_twice_succeeds_on_the_third_attempt_with_one_key(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await event_log.append(
         http_request("e1", "pay", http_target.url("/flaky/2/pay"), retry=FAST_RETRY)
@@ -77,7 +77,7 @@ async def test_a_target_failing_twice_succeeds_on_the_third_attempt_with_one_key
 
 
 async def test_a_404_fails_at_once(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await event_log.append(
         http_request("e1", "user", http_target.url("/status/404/user"), retry=FAST_RETRY)
@@ -93,7 +93,7 @@ async def test_a_404_fails_at_once(
 
 
 async def test_a_slow_target_times_out(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await event_log.append(
         http_request("e1", "slow", http_target.url("/slow/x?delay=5"), timeout_s=0.3)
@@ -110,7 +110,7 @@ async def test_a_slow_target_times_out(
 
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_a_body_over_the_output_limit_fails_with_output_too_large(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget, chunked: bool
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget, chunked: bool
 ) -> None:
     url = http_target.url(f"/big/200000/x?chunked={int(chunked)}")
     await event_log.append(http_request("e1", "big", url, retry=FAST_RETRY))
@@ -124,7 +124,7 @@ async def test_a_body_over_the_output_limit_fails_with_output_too_large(
 
 
 async def test_an_output_just_under_the_limit_is_kept(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await event_log.append(http_request("e1", "big", http_target.url("/big/90000/x")))
 
@@ -136,7 +136,7 @@ async def test_an_output_just_under_the_limit_is_kept(
 
 
 async def test_secrets_reach_the_target_but_never_the_log(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     secret = "s3cr3t-Tok3n/+="
     await event_log.append(
@@ -172,7 +172,7 @@ async def test_secrets_reach_the_target_but_never_the_log(
 
 
 async def test_a_missing_secret_fails_without_calling_the_target(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     url = http_target.url("/echo/x")
     await event_log.append(
@@ -188,7 +188,7 @@ async def test_a_missing_secret_fails_without_calling_the_target(
 
 
 async def test_a_redelivered_request_with_an_outcome_is_acked_without_a_call(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await ensure_queue_consumer(nc.jetstream(), settings, "http")
     await event_log.append(http_request("e1", "done", http_target.url("/echo/done")))
@@ -213,7 +213,7 @@ async def test_a_redelivered_request_with_an_outcome_is_acked_without_a_call(
 
 
 async def test_a_delivery_that_never_started_does_not_use_up_an_attempt(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await ensure_queue_consumer(nc.jetstream(), settings, "http")
     await event_log.append(http_request("e1", "once", http_target.url("/echo/once")))
@@ -231,7 +231,7 @@ async def test_a_delivery_that_never_started_does_not_use_up_an_attempt(
 
 
 async def test_an_attempt_interrupted_after_it_started_counts(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await ensure_queue_consumer(nc.jetstream(), settings, "http")
     await event_log.append(http_request("e1", "once", http_target.url("/echo/once")))
@@ -252,7 +252,7 @@ async def test_an_attempt_interrupted_after_it_started_counts(
 
 
 async def test_heartbeats_keep_a_call_longer_than_the_ack_wait_from_being_redelivered(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     # Without heartbeats the request would come back after 0.6 s, long before the call ends.
     await ensure_queue_consumer(nc.jetstream(), settings, "http", ack_wait_s=0.6)
@@ -268,7 +268,7 @@ async def test_heartbeats_keep_a_call_longer_than_the_ack_wait_from_being_redeli
 
 
 async def test_an_unknown_action_type_fails_with_its_code(
-    settings: Settings, event_log: EventLog
+    settings: TepSettings, event_log: EventLog
 ) -> None:
     await event_log.append(
         http_request("e1", "x", "", action_type="teleport", queue="http", retry=FAST_RETRY)
@@ -282,7 +282,7 @@ async def test_an_unknown_action_type_fails_with_its_code(
 
 
 async def test_python_handlers_get_retries_errors_and_attempt_info(
-    settings: Settings, event_log: EventLog
+    settings: TepSettings, event_log: EventLog
 ) -> None:
     registry = HandlerRegistry()
     calls: list[tuple[str, int]] = []
@@ -327,7 +327,7 @@ async def test_python_handlers_get_retries_errors_and_attempt_info(
 
 
 async def test_a_queue_concurrency_limit_holds_across_executors(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     await ensure_queue_consumer(nc.jetstream(), settings, "http", concurrency_limit=3)
     for n in range(15):
@@ -349,7 +349,7 @@ async def test_a_queue_concurrency_limit_holds_across_executors(
 
 
 async def test_a_request_that_is_not_an_event_goes_to_the_dead_letter_stream(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     js = nc.jetstream()
     await js.publish("action.execute.requested.http.e1.a", b"not json")
@@ -367,7 +367,7 @@ async def test_a_request_that_is_not_an_event_goes_to_the_dead_letter_stream(
 
 
 async def test_stopping_hands_unfinished_work_to_another_executor(
-    settings: Settings, event_log: EventLog, http_target: HttpTarget
+    settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     retry = RetryPolicy(max_attempts=2, min_backoff_ms=10, jitter=False)
     await event_log.append(
@@ -384,7 +384,7 @@ async def test_stopping_hands_unfinished_work_to_another_executor(
 
 
 async def test_an_executor_recovers_when_its_queue_consumer_is_deleted(
-    nc: NatsClient, settings: Settings, event_log: EventLog, http_target: HttpTarget
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     async with running_executor(settings):
         await nc.jetstream().delete_consumer(settings.stream, consumer_name("http"))

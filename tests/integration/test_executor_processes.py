@@ -17,7 +17,7 @@ import pytest
 from support.executors import http_request, wait_for_outcome
 from support.http_target import HttpTarget
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionFailed, ActionStarted
 from eventstore.jetstream.log import EventLog
 from eventstore.plan import RetryPolicy
@@ -32,7 +32,7 @@ TESTS = ROOT / "tests"
 class ExecutorProcess:
     """One ``python -m tep.cli.main executor`` child with a health port."""
 
-    def __init__(self, settings: Settings, *args: str) -> None:
+    def __init__(self, settings: TepSettings, *args: str) -> None:
         self.health_port = find_free_port()
         env = dict(
             os.environ,
@@ -91,7 +91,7 @@ class ExecutorProcess:
 
 
 @pytest.fixture
-def spawn(settings: Settings) -> Iterator[list[ExecutorProcess]]:
+def spawn(settings: TepSettings) -> Iterator[list[ExecutorProcess]]:
     started: list[ExecutorProcess] = []
     yield started
     for child in started:
@@ -101,7 +101,7 @@ def spawn(settings: Settings) -> Iterator[list[ExecutorProcess]]:
 
 
 async def test_three_executor_processes_share_one_queue(
-    settings: Settings,
+    settings: TepSettings,
     event_log: EventLog,
     http_target: HttpTarget,
     spawn: list[ExecutorProcess],
@@ -127,7 +127,7 @@ async def test_three_executor_processes_share_one_queue(
 
 
 async def test_handlers_loaded_with_the_handlers_option_serve_their_type(
-    settings: Settings, event_log: EventLog, spawn: list[ExecutorProcess]
+    settings: TepSettings, event_log: EventLog, spawn: list[ExecutorProcess]
 ) -> None:
     spawn.append(
         ExecutorProcess(settings, "--queue", "images", "--handlers", "support.sample_handlers")
@@ -161,7 +161,7 @@ async def test_handlers_loaded_with_the_handlers_option_serve_their_type(
 
 
 def test_a_handlers_module_that_does_not_import_is_a_usage_error(
-    settings: Settings,
+    settings: TepSettings,
 ) -> None:
     result = subprocess.run(
         [

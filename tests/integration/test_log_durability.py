@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionStarted, Event, PlanSubmitted
 from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
@@ -52,7 +52,7 @@ async def test_full_replay_after_a_crash_returns_every_event_in_order(tmp_path: 
     events: list[Event] = [PlanSubmitted(execution_id=f"e{i}", plan=PLAN) for i in range(50)]
     events += noise(5_000)
     try:
-        settings = Settings(nats_url=server.url)
+        settings = TepSettings(nats_url=server.url)
         nc = await connect(settings.nats_url, reconnect=False)
         await ensure_log(nc.jetstream(), settings)
         await EventLog(nc, settings).append_many(events)
@@ -64,8 +64,8 @@ async def test_full_replay_after_a_crash_returns_every_event_in_order(tmp_path: 
     restarted.start()
     try:
         nc = await connect(restarted.url)
-        await ensure_log(nc.jetstream(), Settings(nats_url=restarted.url))
-        log = EventLog(nc, Settings(nats_url=restarted.url))
+        await ensure_log(nc.jetstream(), TepSettings(nats_url=restarted.url))
+        log = EventLog(nc, TepSettings(nats_url=restarted.url))
         replayed = [record async for record in log.replay()]
         from_middle = [record.sequence async for record in log.replay(from_sequence=4_000)]
         await nc.close()

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event, encode_event
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import (
     ActionCancelled,
     ActionCompleted,
@@ -59,7 +59,7 @@ def echo(request: ActionExecuteRequested) -> Outcome:
 class Cluster:
     """Watches every stored event and plays the executor for every stored request."""
 
-    def __init__(self, nc: NatsClient, settings: Settings, tg: TaskGroup) -> None:
+    def __init__(self, nc: NatsClient, settings: TepSettings, tg: TaskGroup) -> None:
         self.nc = nc
         self.settings = settings
         self.log = EventLog(nc, settings)
@@ -134,7 +134,7 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(nc: NatsClient, settings: Settings) -> AsyncIterator[Cluster]:
+async def cluster(nc: NatsClient, settings: TepSettings) -> AsyncIterator[Cluster]:
     async with anyio.create_task_group() as tg:
         watcher = Cluster(nc, settings, tg)
         await watcher.start()
@@ -144,7 +144,7 @@ async def cluster(nc: NatsClient, settings: Settings) -> AsyncIterator[Cluster]:
 
 @asynccontextmanager
 async def orchestrator(
-    settings: Settings, instance_id: str = "o1", config: OrchestratorConfig = FAST
+    settings: TepSettings, instance_id: str = "o1", config: OrchestratorConfig = FAST
 ) -> AsyncIterator[Orchestrator]:
     nc = await connect(settings.nats_url, name=instance_id)
     try:
@@ -170,7 +170,7 @@ async def wait_leader(*services: Orchestrator, timeout: float = 10) -> Orchestra
 # ---------------------------------------------------------------------------------- flows
 
 
-async def test_chain_with_templated_values_completes(nc: NatsClient, settings: Settings) -> None:
+async def test_chain_with_templated_values_completes(nc: NatsClient, settings: TepSettings) -> None:
     plan = Plan(
         id="chain",
         input={"user": "ada"},
@@ -206,7 +206,7 @@ async def test_chain_with_templated_values_completes(nc: NatsClient, settings: S
     assert end.causation_id == c.of("chain-1", ActionCompleted)[-1].event_id
 
 
-async def test_fan_out_fan_in_and_conditions(nc: NatsClient, settings: Settings) -> None:
+async def test_fan_out_fan_in_and_conditions(nc: NatsClient, settings: TepSettings) -> None:
     branches = [http(f"b{i}", "root") for i in range(30)]
     plan = Plan(
         id="fan",
@@ -237,7 +237,7 @@ async def test_fan_out_fan_in_and_conditions(nc: NatsClient, settings: Settings)
 
 
 async def test_failure_skips_dependents_and_fails_the_execution(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(id="p", actions=[http("a"), http("b", "a"), http("c")])
     async with cluster(nc, settings) as c, orchestrator(settings):
@@ -255,7 +255,7 @@ async def test_failure_skips_dependents_and_fails_the_execution(
 
 
 async def test_cancel_request_cancels_and_late_results_change_nothing(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(id="p", actions=[http("slow"), http("next", "slow")])
     async with cluster(nc, settings) as c, orchestrator(settings):
@@ -279,7 +279,7 @@ async def test_cancel_request_cancels_and_late_results_change_nothing(
     assert c.dispatch_counts("cancel-1") == Counter({"slow": 1})
 
 
-async def test_deadline_cancels_the_execution(nc: NatsClient, settings: Settings) -> None:
+async def test_deadline_cancels_the_execution(nc: NatsClient, settings: TepSettings) -> None:
     plan = Plan(id="p", timeout_s=1.0, actions=[http("stuck")])
     async with cluster(nc, settings) as c, orchestrator(settings):
         c.behaviour = lambda r: None
@@ -301,7 +301,7 @@ async def test_deadline_cancels_the_execution(nc: NatsClient, settings: Settings
 
 
 async def test_deadline_is_cleared_when_the_execution_ends_first(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(id="p", timeout_s=60, actions=[http("a")])
     async with cluster(nc, settings) as c, orchestrator(settings):
@@ -318,7 +318,7 @@ async def test_deadline_is_cleared_when_the_execution_ends_first(
 
 
 async def test_plan_queue_limit_is_applied_before_dispatch(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(
         id="p",
@@ -337,7 +337,7 @@ async def test_plan_queue_limit_is_applied_before_dispatch(
 
 
 async def test_invalid_plan_from_a_foreign_client_fails_the_execution(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     js = nc.jetstream()
     cyclic = {
@@ -374,7 +374,7 @@ async def test_invalid_plan_from_a_foreign_client_fails_the_execution(
 
 
 async def test_poison_outcome_is_dead_lettered_and_consumption_goes_on(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     js = nc.jetstream()
     dead_letters = await js.subscribe(
@@ -400,7 +400,7 @@ async def test_poison_outcome_is_dead_lettered_and_consumption_goes_on(
 class Replica:
     """An orchestrator with its own connection, stoppable on its own (cleanly or by a crash)."""
 
-    def __init__(self, settings: Settings, instance_id: str) -> None:
+    def __init__(self, settings: TepSettings, instance_id: str) -> None:
         self.settings = settings
         self.instance_id = instance_id
         self.scope = anyio.CancelScope()
@@ -465,7 +465,7 @@ def _fan_plan() -> Plan:
 
 @pytest.mark.parametrize("how", ["stop", "crash"])
 async def test_two_replicas_dispatch_each_action_once_and_fail_over(
-    nc: NatsClient, settings: Settings, how: str
+    nc: NatsClient, settings: TepSettings, how: str
 ) -> None:
     async with cluster(nc, settings) as c:
         c.behaviour = lambda r: None if r.action_id == "join" else {"ok": True}
@@ -488,7 +488,7 @@ async def test_two_replicas_dispatch_each_action_once_and_fail_over(
 
 
 async def test_two_replicas_racing_on_a_burst_never_double_dispatch(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     async with cluster(nc, settings) as c:
         pair = await replicas(c, "o1", "o2")
@@ -513,7 +513,7 @@ async def test_two_replicas_racing_on_a_burst_never_double_dispatch(
 
 
 async def test_restarted_orchestrator_continues_mid_plan(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(id="p", actions=[http("a"), http("b", "a"), http("c", "b")])
     async with cluster(nc, settings) as c:
@@ -532,7 +532,7 @@ async def test_restarted_orchestrator_continues_mid_plan(
 
 
 async def test_raw_publish_of_a_valid_plan_by_a_foreign_client_runs(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     event = PlanSubmitted(execution_id="foreign-1", plan=Plan(id="p", actions=[http("a")]))
     async with cluster(nc, settings) as c, orchestrator(settings):
@@ -541,7 +541,7 @@ async def test_raw_publish_of_a_valid_plan_by_a_foreign_client_runs(
 
 
 async def test_two_deciders_on_every_event_at_once_never_double_dispatch(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     """Without leadership (own lease, own consumer each) only the guards stand between two
     deciders that see every event; each action must still be dispatched exactly once."""

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import PlanSubmitted
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
@@ -24,7 +24,7 @@ from tep.server import find_free_port
 pytestmark = pytest.mark.anyio
 
 
-def _start(settings: Settings, health_port: int) -> subprocess.Popen[bytes]:
+def _start(settings: TepSettings, health_port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -52,7 +52,7 @@ def health_port() -> int:
 
 
 @pytest.fixture
-def process(settings: Settings, health_port: int) -> Iterator[subprocess.Popen[bytes]]:
+def process(settings: TepSettings, health_port: int) -> Iterator[subprocess.Popen[bytes]]:
     proc = _start(settings, health_port)
     yield proc
     if proc.poll() is None:
@@ -76,7 +76,7 @@ def _health(port: int, timeout: float = 15) -> dict[str, object]:
 
 
 async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
-    nc: NatsClient, settings: Settings, health_port: int, process: subprocess.Popen[bytes]
+    nc: NatsClient, settings: TepSettings, health_port: int, process: subprocess.Popen[bytes]
 ) -> None:
     health = _health(health_port)
     assert health["role"] == "orchestrator" and health["instance"] == "cli-1"

@@ -7,14 +7,14 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.pull import PullFeed
 
 pytestmark = pytest.mark.anyio
 
 
-async def _consumer(nc: NatsClient, settings: Settings, ack_wait: float = 30.0) -> str:
+async def _consumer(nc: NatsClient, settings: TepSettings, ack_wait: float = 30.0) -> str:
     await nc.jetstream().add_consumer(
         settings.stream,
         config=ConsumerConfig(
@@ -28,7 +28,7 @@ async def _consumer(nc: NatsClient, settings: Settings, ack_wait: float = 30.0) 
 
 
 async def test_feed_delivers_many_batches_without_waiting_for_requests_to_expire(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     consumer = await _consumer(nc, settings)
     js = nc.jetstream()
@@ -56,7 +56,7 @@ async def test_feed_delivers_many_batches_without_waiting_for_requests_to_expire
 
 
 async def test_stopped_feed_hands_back_what_arrives_while_stopping(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     consumer = await _consumer(nc, settings, ack_wait=30)
     js = nc.jetstream()

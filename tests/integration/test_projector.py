@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionStarted, Event
 from eventstore.fold import fold
 from eventstore.jetstream.connection import NatsClient, connect
@@ -46,12 +46,12 @@ async def _append_runs(event_log: EventLog, runs: list[list[Event]]) -> int:
     return results[-1].sequence
 
 
-async def _view(nc: NatsClient, settings: Settings) -> KeyValue:
+async def _view(nc: NatsClient, settings: TepSettings) -> KeyValue:
     _, _, kv = await ensure_current_view(nc.jetstream(), settings)
     return kv
 
 
-async def _bucket_name(nc: NatsClient, settings: Settings) -> str:
+async def _bucket_name(nc: NatsClient, settings: TepSettings) -> str:
     _, pointer, _ = await ensure_current_view(nc.jetstream(), settings)
     return pointer.bucket
 
@@ -70,7 +70,7 @@ async def _expected_states(event_log: EventLog, ids: list[str]) -> dict[str, Exe
 
 
 async def _assert_view_is_fold_of_log(
-    nc: NatsClient, settings: Settings, event_log: EventLog, ids: list[str]
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, ids: list[str]
 ) -> None:
     contents = await scan_keys(nc, await _bucket_name(nc, settings))
     expected = await _expected_states(event_log, ids)
@@ -91,7 +91,7 @@ async def _assert_view_is_fold_of_log(
 
 
 async def test_view_equals_the_fold_of_every_history(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     runs = synthetic_runs(40)
     last = await _append_runs(event_log, runs)
@@ -105,7 +105,7 @@ async def test_view_equals_the_fold_of_every_history(
 
 
 async def test_restart_and_redelivery_never_double_count(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     runs = synthetic_runs(30, seed=11)
     first_half, second_half = runs[:15], runs[15:]
@@ -131,7 +131,7 @@ async def test_restart_and_redelivery_never_double_count(
 
 
 async def test_two_replicas_at_once_build_the_same_view(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     runs = synthetic_runs(40, seed=5)
     other = await connect(settings.nats_url, name="replica-2")
@@ -154,7 +154,7 @@ async def test_two_replicas_at_once_build_the_same_view(
 
 
 async def test_poison_events_are_dead_lettered_and_projection_goes_on(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     js = nc.jetstream()
     garbage = await js.publish("plan.submitted.bad", b"{not json")
@@ -179,7 +179,7 @@ async def test_poison_events_are_dead_lettered_and_projection_goes_on(
     assert letters[0][0] == "tep.deadletter.projector.plan.submitted.bad"
 
 
-async def _dead_letters(nc: NatsClient, settings: Settings) -> list[tuple[str, dict[str, str]]]:
+async def _dead_letters(nc: NatsClient, settings: TepSettings) -> list[tuple[str, dict[str, str]]]:
     js = nc.jetstream()
     info = await js.stream_info(settings.deadletter_stream)
     letters = []
@@ -190,7 +190,7 @@ async def _dead_letters(nc: NatsClient, settings: Settings) -> list[tuple[str, d
 
 
 async def test_list_by_status_and_plan_reads_the_index(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     runs = synthetic_runs(21, seed=3, plans=3)
     last = await _append_runs(event_log, runs)
@@ -216,7 +216,7 @@ async def test_list_by_status_and_plan_reads_the_index(
 
 
 async def test_outputs_too_large_for_a_value_are_truncated_with_a_marker(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     run = synthetic_run("big", actions=5)
     big = [

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.log import EventLog
 from projections import StateManager
 from projections.testing import synthetic_run
@@ -36,7 +36,7 @@ async def _health_at(port: int, checkpoint: int) -> tuple[int, dict[str, Any]]:
 
 
 async def test_projector_process_projects_reports_health_and_stops_cleanly(
-    settings: Settings, event_log: EventLog
+    settings: TepSettings, event_log: EventLog
 ) -> None:
     last = (await event_log.append_many(synthetic_run("e1", actions=3)))[-1].sequence
     port = find_free_port()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.provision import ensure_kv, ensure_log, log_stream_config
@@ -12,7 +12,7 @@ from eventstore.jetstream.provision import ensure_kv, ensure_log, log_stream_con
 pytestmark = pytest.mark.anyio
 
 
-async def test_ensuring_twice_changes_nothing(nc: NatsClient, settings: Settings) -> None:
+async def test_ensuring_twice_changes_nothing(nc: NatsClient, settings: TepSettings) -> None:
     js = nc.jetstream()
     before = await js.stream_info(settings.stream)
 
@@ -24,7 +24,7 @@ async def test_ensuring_twice_changes_nothing(nc: NatsClient, settings: Settings
 
 
 async def test_a_conflicting_stream_is_reported_and_left_unchanged(
-    nc: NatsClient, settings: Settings
+    nc: NatsClient, settings: TepSettings
 ) -> None:
     js = nc.jetstream()
     wanted = settings.model_copy(

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from nats.js.kv import KeyValue
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
@@ -37,7 +37,7 @@ class _Interrupted(Exception):
 
 
 @pytest.fixture
-async def sm(settings: Settings) -> AsyncIterator[StateManager]:
+async def sm(settings: TepSettings) -> AsyncIterator[StateManager]:
     async with await StateManager.connect(settings=settings) as manager:
         yield manager
 
@@ -52,7 +52,7 @@ async def _bucket(nc: NatsClient, generation: int) -> KeyValue:
     return await nc.jetstream().key_value(f"tep_view_{generation}")
 
 
-async def _generation(nc: NatsClient, settings: Settings) -> int:
+async def _generation(nc: NatsClient, settings: TepSettings) -> int:
     pointer = await read_pointer(await ensure_meta_bucket(nc.jetstream(), settings))
     assert pointer is not None
     return pointer.generation
@@ -63,7 +63,7 @@ def _comparable(contents: dict[str, bytes]) -> dict[str, object]:
 
 
 async def test_rebuild_equals_the_live_view_key_by_key(
-    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
 ) -> None:
     # Retries, skips, failures, cancellations and unfinished runs, interleaved.
     _, last = await _append_runs(event_log, 60)
@@ -84,7 +84,7 @@ async def test_rebuild_equals_the_live_view_key_by_key(
 
 
 async def test_readers_never_miss_an_execution_during_a_rebuild(
-    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
 ) -> None:
     ids, last = await _append_runs(event_log, 80)
     misses: list[str] = []
@@ -116,7 +116,7 @@ async def test_readers_never_miss_an_execution_during_a_rebuild(
 
 
 async def test_an_interrupted_rebuild_resumes_where_it_stopped(
-    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
 ) -> None:
     _, last = await _append_runs(event_log, 40)
     async with running_projector(nc, settings):
@@ -145,7 +145,7 @@ async def test_an_interrupted_rebuild_resumes_where_it_stopped(
 
 
 async def test_the_live_projector_continues_on_the_new_view(
-    nc: NatsClient, settings: Settings, event_log: EventLog, sm: StateManager
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
 ) -> None:
     _, last = await _append_runs(event_log, 10)
     async with running_projector(nc, settings) as projector:
@@ -161,7 +161,7 @@ async def test_the_live_projector_continues_on_the_new_view(
 
 
 async def test_a_failing_reader_process_fails_the_rebuild_cleanly(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     await event_log.append_many(synthetic_run("e1", actions=2))
     unreachable = settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{find_free_port()}"})

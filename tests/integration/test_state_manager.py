@@ -8,7 +8,7 @@ import anyio
 import msgspec
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ExecutionExistsError, PlanValidationError
 from eventstore.events import ActionExecuteRequested, ExecutionCompleted
 from eventstore.jetstream.connection import NatsClient
@@ -39,7 +39,7 @@ DIAMOND = {
 
 
 @pytest.fixture
-async def sm(nc: NatsClient, settings: Settings) -> AsyncIterator[StateManager]:
+async def sm(nc: NatsClient, settings: TepSettings) -> AsyncIterator[StateManager]:
     async with running_projector(nc, settings), await StateManager.connect(settings=settings) as m:
         yield m
 
@@ -133,7 +133,7 @@ async def test_unknown_executions_read_as_none(sm: StateManager) -> None:
 
 
 async def test_watch_yields_every_transition_in_order(
-    nc: NatsClient, settings: Settings, event_log: EventLog
+    nc: NatsClient, settings: TepSettings, event_log: EventLog
 ) -> None:
     run = synthetic_run("w1", actions=3, retries=[1])
     async with await StateManager.connect(settings=settings) as sm:
@@ -182,7 +182,7 @@ async def test_wait_for_completion_returns_the_terminal_state(
 
 
 async def test_reads_wait_for_min_sequence_and_time_out_without_a_projector(
-    settings: Settings, nc: NatsClient
+    settings: TepSettings, nc: NatsClient
 ) -> None:
     async with await StateManager.connect(settings=settings) as sm:
         state = await sm.initialize_state(DIAMOND, execution_id="e1")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
@@ -23,7 +23,7 @@ from tep.cli.main import main
 from tep.server import find_free_port
 
 
-async def _project_runs(settings: Settings) -> int:
+async def _project_runs(settings: TepSettings) -> int:
     """Append a few runs and project them; the view outlives the projector."""
     nc = await connect(settings.nats_url)
     try:
@@ -41,16 +41,16 @@ async def _project_runs(settings: Settings) -> int:
 
 
 @pytest.fixture
-def projected(settings: Settings) -> int:
+def projected(settings: TepSettings) -> int:
     return asyncio.run(_project_runs(settings))
 
 
-def _run(settings: Settings, *argv: str) -> int:
+def _run(settings: TepSettings, *argv: str) -> int:
     return main([*argv, "--nats-url", settings.nats_url])
 
 
 def test_status_prints_the_state_and_its_actions(
-    settings: Settings, projected: int, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, projected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _run(settings, "status", "done") == 0
 
@@ -65,7 +65,7 @@ def test_status_prints_the_state_and_its_actions(
 
 
 def test_status_json_and_time_travel(
-    settings: Settings, projected: int, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, projected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _run(settings, "status", "done", "--json")
     now = json.loads(capsys.readouterr().out)
@@ -79,7 +79,7 @@ def test_status_json_and_time_travel(
 
 
 def test_status_of_an_unknown_execution_exits_2(
-    settings: Settings, projected: int, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, projected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as missing:
         _run(settings, "status", "nope")
@@ -92,7 +92,7 @@ def test_status_of_an_unknown_execution_exits_2(
 
 
 def test_list_filters_by_status_and_plan(
-    settings: Settings, projected: int, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, projected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _run(settings, "list", "--json")
     everything = json.loads(capsys.readouterr().out)
@@ -114,7 +114,7 @@ def test_list_filters_by_status_and_plan(
 
 
 def test_rebuild_reports_and_switches(
-    settings: Settings, projected: int, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, projected: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _run(settings, "rebuild", "--json") == 0
     report = json.loads(capsys.readouterr().out)
@@ -137,7 +137,7 @@ def test_unreachable_nats_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_status_says_when_the_view_lags_the_log(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    settings: TepSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def submit_without_projector() -> None:
         async with await StateManager.connect(settings=settings) as sm:

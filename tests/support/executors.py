@@ -11,7 +11,7 @@ import anyio
 from nats.js.errors import NotFoundError
 
 from eventstore.codec import decode_event
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.events import ActionCompleted, ActionExecuteRequested, ActionFailed, Event
 from eventstore.jetstream.connection import connect
 from eventstore.jetstream.log import EventLog
@@ -51,7 +51,7 @@ def http_request(
 
 @asynccontextmanager
 async def running_executor(
-    settings: Settings,
+    settings: TepSettings,
     *,
     registry: HandlerRegistry | None = None,
     env: Mapping[str, str] | None = None,

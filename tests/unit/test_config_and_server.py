@@ -1,4 +1,4 @@
-"""Settings from the environment, and the embedded server's error paths."""
+"""TepSettings from the environment, and the embedded server's error paths."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.config import Settings
+from eventstore.config import TepSettings
 from eventstore.errors import ServerBinaryNotFoundError, SettingsError
 from tep.server import EmbeddedServer, find_server_binary
 
 
 def test_settings_read_tep_variables_and_flags_win() -> None:
-    settings = Settings.from_env(
+    settings = TepSettings.from_env(
         {"TEP_REPLICAS": "3", "TEP_MAX_ACTIONS": "10", "TEP_NATS_URL": "nats://a:1"},
         nats_url="nats://b:2",
     )
@@ -21,11 +21,11 @@ def test_settings_read_tep_variables_and_flags_win() -> None:
 
 def test_invalid_setting_names_the_field() -> None:
     with pytest.raises(SettingsError, match="replicas"):
-        Settings.from_env({"TEP_REPLICAS": "many"})
+        TepSettings.from_env({"TEP_REPLICAS": "many"})
     with pytest.raises(SettingsError, match="replicas must be 1, 3 or 5"):
-        Settings.from_env({"TEP_REPLICAS": "2"})
+        TepSettings.from_env({"TEP_REPLICAS": "2"})
     with pytest.raises(SettingsError, match="max_plan_bytes"):
-        Settings.from_env({"TEP_MAX_PLAN_BYTES": "2000000"})
+        TepSettings.from_env({"TEP_MAX_PLAN_BYTES": "2000000"})
 
 
 def test_missing_server_binary_says_how_to_install_it(

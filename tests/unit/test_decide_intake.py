@@ -10,9 +10,10 @@ import pytest
 from eventstore.codec import encode_event
 from eventstore.events import ExecutionCompleted, ExecutionFailed, PlanSubmitted
 from eventstore.plan import Action, Plan, RequestSpec
+from eventstore.plan_validation import PlanLimits
 from orchestrator.intake import UnroutableMessageError, admit_plan
 
-LIMITS = {"max_actions": 100, "max_plan_bytes": 100_000}
+LIMITS = {"limits": PlanLimits(max_actions=100, max_plan_bytes=100_000)}
 
 
 def _admit(subject: str, payload: Any) -> PlanSubmitted | ExecutionFailed:

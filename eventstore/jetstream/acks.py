@@ -90,10 +90,12 @@ class ReplyInbox:
         self._waiting: dict[str, tuple[asyncio.Future[Any], Callable[[Msg], Any]]] = {}
         self._room = asyncio.Semaphore(limit) if limit else None
         self._sub: Subscription | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._count = 0
 
     async def start(self) -> None:
         """Subscribe to the replies."""
+        self._loop = asyncio.get_running_loop()
         self._sub = await self.nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
 
     async def close(self) -> None:
@@ -123,13 +125,14 @@ class ReplyInbox:
 
         An exception ``parse`` raises becomes the future's.
         """
-        if self._sub is None:
+        loop = self._loop
+        if self._sub is None or loop is None:
             raise RuntimeError("ReplyInbox.start() was not called")
         if self._room is not None:
             await self._room.acquire()
         self._count += 1
         reply = f"{self._prefix}.{self._count}"
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = loop.create_future()
         self._waiting[reply] = (future, parse)
         return reply, future
 

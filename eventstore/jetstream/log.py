@@ -195,12 +195,14 @@ class EventLog:
             publish = self.nc.publish
             for event in events:
                 subject, payload, headers = self._message(event)
-                reply, ack = await inbox.expect(decode_pub_ack)
+                reply, ack = await inbox.expect(_as_is)
                 waiting.append(ack)
                 await publish(subject, payload, reply=reply, headers=headers)
-            acks = await asyncio.wait_for(asyncio.gather(*waiting), _PIPELINE_TIMEOUT_S)
+            replies = await asyncio.wait_for(asyncio.gather(*waiting), _PIPELINE_TIMEOUT_S)
+        # Decoded once all are in: the reply callback stays minimal while acks stream in.
         results = []
-        for event, answer in zip(events, acks, strict=True):
+        for event, reply_msg in zip(events, replies, strict=True):
+            answer = decode_pub_ack(reply_msg)
             if answer.error is not None:
                 raise TepError(
                     f"append of {event.__struct_config__.tag} for {event.execution_id} failed:"
@@ -330,3 +332,7 @@ def _event_record(msg: Msg) -> RawRecord | None:
     if msg.headers and h.SCHEDULE in msg.headers:
         return None
     return RawRecord(stream_sequence(msg.reply), msg.subject, msg.data)
+
+
+def _as_is(msg: Msg) -> Msg:
+    return msg

@@ -37,4 +37,9 @@ def decode_event(data: bytes) -> Event:
         # msgspec.DecodeError and its ValidationError are ValueErrors; so is anything else a
         # malformed payload could make a conversion raise.
         raise EventDecodeError(f"undecodable event: {exc}") from exc
+    # Both have defaults for building events in code; on the wire they are facts, and a value
+    # made up while decoding would differ from one read to the next. A made-up id or time
+    # cannot occur in the bytes it was not read from.
+    if f'"{event.event_id}"'.encode() not in data or f'"{event.occurred_at}"'.encode() not in data:
+        raise EventDecodeError("undecodable event: event_id and occurred_at are required")
     return event

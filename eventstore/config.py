@@ -155,16 +155,19 @@ class TepSettings(SettingsBase):
     )
     duplicate_window_s: float = Field(
         300.0,
+        gt=0,
         description="how long the server remembers event ids to drop duplicate appends "
         "(retries, racing replicas)",
     )
     max_msg_bytes: int = Field(
         DEFAULT_PLAN_LIMITS.max_event_bytes,
+        gt=0,
         description="largest event (the stream's `max_msg_size`); must not exceed the "
         "server's `max_payload`. A plan is valid only if its `plan.submitted` event fits",
     )
     max_actions: int = Field(
         DEFAULT_PLAN_LIMITS.max_actions,
+        gt=0,
         description="most actions in one plan (the default fits the `plan.submitted` event of "
         "that many small actions in the default `TEP_MAX_MSG_BYTES`)",
     )
@@ -182,6 +185,7 @@ class TepSettings(SettingsBase):
     )
     connect_timeout_s: float = Field(
         3.0,
+        gt=0,
         description="how long the first connection may take; an unreachable server is "
         "reported (exit 3) after about this long. Once connected, clients reconnect forever",
     )
@@ -219,13 +223,6 @@ class TepSettings(SettingsBase):
     def _replicas(cls, value: int) -> int:
         if value not in (1, 3, 5):
             raise ValueError(f"replicas must be 1, 3 or 5 (got {value})")
-        return value
-
-    @field_validator("duplicate_window_s", "max_actions", "max_msg_bytes", "connect_timeout_s")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
         return value
 
     @model_validator(mode="after")

@@ -16,15 +16,18 @@ that raises them::
     ├── TemplateError, ConditionError, CycleError, PatternError (ValueError)
     │                               eventstore.templates / conditions / dag / patterns
     ├── WriteConflictError          eventstore.jetstream.kv_batch: a KV batch lost a CAS race
+    ├── QueueConfigError (ValueError)  eventstore.jetstream.queues: a bad queue name or limit
     ├── UnroutableMessageError      orchestrator.intake: a subject names no execution
     ├── ActionError                 executor.errors: an attempt failed, retry policy as data
     │   ├── RetryableError
     │   └── NonRetryableError
     ├── HandlerLoadError            executor.handlers: a --handlers module cannot load
     ├── ExecutionNotFoundError, ActionNotFoundError (LookupError)
-    ├── InvalidTransitionError (ValueError), ViewTimeoutError (TimeoutError)
-    ├── PointerConflictError, StateTooLargeError
+    ├── InvalidExecutionIdError, InvalidTransitionError (ValueError)
+    ├── ViewTimeoutError (TimeoutError), PointerConflictError, StateTooLargeError
     │                               projections: the read side and the StateManager
+    ├── DataDirInUseError           tep.dir_lock: another tep up holds the data dir
+    ├── EmbeddedServerError         tep.cli.up_server: tep up's nats-server failed or died
     └── UsageError                  tep.cli.common: bad command-line input (exit 2)
 """
 

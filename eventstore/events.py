@@ -116,10 +116,16 @@ class ActionExecuteRequested(
 
 
 class ActionStarted(ActionEvent, frozen=True, kw_only=True, tag="action.started"):
-    """An executor began an attempt."""
+    """An executor began an attempt.
+
+    ``interruption`` counts how often this same attempt was cut off before (an executor
+    crashed, was paused past its lease or lost its connection) and is started again: ``0`` on
+    its first start. Interruptions do not use up the attempts of the action's retry policy.
+    """
 
     attempt: int
     executor_id: str | None = None
+    interruption: int = 0
 
 
 class ActionAttemptFailed(ActionEvent, frozen=True, kw_only=True, tag="action.attempt.failed"):

@@ -2,6 +2,12 @@
 
 ``apply`` mutates and returns the state it is given (copying a 1,000-action state per event
 would make a fan-out quadratic); callers that need the old state keep a copy.
+
+The fold believes only what the orchestrator's rules allow, whoever stored the event: a second
+``plan.submitted`` changes nothing, and an execution ends only as it can (completed once every
+action finished and nothing blocking failed; failed once every action finished and one that
+blocks failed, or for an invalid plan before anything ran; cancelled after a cancel request).
+Any other end, and any end after the first, is refused and noted in ``state.inconsistent``.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCancelled,
@@ -26,12 +33,25 @@ from eventstore.events import (
     PlanSubmitted,
 )
 from eventstore.records import RecordedEvent
-from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState
+from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState, Inconsistency
 
-__all__ = ["apply", "apply_event", "blocking_failures", "fold", "new_state", "ready_actions"]
+__all__ = [
+    "apply",
+    "apply_event",
+    "blocking_failures",
+    "end_problem",
+    "fold",
+    "new_state",
+    "ready_actions",
+    "refused_end_sequence",
+]
 
 # Events on the execution's version filter (see eventstore.subjects.action_version_filter).
 _VERSIONED = (ActionStarted, ActionCompleted, ActionFailed, ActionSkipped, ActionCancelled)
+_ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
+_END_TYPES = frozenset(str(t.__struct_config__.tag) for t in _ENDS)
+_MAX_INCONSISTENCIES = 20
+_LISTED_ACTIONS = 5
 
 
 def new_state(event: PlanSubmitted) -> ExecutionState:
@@ -62,7 +82,7 @@ def apply(state: ExecutionState | None, record: RecordedEvent) -> ExecutionState
     """Apply one recorded event. Events at or below ``state.last_sequence`` change nothing."""
     if state is not None and record.sequence <= state.last_sequence:
         return state
-    state = apply_event(state, record.event)
+    state = _apply(state, record.event, record.sequence)
     if state is not None:
         state.last_sequence = record.sequence
         state.event_count += 1
@@ -92,8 +112,71 @@ def _elapsed_ms(start: str | None, end: str) -> float | None:
 
 def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState | None:
     """Apply one event without sequence bookkeeping (for tests and what-if folds)."""
+    return _apply(state, event, 0)
+
+
+def _listed(action_ids: list[str]) -> str:
+    shown = ", ".join(action_ids[:_LISTED_ACTIONS])
+    more = len(action_ids) - _LISTED_ACTIONS
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def end_problem(state: ExecutionState, event: Event) -> str | None:
+    """Why ``event``, an end of the execution, cannot be true of ``state``; ``None`` if it can."""
+    if state.terminal:
+        return f"the execution already {state.status}"
+    unfinished = [a.action_id for a in state.actions.values() if not a.finished]
+    match event:
+        case ExecutionCancelled():
+            # The cancellation itself ends what still runs (see apply_event).
+            return None if state.cancel_requested else "no cancellation was requested"
+        case ExecutionFailed(error=error):
+            nothing_ran = all(
+                a.status == "pending" and a.dispatched_at is None for a in state.actions.values()
+            )
+            if error.code == ErrorCode.INVALID_PLAN and nothing_ran:
+                return None
+            if unfinished:
+                return f"actions not finished: {_listed(unfinished)}"
+            if state.plan is None:  # a view's state: whether a failure was allowed is unknown
+                blocked = bool(state.counts.failed or state.counts.cancelled)
+            else:
+                blocked = bool(blocking_failures(state))
+            return None if blocked else "no action failed that fails it"
+        case ExecutionCompleted():
+            if unfinished:
+                return f"actions not finished: {_listed(unfinished)}"
+            if state.plan is None:
+                blocking = [a.action_id for a in state.actions.values() if a.status == "cancelled"]
+            else:
+                blocking = blocking_failures(state)
+            return f"actions failed: {_listed(blocking)}" if blocking else None
+    return None
+
+
+def refused_end_sequence(state: ExecutionState | None) -> int:
+    """The sequence of the newest end event the fold refused (0: none).
+
+    The execution's true end must be stored after it: a guard on "no end exists yet" would
+    never hold again.
+    """
+    if state is None:
+        return 0
+    return max((i.sequence for i in state.inconsistent if i.event_type in _END_TYPES), default=0)
+
+
+def _refuse(state: ExecutionState, event: Event, sequence: int, reason: str) -> None:
+    tag = str(event.__struct_config__.tag)
+    noted = Inconsistency(sequence=sequence, event_type=tag, reason=reason)
+    state.inconsistent = [*state.inconsistent[-(_MAX_INCONSISTENCIES - 1) :], noted]
+
+
+def _apply(state: ExecutionState | None, event: Event, sequence: int) -> ExecutionState | None:
     if isinstance(event, PlanSubmitted):
-        return state if state is not None else new_state(event)
+        if state is None:
+            return new_state(event)
+        _refuse(state, event, sequence, "a second plan.submitted for the execution")
+        return state
     if state is None:
         return None  # events of an execution whose plan.submitted we have not seen
     if isinstance(event, ActionEvent):
@@ -102,28 +185,28 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState | 
             return state
         _apply_action_event(state, action, event)
         return state
+    if isinstance(event, _ENDS) and (problem := end_problem(state, event)) is not None:
+        _refuse(state, event, sequence, problem)
+        return state
     match event:
         case ExecutionCompleted():
-            if not state.terminal:
-                state.status = "completed"
-                state.completed_at = event.occurred_at
+            state.status = "completed"
+            state.completed_at = event.occurred_at
         case ExecutionFailed(error=error):
-            if not state.terminal:
-                state.status = "failed"
-                state.error = error
-                state.completed_at = event.occurred_at
+            state.status = "failed"
+            state.error = error
+            state.completed_at = event.occurred_at
         case ExecutionCancelRequested(reason=reason):
             if not state.cancel_requested:
                 state.cancel_requested = True
                 state.cancel_reason = reason
         case ExecutionCancelled(reason=reason):
-            if not state.terminal:
-                state.status = "cancelled"
-                state.cancel_reason = reason or state.cancel_reason
-                state.completed_at = event.occurred_at
-                for action in state.actions.values():
-                    if not action.finished:
-                        _set_status(state, action, "cancelled")
+            state.status = "cancelled"
+            state.cancel_reason = reason or state.cancel_reason
+            state.completed_at = event.occurred_at
+            for action in state.actions.values():
+                if not action.finished:
+                    _set_status(state, action, "cancelled")
     return state
 
 

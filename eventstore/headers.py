@@ -10,6 +10,7 @@ __all__ = [
     "BATCH_ID",
     "BATCH_SEQUENCE",
     "DEADLETTER_PAYLOAD_DROPPED",
+    "DEADLETTER_PAYLOAD_TRUNCATED",
     "DEADLETTER_REASON",
     "DEADLETTER_REASON_CODE",
     "DEADLETTER_SEQUENCE",
@@ -49,3 +50,5 @@ DEADLETTER_STREAM = "Tep-Original-Stream"
 DEADLETTER_SUBJECT = "Tep-Original-Subject"
 DEADLETTER_SEQUENCE = "Tep-Original-Sequence"
 DEADLETTER_PAYLOAD_DROPPED = "Tep-Payload-Dropped"
+DEADLETTER_PAYLOAD_TRUNCATED = "Tep-Payload-Truncated"
+"""On a dead letter whose payload is only the start of the original: the original's size."""

@@ -186,8 +186,8 @@ def batch(
             ``f"chunk-{chunk_index}"``.
         sequential: chain the chunks one after another instead of running them in parallel.
         then: an action to run after every chunk (a fan-in), if any.
-        concurrency_limit: at most this many chunk actions run at once, across all executors
-            (set on the queue of the chunk actions; all chunks must share one queue).
+        concurrency_limit: at most this many chunk actions of this execution run at once
+            (the plan's cap on the chunks' queue; all chunks must share one queue).
         input: the plan's input.
 
     Example:

@@ -93,7 +93,12 @@ class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 
 class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Per-queue settings carried by a plan (``queues: {name: {concurrency_limit: N}}``)."""
+    """A plan's cap on one queue: ``queues: {name: {concurrency_limit: N}}``.
+
+    At most N of this execution's actions of the queue are dispatched and unfinished at once.
+    Other executions, and the queue itself (operator configuration, ``tep queue set``), are not
+    affected.
+    """
 
     concurrency_limit: int | None = None
 

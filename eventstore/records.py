@@ -12,6 +12,7 @@ from eventstore import headers as h
 from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError
 from eventstore.events import Event
+from eventstore.subjects import subject_for
 
 __all__ = ["AppendResult", "Guard", "RawRecord", "RecordedEvent"]
 
@@ -59,8 +60,23 @@ class RawRecord(msgspec.Struct, frozen=True):
     data: bytes
 
     def decode(self) -> RecordedEvent:
-        """Decode the payload; :class:`EventDecodeError` names the sequence on failure."""
+        """Decode the payload, believing it only on its own subject.
+
+        Anyone who can publish can put any body on any subject; an event is read as a fact of
+        the log only where :func:`~eventstore.subjects.subject_for` puts it (the subject names
+        its type, execution and action), so every reader keys it the same way.
+
+        Raises:
+            EventDecodeError: the payload is no event, or not the event of this subject (the
+                message names the sequence).
+        """
         try:
-            return RecordedEvent(self.sequence, self.subject, decode_event(self.data))
+            event = decode_event(self.data)
         except EventDecodeError as exc:
             raise EventDecodeError(f"sequence {self.sequence} ({self.subject}): {exc}") from exc
+        if subject_for(event) != self.subject:
+            raise EventDecodeError(
+                f"sequence {self.sequence} ({self.subject}): a {event.__struct_config__.tag} "
+                f"event of execution {event.execution_id!r} on another event's subject"
+            )
+        return RecordedEvent(self.sequence, self.subject, event)

@@ -19,6 +19,7 @@ __all__ = [
     "Counts",
     "ExecutionState",
     "ExecutionStatus",
+    "Inconsistency",
 ]
 
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -78,6 +79,19 @@ class Counts(msgspec.Struct, kw_only=True):
     cancelled: int = 0
 
 
+class Inconsistency(msgspec.Struct, frozen=True, kw_only=True):
+    """An event in the log that the fold did not believe: what it claims cannot be true.
+
+    For example a second ``plan.submitted``, or ``execution.completed`` while actions still
+    run: anyone able to publish on the log's subjects can store such an event, but no role of
+    this project writes one. The fold keeps the state as it was and notes the event here.
+    """
+
+    sequence: int
+    event_type: str
+    reason: str
+
+
 class ExecutionState(msgspec.Struct, kw_only=True):
     """Everything known about one execution, folded from its events.
 
@@ -85,6 +99,7 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     events at or below it, so applying a history twice equals applying it once.
     ``version`` is the sequence of the newest event on the execution's version filter (see
     :mod:`eventstore.jetstream.log`), the value to pass as ``expected_version``.
+    ``inconsistent`` lists the newest events the fold refused (see :class:`Inconsistency`).
     """
 
     execution_id: str
@@ -103,6 +118,7 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     last_sequence: int = 0
     version: int = 0
     event_count: int = 0
+    inconsistent: list[Inconsistency] = []
     plan: Plan | None = None
 
     @property

@@ -17,6 +17,7 @@ execution's history is read with the list of filters from :func:`execution_filte
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from eventstore.events import (
@@ -30,18 +31,22 @@ from eventstore.events import (
 )
 
 __all__ = [
+    "ACTION_CANCELLED_FILTER",
     "DEADLETTER_PREFIX",
     "EVENT_SUBJECT_ROOTS",
     "ID_PATTERN",
     "ORCHESTRATOR_FILTERS",
     "PLAN_SUBMITTED_PREFIX",
     "RESERVED_IDS",
+    "action_filter",
+    "action_ids",
     "action_subject",
     "action_version_filter",
     "dead_letter_subject",
     "deadline_subject",
     "execution_filters",
     "execution_id_problem",
+    "executor_probe_subject",
     "orchestrator_subject_type",
     "plan_subject",
     "queue_filter",
@@ -116,6 +121,36 @@ def plan_subject(execution_id: str) -> str:
 def action_subject(event_type: type[ActionEvent], execution_id: str, action_id: str) -> str:
     """The subject of an action event of ``event_type`` (not a request, which names a queue)."""
     return f"{event_type.__struct_config__.tag}.{execution_id}.{action_id}"
+
+
+def action_filter(execution_id: str, action_id: str) -> str:
+    """The filter matching the action's ``started``, ``completed``, ``failed``, ``skipped`` and
+    ``cancelled`` events, and nothing else (not its request, not ``action.attempt.failed``).
+
+    Its last message says where the action stands: the executor reads it before an attempt
+    and guards its appends on it, so an action's outcome is stored once.
+    """
+    return f"action.*.{execution_id}.{action_id}"
+
+
+ACTION_CANCELLED_FILTER = "action.cancelled.>"
+"""Every ``action.cancelled`` of every execution."""
+
+
+def action_ids(subject: str) -> tuple[str, str] | None:
+    """``(execution, action)`` of an ``action.<type>.<execution>.<action>`` subject, else
+    ``None``."""
+    tokens = subject.split(".")
+    if len(tokens) != 4 or tokens[0] != "action":
+        return None
+    return tokens[2], tokens[3]
+
+
+def executor_probe_subject(executor_id: str) -> str:
+    """Where the executor process ``executor_id`` answers whether it still runs an attempt
+    (a core NATS request; the id, which may hold any character, is hashed into one token)."""
+    token = hashlib.sha256(executor_id.encode()).hexdigest()[:32]
+    return f"tep.executor.probe.{token}"
 
 
 def terminal_filter(execution_id: str) -> str:

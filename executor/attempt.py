@@ -1,74 +1,103 @@
-"""One delivery of an ``action.execute.requested`` message: run an attempt, record it, settle it.
+"""One delivery of an ``action.execute.requested`` message: claim the action, call, record, settle.
 
-For each delivery:
+Every delivery, first or redelivered alike (a consumer's delivery count does not survive every
+server restart; the log does):
 
-1. On a redelivery, look up the action's outcome; if it has one, ack and stop (the target is
-   not called again). The attempt number is one more than the last ``action.started`` recorded,
-   so deliveries that never started (lost in a crashed process) do not use up attempts.
-2. Attempts exhausted by crashes -> ``action.failed`` (code ``interrupted``), ack.
-3. Append ``action.started`` (concurrently with the call), run the handler under the attempt's
-   time limit, heartbeating the message while it runs.
-4. Append the outcome, then settle the message: ``action.completed`` / ``action.failed`` -> ack;
-   ``action.attempt.failed`` -> nak with the backoff as delay, so JetStream schedules the retry.
+1. **Position.** Read the last event on the action's filter and decide with
+   :func:`executor.position.next_step`: an action that already ended is acked without a call;
+   an interrupted attempt starts again while the interruption budget lasts, else the action
+   fails with ``interrupted`` and the request is dead-lettered.
+2. **Claim.** Append ``action.started`` guarded on that position. If the guard fails another
+   delivery got there first: the request is acked if the action has ended meanwhile, else
+   dropped unsettled (an ack or nak would act on the other executor's delivery).
+3. **Call** the handler under the attempt's time limit, heartbeating the message. The call is
+   aborted when the action is cancelled (acked, nothing more recorded) or when a newer
+   delivery in this process started the action again.
+4. **Outcome**, guarded on our start, so an action's outcome is stored once: a delivery that
+   lost its claim meanwhile (paused or cut off past the ack wait while another executor took
+   over) learns it here and records nothing. Then ``action.completed`` / ``action.failed`` ->
+   ack; ``action.attempt.failed`` -> nak with the backoff as delay (JetStream schedules the
+   retry).
 
-A message is acked only after its outcome is durably in the log.
+A message is acked only after the action's end is durably in the log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import anyio
 from nats.aio.msg import Msg
 
 from eventstore.codec import decode_event
 from eventstore.error_codes import ErrorCode
-from eventstore.errors import EventDecodeError, EventTooLargeError
+from eventstore.errors import ConcurrencyError, EventDecodeError, EventTooLargeError
 from eventstore.events import (
     ActionAttemptFailed,
+    ActionCancelled,
     ActionCompleted,
     ActionExecuteRequested,
     ActionFailed,
-    ErrorInfo,
+    ActionSkipped,
+    ActionStarted,
+    Event,
 )
-from eventstore.jetstream.deadletter import dead_letter
+from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.log import EventLog
-from executor.action_log import action_history, append_retrying
+from eventstore.records import Guard
+from executor.action_log import (
+    append_outcome,
+    append_retrying,
+    failed_attempt,
+    guard_after,
+    read_position,
+)
 from executor.config import ExecutorConfig
 from executor.errors import NonRetryableError
 from executor.handler_call import Outcome, call_handler, outcome_event, output_limit
 from executor.handlers import AttemptInfo, Handler, set_current_attempt
-from executor.heartbeat import Heartbeats
-from executor.outcome import attempt_timeout_s, failure_event, max_attempts, started_event
+from executor.holders import Holder, Holders
+from executor.outcome import (
+    attempt_timeout_s,
+    failure_event,
+    max_attempts,
+    started_event,
+)
+from executor.position import END_EVENTS, ActionPosition, GiveUp, Settled, Start, next_step
+from executor.probe import takeover_wait_s
 from executor.request import idempotency_key
 from executor.secrets import SecretScope
+from executor.settle import fail_interrupted, reject, settle
 
 __all__ = ["AttemptRunner", "Disposition"]
 
-# Deliveries that never got as far as `action.started` before the message is given up on.
-_MAX_UNSTARTED_DELIVERIES = 10
 _ABANDON_DELAY_S = 1.0
-_SETTLE_TIMEOUT_S = 2.0
+_OUTCOME_PATIENCE_S = 10.0
+_PROBE_TIMEOUT_S = 1.0
 
-Disposition = Literal["completed", "failed", "retry", "duplicate", "poison", "abandoned"]
+Disposition = Literal[
+    "completed",
+    "failed",
+    "retry",
+    "duplicate",
+    "cancelled",
+    "lost",
+    "deferred",
+    "poison",
+    "abandoned",
+]
+"""What became of a delivery. ``duplicate``: the action had already ended (acked, no call);
+``cancelled``: the action was cancelled before or during the call (acked); ``lost``: another
+delivery holds the action (dropped unsettled); ``deferred``: the executor of the interrupted
+attempt does not answer, and its time limit has not passed (handed back with a delay);
+``abandoned``: the log could not be written (handed back for a retry soon)."""
 
 _log = logging.getLogger("tep.executor")
-_T = TypeVar("_T")
-
-
-def _start_beside(coroutine: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-    """Start ``coroutine`` now, beside the caller, which awaits or cancels the task it gets.
-
-    The executor's one plain asyncio task, on its per-message path (the ``action.started``
-    append running beside the call): measured, a task group around every attempt costs about
-    three times as much (about 30 us against 10 us per attempt here, CPython 3.11, anyio 4).
-    """
-    return asyncio.get_running_loop().create_task(coroutine)
 
 
 class AttemptRunner:
@@ -97,10 +126,16 @@ class AttemptRunner:
         self.log = log
         self.config = config
         self.resolve_handler = resolve_handler
+        self.ack_wait_s = ack_wait_s
         self.heartbeats = Heartbeats(max(ack_wait_s / 3, 0.05))
+        self.holders = Holders()
         self.env = env
         self.rng = rng
         self.output_limit = output_limit(log, config)
+
+    def cancel_action(self, execution_id: str, action_id: str) -> bool:
+        """The action was cancelled: abort its attempt in this process, if one runs."""
+        return self.holders.abort(execution_id, action_id, "cancelled")
 
     async def run(self, msg: Msg) -> Disposition:
         """Handle one delivery; returns what became of it.
@@ -111,45 +146,132 @@ class AttemptRunner:
         try:
             event = decode_event(msg.data)
         except EventDecodeError as exc:
-            await self._reject(msg, str(exc))
+            await reject(self.log, msg, str(exc))
             return "poison"
         if not isinstance(event, ActionExecuteRequested):
-            await self._reject(
-                msg, f"expected action.execute.requested, got {type(event).__name__}"
+            await reject(
+                self.log, msg, f"expected action.execute.requested, got {type(event).__name__}"
             )
             return "poison"
         request = event
+        # From the start: a slow read of the log must not let the request go to another
+        # executor, and a nak below needs to know whether this delivery is still ours.
+        self.heartbeats.add(msg)
         try:
             return await self._deliver(msg, request)
         except anyio.get_cancelled_exc_class():
             # Stopping: hand the request back to the queue for another executor.
-            await _settle(msg.nak())
+            if self.heartbeats.fresh(msg):
+                await settle(msg.nak())
             raise
         except Exception:
             # The log could not be read or written: hand the request back for a retry soon.
             _log.exception("delivery abandoned: the log is unavailable", extra=_ids(request))
-            await _settle(msg.nak(delay=_ABANDON_DELAY_S))
+            if self.heartbeats.fresh(msg):
+                await settle(msg.nak(delay=_ABANDON_DELAY_S))
             return "abandoned"
+        finally:
+            self.heartbeats.discard(msg)
 
     async def _deliver(self, msg: Msg, request: ActionExecuteRequested) -> Disposition:
-        delivered = msg.metadata.num_delivered or 1
-        attempt = 1
-        if delivered > 1:
-            history = await action_history(self.log, request)
-            if history.finished:
-                await msg.ack()
-                _log.info("request redelivered after its outcome: acked", extra=_ids(request))
-                return "duplicate"
-            attempt = history.last_started + 1
-            if delivered - attempt >= _MAX_UNSTARTED_DELIVERIES:
-                attempt = max(attempt, max_attempts(request) + 1)
-        if attempt > max_attempts(request):
-            return await self._give_up(msg, request, attempt - 1)
-        return await self._attempt(msg, request, attempt)
+        if self.holders.running(request.execution_id, request.action_id):
+            # Back after this process stalled past the ack wait: the attempt still running
+            # here keeps the message alive and settles it.
+            _log.info("request redelivered while its attempt runs here", extra=_ids(request))
+            return "lost"
+        position = await read_position(self.log, request.execution_id, request.action_id)
+        step = next_step(position, max_interruptions=self.config.max_interruptions)
+        if isinstance(step, Settled):
+            return await self._settled(msg, request, step)
+        interrupted = isinstance(step, GiveUp) or step.interruption > 0
+        if interrupted and isinstance(position.last, ActionStarted):
+            wait = await takeover_wait_s(
+                self.log.nc,
+                position.last,
+                own_id=self.config.executor_id,
+                limit_s=attempt_timeout_s(request, self.config.default_timeout_s),
+                timeout_s=min(_PROBE_TIMEOUT_S, self.ack_wait_s / 2),
+            )
+            if wait:
+                return await self._leave_to_holder(msg, request, wait)
+        if isinstance(step, GiveUp):
+            return await self._give_up(msg, request, step)
+        return await self._attempt(msg, request, step)
 
-    async def _attempt(
-        self, msg: Msg, request: ActionExecuteRequested, attempt: int
+    async def _settled(
+        self, msg: Msg, request: ActionExecuteRequested, step: Settled
     ) -> Disposition:
+        await msg.ack()
+        ended = isinstance(step.event, ActionCancelled | ActionSkipped)
+        _log.info(
+            "request of an action that already %s: acked, not run",
+            "was cancelled or skipped" if ended else "has its outcome",
+            extra=_ids(request),
+        )
+        return "cancelled" if ended else "duplicate"
+
+    async def _attempt(self, msg: Msg, request: ActionExecuteRequested, step: Start) -> Disposition:
+        started = started_event(
+            request, step.attempt, self.config.executor_id, interruption=step.interruption
+        )
+        try:
+            claim = await append_retrying(self.log, started, guard=guard_after(started, step.after))
+            claimed_at = claim.sequence
+        except ConcurrencyError:
+            # Refused, unless what stands there is this very start (an earlier try of ours
+            # stored it, and the server could not say where).
+            position = await self._leader_position(request)
+            if position is None or not _same(position.last, started):
+                return await self._lost(msg, request, position)
+            claimed_at = position.sequence
+        if step.interruption and await self._ended_meanwhile(request, step.attempt):
+            return "lost"
+        holder = self.holders.hold(request.execution_id, request.action_id)
+        try:
+            outcome = await self._call(request, step.attempt, holder, b"{{" in msg.data)
+            if outcome is None:
+                return await self._aborted(msg, request, holder)
+            try:
+                outcome = await self._record_outcome(
+                    outcome, request, guard_after(started, claimed_at)
+                )
+            except ConcurrencyError:
+                return await self._lost(msg, request)
+        finally:
+            self.holders.release(holder)
+        return await self._settle_outcome(msg, request, outcome)
+
+    async def _leave_to_holder(
+        self, msg: Msg, request: ActionExecuteRequested, wait_s: float
+    ) -> Disposition:
+        """The executor that started the attempt may still be at it: not ours to run."""
+        if math.isinf(wait_s):
+            _log.info("the attempt's executor still runs it: left to it", extra=_ids(request))
+            return "lost"
+        # Paused, stalled or cut off: look again once it answers or its time limit is past.
+        await settle(msg.nak(delay=min(wait_s, self.ack_wait_s)))
+        _log.info("the attempt's executor does not answer: waiting", extra=_ids(request))
+        return "deferred"
+
+    async def _ended_meanwhile(self, request: ActionExecuteRequested, attempt: int) -> bool:
+        """Whether the attempt we started again had ended after all: its holder recorded its
+        failure between our read and our start, and its nak schedules the next attempt."""
+        if await failed_attempt(self.log, request.execution_id, request.action_id) < attempt:
+            return False
+        _log.info(
+            "attempt %d ended just before it was started again: left to its retry",
+            attempt,
+            extra=_ids(request),
+        )
+        return True
+
+    async def _call(
+        self, request: ActionExecuteRequested, attempt: int, holder: Holder, secrets: bool
+    ) -> Outcome | None:
+        """Run the handler; the outcome event, or ``None`` when the holder was aborted.
+
+        ``secrets``: whether the request mentions ``{{secrets.*}}`` at all.
+        """
         timeout = attempt_timeout_s(request, self.config.default_timeout_s)
         set_current_attempt(
             AttemptInfo(
@@ -162,38 +284,56 @@ class AttemptRunner:
                 idempotency_key=idempotency_key(request.execution_id, request.action_id),
             )
         )
-        started = _start_beside(
-            append_retrying(self.log, started_event(request, attempt, self.config.executor_id))
-        )
-        self.heartbeats.add(msg)
-        try:
-            began = time.perf_counter()
-            scope = SecretScope(self.env)
+        scope = SecretScope(self.env)
+        began = time.perf_counter()
+        with holder.scope:
             result = await call_handler(
                 self.resolve_handler(request.action_type),
                 request,
                 scope,
                 timeout_s=timeout,
                 queue=self.config.queue,
-                resolve_secrets=b"{{" in msg.data,
+                resolve_secrets=secrets,
             )
-            duration_ms = (time.perf_counter() - began) * 1000
-            await started
-            outcome = outcome_event(
+        if holder.scope.cancelled_caught or holder.reason is not None:
+            return None
+        return outcome_event(
+            request,
+            attempt,
+            result,
+            duration_ms=(time.perf_counter() - began) * 1000,
+            scope=scope,
+            max_output_bytes=self.output_limit,
+            rng=self.rng,
+        )
+
+    async def _record_outcome(
+        self, outcome: Outcome, request: ActionExecuteRequested, guard: Guard
+    ) -> Outcome:
+        """Append the outcome under ``guard``.
+
+        Raises:
+            ConcurrencyError: the guard did not hold, or the outcome stored under the same id
+                is another executor's (not an earlier try of ours).
+        """
+        try:
+            await append_outcome(self.log, outcome, guard, patience_s=_OUTCOME_PATIENCE_S)
+        except EventTooLargeError as exc:
+            if not isinstance(outcome, ActionCompleted):
+                raise
+            outcome = failure_event(
                 request,
-                attempt,
-                result,
-                duration_ms=duration_ms,
-                scope=scope,
-                max_output_bytes=self.output_limit,
+                outcome.attempt,
+                NonRetryableError(str(exc), code=ErrorCode.OUTPUT_TOO_LARGE),
                 rng=self.rng,
             )
-            outcome = await self._record_outcome(outcome, request)
-        finally:
-            self.heartbeats.discard(msg)
-            if not started.done():
-                started.cancel()
-        extra = {**_ids(request), "attempt": attempt}
+            await append_outcome(self.log, outcome, guard, patience_s=_OUTCOME_PATIENCE_S)
+        return outcome
+
+    async def _settle_outcome(
+        self, msg: Msg, request: ActionExecuteRequested, outcome: Outcome
+    ) -> Disposition:
+        extra = {**_ids(request), "attempt": outcome.attempt}
         if isinstance(outcome, ActionAttemptFailed):
             await msg.nak(delay=outcome.retry_in_ms / 1000)
             _log.warning(
@@ -213,59 +353,56 @@ class AttemptRunner:
             return "failed"
         return "completed"
 
-    async def _record_outcome(self, outcome: Outcome, request: ActionExecuteRequested) -> Outcome:
-        try:
-            await append_retrying(self.log, outcome)
-        except EventTooLargeError as exc:
-            if not isinstance(outcome, ActionCompleted):
-                raise
-            outcome = failure_event(
-                request,
-                outcome.attempt,
-                NonRetryableError(str(exc), code=ErrorCode.OUTPUT_TOO_LARGE),
-                rng=self.rng,
-            )
-            await append_retrying(self.log, outcome)
-        return outcome
+    async def _aborted(
+        self, msg: Msg, request: ActionExecuteRequested, holder: Holder
+    ) -> Disposition:
+        if holder.reason == "cancelled":
+            await settle(msg.ack())
+            _log.info("call aborted: the action was cancelled", extra=_ids(request))
+            return "cancelled"
+        _log.info("call aborted: a newer delivery started the action again", extra=_ids(request))
+        return "lost"
 
-    async def _give_up(self, msg: Msg, request: ActionExecuteRequested, last: int) -> Disposition:
-        failed = ActionFailed(
-            execution_id=request.execution_id,
-            action_id=request.action_id,
-            event_id=f"{request.execution_id}.{request.action_id}.failed",
-            causation_id=request.event_id,
-            correlation_id=request.correlation_id,
-            attempt=last,
-            error=ErrorInfo(
-                message=f"attempt {last} of {max_attempts(request)} was interrupted before its "
-                "outcome was recorded (an executor stopped or lost its connection)",
-                code=ErrorCode.INTERRUPTED,
-                retryable=True,
-            ),
+    async def _leader_position(self, request: ActionExecuteRequested) -> ActionPosition | None:
+        """Where the action stands as the stream's leader has it; ``None`` if unreadable."""
+        try:
+            return await read_position(
+                self.log, request.execution_id, request.action_id, leader=True
+            )
+        except Exception as exc:
+            _log.warning("could not read the action (%s)", exc, extra=_ids(request))
+            return None
+
+    async def _lost(
+        self, msg: Msg, request: ActionExecuteRequested, position: ActionPosition | None = None
+    ) -> Disposition:
+        """Our guard failed: someone else moved the action on. Ack only if it has ended.
+
+        Otherwise the delivery is left unsettled: an ack or a nak would act on the delivery
+        of the executor that holds the action now.
+        """
+        if position is None:
+            position = await self._leader_position(request)
+        if position is not None and isinstance(position.last, END_EVENTS):
+            return await self._settled(msg, request, Settled(position.last))
+        _log.info(
+            "another executor holds the action: this delivery records nothing",
+            extra=_ids(request),
         )
-        await append_retrying(self.log, failed)
-        await msg.ack()
-        _log.warning("attempts exhausted by interruptions", extra=_ids(request))
+        return "lost"
+
+    async def _give_up(
+        self, msg: Msg, request: ActionExecuteRequested, step: GiveUp
+    ) -> Disposition:
+        try:
+            await fail_interrupted(self.log, msg, request, step, patience_s=_OUTCOME_PATIENCE_S)
+        except ConcurrencyError:
+            return await self._lost(msg, request)
         return "failed"
 
-    async def _reject(self, msg: Msg, reason: str) -> None:
-        """A message that can never be processed: keep it in the dead-letter stream, stop it."""
-        try:
-            await dead_letter(
-                self.log.js, msg, role="executor", stream=self.log.stream, reason=reason
-            )
-        except Exception as exc:
-            # Left unacked: it comes back after the ack wait, and we try again.
-            _log.error("dead-letter publish failed: %s", exc)
 
-
-async def _settle(action: Awaitable[None]) -> None:
-    """Ack/nak without letting a broken connection, a slow server or a stop hold us up."""
-    with anyio.move_on_after(_SETTLE_TIMEOUT_S, shield=True):
-        try:
-            await action
-        except Exception as exc:
-            _log.debug("could not settle a message: %s", exc)
+def _same(stored: Event | None, event: Event) -> bool:
+    return stored is not None and stored.event_id == event.event_id
 
 
 def _ids(request: ActionExecuteRequested) -> dict[str, str]:

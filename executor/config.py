@@ -12,7 +12,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.config import SettingsBase
+from eventstore.jetstream.queues import DEFAULT_ACK_WAIT_S
 from eventstore.plan import DEFAULT_ACTION_TYPE
+from executor.http_messages import DEFAULT_MAX_REDIRECTS
 from executor.outcome import DEFAULT_TIMEOUT_S
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_OUTPUT_BYTES", "ExecutorConfig", "new_executor_id"]
@@ -52,27 +54,51 @@ class ExecutorConfig(SettingsBase):
     )
     max_output_bytes: int = Field(
         DEFAULT_MAX_OUTPUT_BYTES,
+        gt=0,
         validation_alias="TEP_MAX_OUTPUT_BYTES",
         description="largest response body / output kept; larger fails with "
         "`output_too_large`; also bounded by what fits in one NATS message. "
         "Flag: `--max-output-bytes`",
     )
     default_timeout_s: float = Field(
-        DEFAULT_TIMEOUT_S, description="an attempt's time limit when the action sets none"
+        DEFAULT_TIMEOUT_S, gt=0, description="an attempt's time limit when the action sets none"
     )
     shutdown_grace_s: float = Field(
         5.0,
+        ge=0,
         description="on SIGTERM, seconds in-flight calls may finish before they are handed back "
         "to the queue. Flag: `--shutdown-grace`",
     )
     pull_expires_s: float = Field(
         2.0,
+        gt=0,
         description="lifetime of each pull request (bounds how long a stop waits for the "
         "current pull to end)",
     )
+    ack_wait_s: float = Field(
+        DEFAULT_ACK_WAIT_S,
+        gt=0,
+        description="the queue consumer's ack wait, set on it at start: a request whose "
+        "executor stopped answering (crash, pause, lost connection) goes to another executor "
+        "after this long; requests in progress are heartbeated every third of it",
+    )
+    max_interruptions: int = Field(
+        5,
+        ge=0,
+        description="how often one attempt may be cut off (executor crash, pause or lost "
+        "connection) and started again; once more and the action fails with `interrupted` and "
+        "the request is dead-lettered. Interruptions do not use up the plan's attempts",
+    )
+    max_redirects: int = Field(
+        DEFAULT_MAX_REDIRECTS,
+        ge=0,
+        description="redirects an HTTP call follows; more fails with `too_many_redirects`",
+    )
     executor_id: str = Field(
         default_factory=new_executor_id,
-        description="recorded on `action.started` (default `<host>-<pid>-<random>`)",
+        description="recorded on `action.started`, and the name other executors ask whether "
+        "this process still runs an attempt: unique per process (default "
+        "`<host>-<pid>-<random>`)",
     )
 
     @field_validator("queue")
@@ -87,18 +113,4 @@ class ExecutorConfig(SettingsBase):
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"concurrency must be at least 1 (got {value})")
-        return value
-
-    @field_validator("max_output_bytes", "default_timeout_s", "pull_expires_s")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError(f"must be positive (got {value})")
-        return value
-
-    @field_validator("shutdown_grace_s")
-    @classmethod
-    def _not_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must not be negative")
         return value

@@ -6,7 +6,8 @@ per executor process (chosen by measurement, see ``bench/bench_http.py``). Anyth
 unit tests of code above the wire.
 
 Transport failures are mapped onto :mod:`executor.errors` with stable codes: ``timeout``,
-``connect_error`` (retryable), ``invalid_request``, ``output_too_large`` (not retryable).
+``connect_error`` (retryable), ``invalid_request``, ``invalid_response``,
+``too_many_redirects``, ``output_too_large`` (not retryable).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import aiohttp
 
 from eventstore.error_codes import ErrorCode
 from executor.errors import ActionError, NonRetryableError, RetryableError
-from executor.http_messages import HttpClient, HttpRequest, HttpResponse
+from executor.http_messages import DEFAULT_MAX_REDIRECTS, HttpClient, HttpRequest, HttpResponse
 
 __all__ = [
+    "DEFAULT_MAX_REDIRECTS",
     "USER_AGENT",
     "AiohttpClient",
     "HttpClient",
@@ -54,8 +56,11 @@ class AiohttpClient:
         ...     timeout_s=10, max_body_bytes=1 << 20)
     """
 
-    def __init__(self, *, max_connections: int = 100) -> None:
+    def __init__(
+        self, *, max_connections: int = 100, max_redirects: int = DEFAULT_MAX_REDIRECTS
+    ) -> None:
         self._max_connections = max_connections
+        self._max_redirects = max_redirects
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
@@ -87,6 +92,9 @@ class AiohttpClient:
                 headers=request.headers,
                 data=request.body,
                 timeout=self._timeout(timeout_s),
+                allow_redirects=self._max_redirects > 0,
+                # aiohttp fails on the redirect that reaches its count: one more follows ours.
+                max_redirects=self._max_redirects + 1,
             ) as response:
                 body = await _read_capped(response, max_body_bytes)
                 headers = {k.lower(): v for k, v in response.headers.items()}
@@ -101,6 +109,22 @@ class AiohttpClient:
         except aiohttp.InvalidURL as exc:
             raise NonRetryableError(
                 f"invalid URL {request.url!r}", code=ErrorCode.INVALID_REQUEST
+            ) from exc
+        except aiohttp.TooManyRedirects as exc:
+            last = exc.history[-1] if exc.history else None
+            hop = f" (the last from {last.url} to {last.headers.get('Location')})" if last else ""
+            raise NonRetryableError(
+                f"{request.method} {request.url} was redirected more than "
+                f"{self._max_redirects} times{hop}",
+                code=ErrorCode.TOO_MANY_REDIRECTS,
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # The response could not be parsed (e.g. a header line over 8 KiB): the same
+            # answer comes back on every attempt.
+            raise NonRetryableError(
+                f"{request.method} {request.url} answered with a response that is not valid "
+                f"HTTP: {exc.message or type(exc).__name__}",
+                code=ErrorCode.INVALID_RESPONSE,
             ) from exc
         except aiohttp.ClientError as exc:
             reason = str(exc) or type(exc).__name__

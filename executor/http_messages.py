@@ -10,7 +10,10 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["HttpClient", "HttpRequest", "HttpResponse"]
+__all__ = ["DEFAULT_MAX_REDIRECTS", "HttpClient", "HttpRequest", "HttpResponse"]
+
+DEFAULT_MAX_REDIRECTS = 5
+"""Redirects an HTTP call follows unless configured otherwise."""
 
 
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):

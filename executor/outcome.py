@@ -1,18 +1,22 @@
 """The events an attempt writes, and which one its result calls for. Pure.
 
-Event ids are deterministic, so a retried append (or a second executor that got the same
-request after a crash) stores nothing new:
+Outcome ids are deterministic, so a retried append stores nothing new:
 
-* ``<execution>.<action>.started.<attempt>``
 * ``<execution>.<action>.attempt.<attempt>.failed``
 * ``<execution>.<action>.completed`` / ``<execution>.<action>.failed``
+
+A start is one delivery's claim on the action, ``<execution>.<action>.started.<attempt>.
+<interruption>.<claim>`` with a random ``claim``: two executors that start the same attempt
+at once never look like one append retried (the log's guard lets one of them in).
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
+from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionAttemptFailed,
     ActionCompleted,
@@ -31,6 +35,7 @@ __all__ = [
     "completed_event",
     "error_info",
     "failure_event",
+    "interrupted_event",
     "max_attempts",
     "started_event",
 ]
@@ -59,17 +64,45 @@ def _ids(request: ActionExecuteRequested) -> str:
 
 
 def started_event(
-    request: ActionExecuteRequested, attempt: int, executor_id: str | None
+    request: ActionExecuteRequested,
+    attempt: int,
+    executor_id: str | None,
+    *,
+    interruption: int = 0,
 ) -> ActionStarted:
-    """``action.started`` for ``attempt``."""
+    """``action.started`` for ``attempt``, started again after ``interruption`` cut-offs."""
+    claim = uuid.uuid4().hex[:12]
     return ActionStarted(
         execution_id=request.execution_id,
         action_id=request.action_id,
-        event_id=f"{_ids(request)}.started.{attempt}",
+        event_id=f"{_ids(request)}.started.{attempt}.{interruption}.{claim}",
         causation_id=request.event_id,
         correlation_id=request.correlation_id,
         attempt=attempt,
         executor_id=executor_id,
+        interruption=interruption,
+    )
+
+
+def interrupted_event(
+    request: ActionExecuteRequested, attempt: int, interruptions: int
+) -> ActionFailed:
+    """``action.failed`` (code ``interrupted``): ``attempt`` was cut off ``interruptions``
+    times, more than the executor's budget."""
+    return ActionFailed(
+        execution_id=request.execution_id,
+        action_id=request.action_id,
+        event_id=f"{_ids(request)}.failed",
+        causation_id=request.event_id,
+        correlation_id=request.correlation_id,
+        attempt=attempt,
+        error=ErrorInfo(
+            message=f"attempt {attempt} of {max_attempts(request)} was interrupted "
+            f"{interruptions} times before its outcome was recorded (executors crashed, were "
+            "paused or lost their connection); the request is in the dead-letter stream",
+            code=ErrorCode.INTERRUPTED,
+            retryable=True,
+        ),
     )
 
 

@@ -6,6 +6,11 @@ them. Each executor keeps at most ``concurrency`` requests in hand: its pull fee
 (:class:`eventstore.jetstream.pull.PullFeed`) has that much credit, and starts each message
 the moment it arrives.
 
+At start the consumer's ack wait is set to the executor's ``ack_wait_s`` (how soon a crashed
+executor's requests go to another one); a follower of ``action.cancelled`` aborts the
+attempts of cancelled actions (:mod:`executor.cancellations`), and the process answers other
+executors that ask whether it still runs an attempt (:mod:`executor.probe`).
+
 Stopping (:meth:`Executor.stop`, e.g. on SIGTERM): no new pulls, and what still arrives for
 the pulls already granted is handed back; in-flight attempts get ``shutdown_grace_s`` (or the
 pulls' end, if later) to finish, the rest are handed back to the queue (nak) for another
@@ -29,11 +34,13 @@ from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
 from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.attempt import AttemptRunner, Disposition
+from executor.cancellations import follow_cancellations
 from executor.config import ExecutorConfig
 from executor.handler_call import output_limit
 from executor.handlers import Handler, HandlerRegistry, default_registry
 from executor.http_client import AiohttpClient, HttpClient
 from executor.http_handler import HttpHandler
+from executor.probe import answer_probes
 
 __all__ = ["Executor"]
 
@@ -71,7 +78,8 @@ class Executor:
         self.log = EventLog(nc, settings)
         self._own_client = http_client is None
         self._http_client = http_client or AiohttpClient(
-            max_connections=max(self.config.concurrency, 10)
+            max_connections=max(self.config.concurrency, 10),
+            max_redirects=self.config.max_redirects,
         )
         self._env = env
         self._stop_requested = False
@@ -101,9 +109,12 @@ class Executor:
         if self._stop_requested:
             self._stop.set()
         js = self.nc.jetstream()
-        consumer = await ensure_queue_consumer(js, self.settings, self.config.queue)
+        consumer = await self._ensure_consumer()
         info = await js.consumer_info(self.settings.stream, consumer)
-        ack_wait = float(info.config.ack_wait or 30.0)
+        # Another executor may have set a shorter one since: heartbeat for whichever is less.
+        ack_wait = min(
+            float(info.config.ack_wait or self.config.ack_wait_s), self.config.ack_wait_s
+        )
         http = HttpHandler(self._http_client, max_body_bytes=output_limit(self.log, self.config))
         runner = self._runner = AttemptRunner(
             self.log, self.config, self._resolver(http), ack_wait_s=ack_wait, env=self._env
@@ -116,7 +127,7 @@ class Executor:
             credit=self.config.concurrency,
             expires_s=self.config.pull_expires_s,
             refusal_pause_s=_REFUSED_PAUSE_S,
-            on_refused=self._ensure_consumer,
+            on_refused=self._recreate_consumer,
         )
         _log.info(
             "executor serving queue %s",
@@ -133,6 +144,10 @@ class Executor:
             async with anyio.create_task_group() as attempts:
                 self._attempts = attempts
                 attempts.start_soon(runner.heartbeats.run)
+                await attempts.start(follow_cancellations, self.log, runner.cancel_action)
+                await attempts.start(
+                    answer_probes, self.nc, self.config.executor_id, runner.holders.running
+                )
                 async with anyio.create_task_group() as feeding:
                     await feeding.start(feed.run)
                     task_status.started()
@@ -163,9 +178,15 @@ class Executor:
 
         return resolve
 
-    async def _ensure_consumer(self) -> None:
-        """After a refused pull (consumer deleted, leader change...): make sure it exists."""
-        await ensure_queue_consumer(self.nc.jetstream(), self.settings, self.config.queue)
+    async def _recreate_consumer(self) -> None:
+        await self._ensure_consumer()
+
+    async def _ensure_consumer(self) -> str:
+        """At start, and after a refused pull (consumer deleted, leader change...): make sure
+        the queue's consumer exists, with our ack wait."""
+        return await ensure_queue_consumer(
+            self.nc.jetstream(), self.settings, self.config.queue, ack_wait_s=self.config.ack_wait_s
+        )
 
     def _start(self, msg: Msg) -> None:
         assert self._attempts is not None and self._runner is not None

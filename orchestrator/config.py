@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.config import SettingsBase
@@ -26,42 +26,39 @@ class OrchestratorConfig(SettingsBase):
     lease_bucket: str = Field("tep_leases", description="KV bucket holding the leadership lease")
     lease_key: str = Field("orchestrator", description="the lease's key")
     lease_s: float = Field(
-        5.0, description="a lease not renewed for this long lets a standby replica take over"
+        3.0, description="a lease not renewed for this long lets a standby replica take over"
     )
     renew_s: float = Field(
-        1.0, description="how often the leader renews (must be below the lease time)"
+        0.5, description="how often the leader renews (must be below the lease time)"
     )
     ack_wait_s: float = Field(
-        10.0, description="redelivery delay of an event a leader took but did not finish"
+        3.0,
+        gt=0,
+        description="redelivery delay of an event a leader took but did not finish (events "
+        "still being worked on are kept with in-progress acks every third of it)",
     )
-    pull_batch: int = Field(256, description="messages per pull request")
+    pull_batch: int = Field(256, gt=0, description="messages per pull request")
     pull_expires_s: float = Field(
-        1.0, description="lifetime of a pull request (also the longest a clean stop waits)"
+        1.0, gt=0, description="lifetime of a pull request (also the longest a clean stop waits)"
     )
-    max_ack_pending: int = Field(4096, description="unfinished events the leader may hold")
+    max_ack_pending: int = Field(4096, gt=0, description="unfinished events the leader may hold")
     cache_size: int = Field(
         10_000,
+        gt=0,
         description="execution states kept in memory (others are folded from the log on demand)",
     )
     max_conflict_rounds: int = Field(
         8,
+        gt=0,
         description="reload-and-decide rounds on a version conflict before the event is "
         "retried later",
     )
-
-    @field_validator(
-        "ack_wait_s",
-        "pull_batch",
-        "pull_expires_s",
-        "max_ack_pending",
-        "cache_size",
-        "max_conflict_rounds",
+    max_deliveries: int = Field(
+        10,
+        gt=0,
+        description="deliveries of an event that keeps failing (NATS errors, conflicts) "
+        "before it goes to the dead-letter stream; retries back off from 1 s to 60 s",
     )
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
 
     @model_validator(mode="after")
     def _renew_within_lease(self) -> Self:

@@ -8,6 +8,9 @@ events to append, in order. Rules (see ``docs/orchestrator.md``):
   skipped (``dependency_failed`` / ``dependency_skipped``; not for actions with
   ``run_on_dependency_failure``). Skips propagate through the DAG within one decision.
 * An action whose templates cannot be resolved fails at once (code ``invalid_request``).
+* A plan's ``queues: {Q: {concurrency_limit: N}}`` caps this execution alone: at most N of its
+  actions of queue Q are dispatched and unfinished at once. A ready action beyond the cap waits;
+  each outcome of a Q action dispatches the waiting ones, in plan order, into the freed slots.
 * A failure without ``allow_failure`` makes the execution fail: nothing new starts except
   actions with ``run_on_dependency_failure``; once nothing is in flight, the actions that never
   ran are cancelled (reason ``execution failed``) and ``execution.failed`` names the failures.
@@ -45,7 +48,7 @@ from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionSta
 from eventstore.templates import TemplateError
 from orchestrator import ids
 from orchestrator.dispatch import build_request
-from orchestrator.graph import PlanGraph, graph_of
+from orchestrator.graph import LimitedQueue, PlanGraph, graph_of
 
 __all__ = ["EXECUTION_FAILED_REASON", "decide"]
 
@@ -75,9 +78,17 @@ def decide(state: ExecutionState | None, event: Event) -> list[Event]:
         return _cancel(state, event.event_id)
     decision = _Decision(state, event.event_id)
     source = event.action_id if isinstance(event, ActionEvent) else None
+    if source is not None:
+        decision.refill(source)
     decision.advance(_candidates(decision.graph, event), source)
     decision.conclude()
     return decision.events
+
+
+def _dispatched_unfinished(action: ActionState) -> bool:
+    return action.status == "running" or (
+        action.status == "pending" and action.dispatched_at is not None
+    )
 
 
 def _candidates(graph: PlanGraph, event: Event) -> Iterable[str]:
@@ -130,6 +141,9 @@ class _Decision:
         self.finished_now = 0
         self.dispatched_now = 0
         self.blocking = blocking_failures(state)
+        # Queue -> its actions dispatched and unfinished, counted when a capped queue is
+        # first looked at, then kept up to date by this decision's own dispatches.
+        self.slots_used: dict[str, int] = {}
 
     # ----------------------------------------------------------------- frontier
 
@@ -147,6 +161,53 @@ class _Decision:
                 queue.extend(
                     (dependent, action_id) for dependent in self.graph.dependents[action_id]
                 )
+
+    def refill(self, finished: str) -> None:
+        """Dispatch waiting actions into the slots ``finished`` freed on its capped queue.
+
+        An action waits only once it would otherwise be dispatched, so the queue's ready
+        actions are taken in plan order until the cap is reached again.
+        """
+        spec = self.graph.specs.get(finished)
+        limited = None if spec is None else self.graph.limited.get(spec.queue_name)
+        if spec is None or limited is None:
+            return
+        waiting = self._scan(spec.queue_name, limited)
+        for action_id in waiting:
+            if not self._has_slot(spec.queue_name):
+                return
+            if self._ready(action_id):
+                self.advance((action_id,), None)
+
+    def _has_slot(self, queue: str) -> bool:
+        """Whether one more action of ``queue`` may be dispatched under the plan's cap."""
+        limited = self.graph.limited.get(queue)
+        if limited is None:
+            return True
+        used = self.slots_used.get(queue)
+        if used is None:
+            self._scan(queue, limited)
+            used = self.slots_used[queue]
+        return used < limited.limit
+
+    def _scan(self, queue: str, limited: LimitedQueue) -> list[str]:
+        """Count the queue's actions in flight; return those never dispatched, in plan order."""
+        decided, actions = self.decided, self.state.actions
+        used = 0
+        waiting = []
+        # _dispatched_unfinished, inlined: this runs over the queue's actions on every outcome.
+        for action_id in limited.members:
+            action = decided.get(action_id) or actions[action_id]
+            status = action.status
+            if status == "pending":
+                if action.dispatched_at is None:
+                    waiting.append(action_id)
+                else:
+                    used += 1
+            elif status == "running":
+                used += 1
+        self.slots_used[queue] = used
+        return waiting
 
     def _doomed_by(self, action_id: str, source: str | None) -> bool:
         """A dependency failed or was skipped: the action is skipped now, whatever else runs."""
@@ -193,6 +254,8 @@ class _Decision:
             if not holds:
                 self._skip(spec, "condition_false", f"when on {spec.when.path} is false")
                 return True
+        if not self._has_slot(spec.queue_name):
+            return False  # the plan's cap on the queue is reached: wait for a slot
         try:
             request = build_request(
                 spec,
@@ -209,6 +272,8 @@ class _Decision:
             action_id=spec.id, queue=request.queue, dispatched_at=request.occurred_at
         )
         self.dispatched_now += 1
+        if request.queue in self.slots_used:
+            self.slots_used[request.queue] += 1
         return False
 
     def _skip(self, spec: Action, reason: SkipReason, detail: str) -> None:
@@ -266,10 +331,7 @@ class _Decision:
     def _in_flight(self) -> bool:
         if self.dispatched_now:
             return True
-        return any(
-            a.status == "running" or (a.status == "pending" and a.dispatched_at is not None)
-            for a in self.state.actions.values()
-        )
+        return any(_dispatched_unfinished(a) for a in self.state.actions.values())
 
     def _fail_execution(self) -> None:
         for action_id in self.graph.specs:

@@ -1,19 +1,34 @@
 """A plan's DAG as lookup tables: specs by id and the reverse edges (dependents). Pure.
 
 Deciding after each outcome looks only at the dependents of the action that finished, so a
-1,000-action fan-out costs O(dependents) per event instead of a scan of the whole plan.
+1,000-action fan-out costs O(dependents) per event instead of a scan of the whole plan. A queue
+the plan caps (``queues: {Q: {concurrency_limit: N}}``) also lists its actions, so a freed slot
+is refilled by a look at that queue's actions alone.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
 from eventstore.dag import dependents_index
 from eventstore.plan import Action, Plan
 
-__all__ = ["PlanGraph", "graph_of"]
+__all__ = ["LimitedQueue", "PlanGraph", "graph_of"]
 
 _MEMO_SIZE = 1024
+
+
+class LimitedQueue(NamedTuple):
+    """A queue whose in-flight actions the plan caps within one execution.
+
+    Attributes:
+        limit: at most this many of its actions dispatched and unfinished at once.
+        members: ids of the plan's actions routed to the queue, in plan order.
+    """
+
+    limit: int
+    members: list[str]
 
 
 class PlanGraph:
@@ -24,15 +39,34 @@ class PlanGraph:
         specs: action id -> action.
         dependents: action id -> ids of the actions that depend on it, in plan order.
         roots: ids of actions without dependencies, in plan order.
+        limited: queue name -> its cap, for each queue with a ``concurrency_limit`` that
+            actions of the plan use.
     """
 
-    __slots__ = ("dependents", "plan", "roots", "specs")
+    __slots__ = ("dependents", "limited", "plan", "roots", "specs")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.specs: dict[str, Action] = {a.id: a for a in plan.actions}
         self.dependents: dict[str, list[str]] = dependents_index(plan)
         self.roots: list[str] = [a.id for a in plan.actions if not a.depends_on]
+        self.limited: dict[str, LimitedQueue] = _limited_queues(plan)
+
+
+def _limited_queues(plan: Plan) -> dict[str, LimitedQueue]:
+    limits = {
+        name: config.concurrency_limit
+        for name, config in plan.queues.items()
+        if config.concurrency_limit is not None
+    }
+    if not limits:
+        return {}
+    limited: dict[str, LimitedQueue] = {}
+    for action in plan.actions:
+        queue = action.queue_name
+        if queue in limits:
+            limited.setdefault(queue, LimitedQueue(limits[queue], [])).members.append(action.id)
+    return limited
 
 
 _memo: OrderedDict[int, PlanGraph] = OrderedDict()

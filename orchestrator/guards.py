@@ -4,13 +4,17 @@ Every decision the orchestrator writes can exist once per action (one dispatch, 
 cancellation) or once per execution (one end). The guards make the log itself refuse a
 second one, whoever writes it and however long after the first: a decision event's own subject
 must still be empty, and an execution's end is written only while no
-``execution.<completed|failed|cancelled>.<execution>`` exists.
+``execution.<completed|failed|cancelled>.<execution>`` exists, or none after the last end the
+fold refused (an end published by someone else while actions still ran: see
+:func:`eventstore.fold.end_problem`).
 """
 
 from __future__ import annotations
 
 from eventstore.events import Event, ExecutionCancelled, ExecutionCompleted, ExecutionFailed
+from eventstore.fold import refused_end_sequence
 from eventstore.records import Guard
+from eventstore.state import ExecutionState
 from eventstore.subjects import terminal_filter
 
 __all__ = ["guard_for", "terminal_filter"]
@@ -18,8 +22,8 @@ __all__ = ["guard_for", "terminal_filter"]
 _EMPTY_SUBJECT = Guard()
 
 
-def guard_for(event: Event) -> Guard:
-    """The guard to append ``event`` with."""
+def guard_for(event: Event, state: ExecutionState | None = None) -> Guard:
+    """The guard to append ``event`` with, a decision taken on ``state``."""
     if isinstance(event, ExecutionCompleted | ExecutionFailed | ExecutionCancelled):
-        return Guard(0, terminal_filter(event.execution_id))
+        return Guard(refused_end_sequence(state), terminal_filter(event.execution_id))
     return _EMPTY_SUBJECT

@@ -4,8 +4,15 @@ The execution's state comes from the cache or, on a miss, from its history in th
 event is folded in; :func:`orchestrator.decide.decide` returns decisions; they are appended
 atomically with their guards (:mod:`orchestrator.guards`); the message is acknowledged only
 after that. A guard conflict (another writer got there first) reloads the state from the log
-and decides again. A message no decision can come from goes to the dead-letter stream; any
-other failure naks it with a growing delay.
+and decides again.
+
+No message is retried forever. One no decision can come from (undecodable, on the wrong
+subject) and one whose processing raises anything but a failure of NATS (a ``RecursionError``
+from a hostile payload, a decision too large to store, a bug) go to the dead-letter stream at
+once, with the reason. A failure of NATS (timeouts, no answer, a lost connection, conflicts
+that do not settle) naks the message with a growing delay, until ``max_deliveries``; then it
+is dead-lettered too. Only the first ``plan.submitted`` of an execution is acted on: a second
+one, published around the log's guard, is acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -17,16 +24,16 @@ from datetime import datetime
 
 from anyio.abc import TaskGroup
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
 from eventstore import fold
-from eventstore.codec import decode_event
 from eventstore.config import TepSettings
-from eventstore.errors import ConcurrencyError, EventDecodeError, TepError
+from eventstore.errors import ConcurrencyError, EventDecodeError, NatsUnavailableError, TepError
 from eventstore.events import ActionExecuteRequested, Event, ExecutionFailed, PlanSubmitted
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.queues import ensure_queue_consumer
-from eventstore.records import RecordedEvent
+from eventstore.records import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import PLAN_SUBMITTED_PREFIX, orchestrator_subject_type
 from orchestrator.cache import StateCache
@@ -49,13 +56,30 @@ def execution_of(subject: str) -> str | None:
     return None if routed is None else routed[1]
 
 
-def _retry_delay(msg: Msg) -> float:
-    """1 s, doubling with each delivery up to a minute: an outage is waited out, not hammered."""
+def _deliveries(msg: Msg) -> int:
     try:
-        deliveries = int(msg.metadata.num_delivered)
+        return int(msg.metadata.num_delivered)
     except Exception:
-        deliveries = 1
+        return 1
+
+
+def _retry_delay(deliveries: int) -> float:
+    """1 s, doubling with each delivery up to a minute: an outage is waited out, not hammered."""
     return float(min(_RETRY_DELAY_S * 2 ** min(deliveries - 1, 6), _MAX_RETRY_DELAY_S))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help: NATS did not answer or refused for now, or writers raced.
+
+    The adapter reports a missing answer as a plain :class:`TepError`; its subclasses say
+    something about the data (too large, undecodable...), which a retry does not change.
+    """
+    return (
+        isinstance(
+            exc, NatsError | TimeoutError | OSError | ConcurrencyError | NatsUnavailableError
+        )
+        or type(exc) is TepError
+    )
 
 
 async def settle(action: Awaitable[None], msg: Msg) -> None:
@@ -101,30 +125,55 @@ class EventProcessor:
         self.cache = cache
         self.stats = stats
         self.background: TaskGroup | None = None
-        self._queue_limits: dict[str, int] = {}
 
     async def handle(self, msg: Msg) -> None:
         """Process ``msg`` and settle it (ack, nak with a delay, or dead-letter); never raises."""
         execution_id = execution_of(msg.subject)
+        where = {"execution_id": execution_id, "subject": msg.subject}
         try:
             await self._process(msg, execution_id)
         except _Poison as exc:
-            await self._dead_letter(msg, str(exc))
-        except Exception:
-            _log.exception(
-                "event not processed; it will be retried",
-                extra={"execution_id": execution_id, "subject": msg.subject},
-            )
-            self.stats["retried"] += 1
+            await self._dead_letter(msg, str(exc), "unprocessable")
+        except Exception as exc:
             if execution_id is not None:
                 self.cache.drop(execution_id)
-            await settle(msg.nak(delay=_retry_delay(msg)), msg)
+            reason = f"{type(exc).__name__}: {exc}"
+            if not is_transient(exc):
+                # Retrying cannot help: the same input fails the same way. (No traceback for a
+                # recursion: thousands of frames saying the same.)
+                trace = None if isinstance(exc, RecursionError) else exc
+                _log.error("event cannot be processed: %s", reason, exc_info=trace, extra=where)
+                await self._dead_letter(msg, f"processing failed: {reason}", "processing_failed")
+                return
+            deliveries = _deliveries(msg)
+            if deliveries >= self.config.max_deliveries:
+                await self._dead_letter(
+                    msg, f"gave up after {deliveries} deliveries: {reason}", "retries_exhausted"
+                )
+                return
+            _log.warning(
+                "event not processed (delivery %d); it will be retried: %s",
+                deliveries,
+                reason,
+                extra=where,
+            )
+            self.stats["retried"] += 1
+            await settle(msg.nak(delay=_retry_delay(deliveries)), msg)
 
     async def _process(self, msg: Msg, execution_id: str | None) -> None:
         if execution_id is None:
             raise _Poison(f"no execution id in subject {msg.subject}")
         meta = msg.metadata
         if msg.subject.startswith(PLAN_SUBMITTED_PREFIX):
+            if not await self._first_on_subject(msg):
+                _log.warning(
+                    "a second plan.submitted (sequence %d) is ignored: the execution exists",
+                    meta.sequence.stream,
+                    extra={"execution_id": execution_id},
+                )
+                self.stats["processed"] += 1
+                await msg.ack()
+                return
             try:
                 admitted = admit_plan(
                     msg.subject,
@@ -143,10 +192,22 @@ class EventProcessor:
         self.stats["processed"] += 1
         await msg.ack()
 
+    async def _first_on_subject(self, msg: Msg) -> bool:
+        """Whether ``msg`` is the oldest message on its subject (one direct get)."""
+        sequence = msg.metadata.sequence.stream
+        try:
+            first = await self.js.get_msg(
+                self.settings.stream, seq=1, subject=msg.subject, next=True, direct=True
+            )
+        except NotFoundError:
+            return True  # removed meanwhile: nothing older is there either
+        return int(first.seq or sequence) >= sequence
+
     @staticmethod
     def _decode(msg: Msg, execution_id: str) -> Event:
+        # The one rule every reader applies: an event is believed only on its own subject.
         try:
-            event = decode_event(msg.data)
+            event = RawRecord(msg.metadata.sequence.stream, msg.subject, msg.data).decode().event
         except EventDecodeError as exc:
             raise _Poison(str(exc)) from exc
         routed = orchestrator_subject_type(msg.subject)
@@ -182,8 +243,9 @@ class EventProcessor:
                 isinstance(d, ActionExecuteRequested) for d in decisions
             ):
                 await self._prepare(state, meta.timestamp)
+            guards = [guard_for(d, state) for d in decisions]
             try:
-                await self.log.append_atomic(decisions, guards=[guard_for(d) for d in decisions])
+                await self.log.append_atomic(decisions, guards=guards)
             except ConcurrencyError:
                 # Someone else decided first: start over from the log.
                 self.stats["conflicts"] += 1
@@ -195,7 +257,12 @@ class EventProcessor:
             if state.terminal:
                 self._finished(state)
             return
-        raise RuntimeError(f"still conflicting after {self.config.max_conflict_rounds} rounds")
+        _log.warning(
+            "still conflicting after %d rounds; retrying later",
+            self.config.max_conflict_rounds,
+            extra={"execution_id": execution_id},
+        )
+        raise ConcurrencyError(execution_id, 0)
 
     async def _state_with(
         self, record: RecordedEvent, *, first_delivery: bool
@@ -203,6 +270,10 @@ class EventProcessor:
         """The execution's state with ``record`` folded in (cached, else from the log)."""
         execution_id = record.event.execution_id
         state = self.cache.get(execution_id)
+        if state is not None and record.sequence <= state.last_sequence:
+            # A late delivery (a replica held it, then gave it back): the cached state may have
+            # moved past it without it, and the fold would ignore it. The log has it in place.
+            state = await self._load(execution_id)
         if state is None:
             if isinstance(record.event, PlanSubmitted) and first_delivery:
                 # First delivery of a new plan: nothing can have been decided for it yet.
@@ -216,39 +287,15 @@ class EventProcessor:
         return state
 
     async def _load(self, execution_id: str) -> ExecutionState | None:
-        state: ExecutionState | None = None
-        for raw in await self.log.read_execution_raw(execution_id):
-            try:
-                record = raw.decode()
-            except EventDecodeError as exc:
-                _log.warning(
-                    "skipping undecodable event: %s", exc, extra={"execution_id": execution_id}
-                )
-                continue
-            state = fold.apply(state, record)
-        return state
+        # What is no event of the execution is skipped (and logged) by the reader.
+        return fold.fold(await self.log.read_execution(execution_id))
 
     async def _prepare(self, state: ExecutionState, submitted_at: datetime) -> None:
-        """Before the first dispatch: queue limits, and the deadline counted from the moment
-        the log stored the plan (the same for every replica and every retry)."""
+        """Before the first dispatch: the deadline, counted from the moment the log stored the
+        plan (the same for every replica and every retry). A plan's queue limits need nothing
+        here: :func:`~orchestrator.decide.decide` enforces them within the execution."""
         plan = state.plan
         assert plan is not None
-        for name, queue in plan.queues.items():
-            limit = queue.concurrency_limit
-            if limit is None or self._queue_limits.get(name) == limit:
-                continue
-            try:
-                await ensure_queue_consumer(self.js, self.settings, name, concurrency_limit=limit)
-            except Exception:
-                # The plan still runs; only the limit is not enforced. Say so loudly.
-                _log.exception(
-                    "queue %s: concurrency limit %d not applied",
-                    name,
-                    limit,
-                    extra={"execution_id": state.execution_id},
-                )
-                continue
-            self._queue_limits[name] = limit
         if plan.timeout_s is not None:
             at = deadline_at(submitted_at, plan.timeout_s)
             await schedule_deadline(self.js, state.execution_id, at)
@@ -265,13 +312,19 @@ class EventProcessor:
         except Exception as exc:
             _log.info("deadline not cleared: %s", exc, extra={"execution_id": execution_id})
 
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+    async def _dead_letter(self, msg: Msg, reason: str, code: str) -> None:
         try:
             await dead_letter(
-                self.js, msg, role="orchestrator", stream=self.settings.stream, reason=reason
+                self.js,
+                msg,
+                role="orchestrator",
+                stream=self.settings.stream,
+                reason=reason,
+                reason_code=code,
+                max_bytes=self.settings.max_msg_bytes,
             )
-        except Exception:
-            _log.exception("dead-letter publish failed", extra={"subject": msg.subject})
+        except Exception as exc:
+            _log.error("dead-letter publish failed: %s", exc, extra={"subject": msg.subject})
             await settle(msg.nak(delay=_RETRY_DELAY_S), msg)
             return
         self.stats["dead_lettered"] += 1

@@ -12,6 +12,13 @@ folds the event in, decides, appends with guards and acknowledges
 (:mod:`orchestrator.processor`). Messages arrive through the pull feed
 (:class:`eventstore.jetstream.pull.PullFeed`), flow-controlled by the consumer's
 ``max_ack_pending``.
+
+Recovery from a leader that died is quick: the lease is short (``lease_s``, 3 s), a standby
+pulls the moment it takes it, and the consumer's ``ack_wait`` is short too (3 s), so what the
+dead leader held comes back at about the same time. A message in hand for longer (waiting in
+its execution's lane, or a slow decision) is kept with in-progress acks every third of the ack
+wait (:class:`eventstore.jetstream.heartbeats.Heartbeats`), so it is not redelivered while
+being worked on.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventstore.config import TepSettings
+from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
 from eventstore.jetstream.pull import PullFeed
@@ -79,6 +87,7 @@ class Orchestrator:
         self.processor = EventProcessor(self.log, settings, self.config, self.cache, self.stats)
         self._lanes: dict[str, deque[Msg]] = {}
         self._lane_group: TaskGroup | None = None
+        self._heartbeats = Heartbeats(self.config.ack_wait_s / 3)
         self._lead_scope: anyio.CancelScope | None = None
 
     @property
@@ -170,12 +179,16 @@ class Orchestrator:
                 self._lead_scope = scope
                 if not self.is_leader:
                     return
-                async with anyio.create_task_group() as lanes:
-                    self._lane_group = self.processor.background = lanes
-                    await feed.run()
+                async with anyio.create_task_group() as beating:
+                    beating.start_soon(self._heartbeats.run)
+                    async with anyio.create_task_group() as lanes:
+                        self._lane_group = self.processor.background = lanes
+                        await feed.run()
+                    beating.cancel_scope.cancel()  # every lane is done
         finally:
             self._lead_scope = None
             self._lane_group = self.processor.background = None
+            self._heartbeats.clear()
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CLEANUP_TIMEOUT_S):
                 await self._give_back()
             self.cache.clear()
@@ -194,6 +207,7 @@ class Orchestrator:
 
     def _route(self, msg: Msg) -> None:
         key = execution_of(msg.subject) or ""
+        self._heartbeats.add(msg)
         lane = self._lanes.get(key)
         if lane is not None:
             lane.append(msg)
@@ -206,5 +220,5 @@ class Orchestrator:
         lane = self._lanes[key]
         while lane:
             await self.processor.handle(lane[0])
-            lane.popleft()
+            self._heartbeats.discard(lane.popleft())
         del self._lanes[key]

@@ -7,6 +7,7 @@ from eventstore.errors import TepError
 __all__ = [
     "ActionNotFoundError",
     "ExecutionNotFoundError",
+    "InvalidExecutionIdError",
     "InvalidTransitionError",
     "ViewTimeoutError",
 ]
@@ -18,6 +19,14 @@ class ExecutionNotFoundError(TepError, LookupError):
     def __init__(self, execution_id: str) -> None:
         self.execution_id = execution_id
         super().__init__(f"execution {execution_id!r} not found")
+
+
+class InvalidExecutionIdError(TepError, ValueError):
+    """A string that cannot name an execution (it would not be a single subject token)."""
+
+    def __init__(self, execution_id: str, problem: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(problem)
 
 
 class ActionNotFoundError(TepError, LookupError):

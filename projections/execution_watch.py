@@ -26,7 +26,8 @@ async def watch_states(
 ) -> AsyncGenerator[ExecutionState, None]:
     """Every state of the execution from now on, in order, ending after the terminal one.
 
-    Started before the execution exists, the first state yielded is the pending one.
+    When the view does not have the execution yet, the first state yielded is the pending one.
+    Callers check first that the execution exists (it waits for one that never comes).
     """
     existed = await view.state(execution_id)
     last: ExecutionState | None = existed
@@ -51,6 +52,8 @@ async def watch_states(
 
 async def wait_until_ended(view: LiveView, execution_id: str, timeout: float) -> ExecutionState:
     """The execution's state once the view shows it completed, failed or cancelled.
+
+    Callers check first that the execution exists (it waits out ``timeout`` otherwise).
 
     Raises:
         ViewTimeoutError: it did not end within ``timeout`` seconds.

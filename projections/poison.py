@@ -41,7 +41,7 @@ def classify_undecodable(record: RawRecord, exc: EventDecodeError) -> Poison:
     """Why ``record`` did not decode: a type this version does not know, or a broken payload."""
     try:
         tag = _type_decoder.decode(record.data).type
-    except msgspec.DecodeError:
+    except (ValueError, RecursionError):  # msgspec's errors; skipping a deep field recurses too
         return Poison(record, "undecodable", str(exc))
     if tag not in EVENT_TYPES:
         return Poison(record, "unknown_type", f"unknown event type {tag!r}")

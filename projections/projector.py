@@ -6,6 +6,12 @@ commits through a :class:`ViewUpdater`; the checkpoint travels in the same atomi
 states, so a restart resumes exactly where the view stands. Any number of replicas may run:
 compare-and-set makes the one that falls behind re-read instead of overwrite. When a rebuild
 switches the view pointer, the projector starts over on the new bucket from its checkpoint.
+
+Following starts over from the checkpoint too, within a fraction of a second, whenever the
+connection was re-established (a restarted server has lost the ordered consumer, and an answer
+to a write sent before the drop never comes), and whenever the log holds events past the
+checkpoint but nothing was applied for ``stall_s`` (:mod:`projections.progress`). ``/healthz``
+says 503 while the projector is stalled like that, not only while it is disconnected.
 """
 
 from __future__ import annotations
@@ -25,15 +31,17 @@ from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
 from projections.poison import Poison
+from projections.progress import DEFAULT_STALL_S, ProgressWatch, ProjectionRestart
 from projections.updater import ViewUpdater
 
-__all__ = ["DEFAULT_BATCH", "Projector", "value_limit"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_STALL_S", "ProjectionRestart", "Projector", "value_limit"]
 
 _log = logging.getLogger("tep.projector")
 
 DEFAULT_BATCH = 4096
 _HEADER_ROOM = 2048
 _MAX_BACKOFF_S = 5.0
+_FIRST_BACKOFF_S = 0.2
 
 
 def value_limit(nc: NatsClient, settings: TepSettings) -> int:
@@ -58,12 +66,16 @@ class Projector:
         *,
         batch_size: int = DEFAULT_BATCH,
         cache_size: int = 10_000,
+        stall_s: float = DEFAULT_STALL_S,
+        write_timeout_s: float = 5.0,
     ) -> None:
         self.nc = nc
         self.settings = settings or TepSettings()
         self.log = EventLog(nc, self.settings)
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.write_timeout_s = write_timeout_s
+        self.progress = ProgressWatch(nc, self.log, stall_s)
         self.running = False
         self.generation: int | None = None
         self.updater: ViewUpdater | None = None
@@ -82,15 +94,19 @@ class Projector:
             await self._progress.wait()
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """Health document: healthy while connected and following the log."""
+        """Health document: healthy while connected, following the log and keeping up with it
+        (not ``stalled``: events past the checkpoint and nothing applied for ``stall_s``)."""
         updater = self.updater
-        healthy = bool(self.nc.is_connected and self.running)
+        stalled = self.progress.stalled
+        healthy = bool(self.nc.is_connected and self.running and not stalled)
         return healthy, {
             "role": "projector",
             "nats_connected": bool(self.nc.is_connected),
             "running": self.running,
+            "stalled": stalled,
             "view_generation": self.generation,
             "checkpoint": self.checkpoint,
+            "log_last_sequence": self.progress.log_last_sequence,
             "events_applied": updater.events_applied if updater else 0,
             "commits": updater.commits if updater else 0,
             "conflicts": updater.conflicts if updater else 0,
@@ -102,18 +118,26 @@ class Projector:
     async def run(self) -> None:
         """Project forever: survive errors (logged, retried with backoff) and view switches."""
         await ensure_log(self.log.js, self.settings)
-        backoff = 0.2
+        backoff = _FIRST_BACKOFF_S
         while True:
+            before = self.updater
             try:
                 await self._run_generation()
-                backoff = 0.2
+                backoff = _FIRST_BACKOFF_S
             except Exception as exc:
                 self.running = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
                 self.restarts += 1
-                _log.error("projection interrupted, restarting: %s", self.last_error)
+                current = self.updater
+                if current is not None and current is not before and current.events_applied:
+                    backoff = _FIRST_BACKOFF_S  # it made progress: a new trouble, not the same
+                self.last_error = _describe(exc)
+                if isinstance(_leaf(exc), ProjectionRestart):
+                    _log.warning("following the log again: %s", self.last_error)
+                    backoff = 0.0
+                else:
+                    _log.error("projection interrupted, restarting: %s", self.last_error)
                 await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                backoff = min(max(backoff * 2, _FIRST_BACKOFF_S), _MAX_BACKOFF_S)
 
     async def _run_generation(self) -> None:
         """Follow the log into the current view until the pointer moves (then return)."""
@@ -125,6 +149,7 @@ class Projector:
             value_limit=value_limit(self.nc, self.settings),
             cache_size=self.cache_size,
             on_poison=self._dead_letter,
+            write_timeout_s=self.write_timeout_s,
         )
         await updater.load()
         self.updater = updater
@@ -142,6 +167,7 @@ class Projector:
                 group.cancel_scope.cancel()
 
             group.start_soon(until_switched)
+            group.start_soon(self.progress.watch, lambda: updater.checkpoint)
             self.running = True
             try:
                 await self._follow(updater)
@@ -158,7 +184,8 @@ class Projector:
             buffer=4 * self.batch_size,
             max_batch=self.batch_size,
         ):
-            await updater.apply(batch)
+            with self.progress.applying():
+                await updater.apply(batch)
             self._progress.set()
             self._progress = anyio.Event()
             if _log.isEnabledFor(logging.DEBUG):
@@ -196,4 +223,20 @@ class Projector:
             stream=self.settings.stream,
             reason=f"{poison.reason}: {poison.detail}",
             reason_code=poison.reason,
+            max_bytes=self.settings.max_msg_bytes,
         )
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside (nested) task-group exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of the error, or of each error a task group collected."""
+    leaf = _leaf(exc)
+    if isinstance(leaf, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in leaf.exceptions)
+    return f"{type(leaf).__name__}: {leaf}"

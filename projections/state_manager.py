@@ -5,6 +5,9 @@ concurrency); reads come from the KV view the projector maintains. Every write r
 stream sequence it was stored at; every read accepts ``min_sequence=`` and first waits until
 the view has applied at least that sequence (read-your-writes when you ask for it).
 
+Every method taking an execution id first checks that it can name one at all (one subject
+token): anything else raises :class:`InvalidExecutionIdError` before NATS is asked.
+
 Example:
     >>> sm = await StateManager.connect("nats://127.0.0.1:4222")  # doctest: +SKIP
     >>> state = await sm.initialize_state(plan_document)  # doctest: +SKIP
@@ -35,7 +38,7 @@ from eventstore.records import RecordedEvent
 from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
 from projections.availability import available_actions
-from projections.errors import ExecutionNotFoundError
+from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
 from projections.execution_watch import wait_until_ended, watch_states
 from projections.history import At, fold_as_of
 from projections.live_view import LiveView
@@ -181,6 +184,7 @@ class StateManager:
             The stream sequence of the appended event.
 
         Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
             ExecutionNotFoundError: no such execution.
             ActionNotFoundError: no such action in its plan.
             InvalidTransitionError: the action's current status does not allow it.
@@ -204,8 +208,8 @@ class StateManager:
             The stream sequence of the appended event.
 
         Raises:
-            ExecutionNotFoundError, ActionNotFoundError, InvalidTransitionError: as for
-                :meth:`update_action_status`.
+            InvalidExecutionIdError, ExecutionNotFoundError, ActionNotFoundError,
+                InvalidTransitionError: as for :meth:`update_action_status`.
         """
 
         def make(state: ExecutionState) -> Event:
@@ -217,6 +221,7 @@ class StateManager:
         self, execution_id: str, make: Callable[[ExecutionState], Event]
     ) -> int:
         """Check a change against the execution's history and append it at that version."""
+        _check_id(execution_id)
         for attempt in range(_WRITE_RETRIES):
             state = fold(await self.log.read_execution(execution_id))
             if state is None:
@@ -255,9 +260,11 @@ class StateManager:
             timeout: how long to wait for ``min_sequence`` (default ``read_timeout``).
 
         Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
             ViewTimeoutError: the view did not reach ``min_sequence`` in time.
             ValueError: ``at`` is neither a sequence nor a time.
         """
+        _check_id(execution_id)
         if at is not None:
             state = fold_as_of(await self.log.read_execution(execution_id), at)
             return None if state is None else detached_state(state)
@@ -275,7 +282,11 @@ class StateManager:
         min_sequence: int | None = None,
         timeout: float | None = None,
     ) -> ActionState | None:
-        """One action's result so far (status, attempts, output, error, timings), or ``None``."""
+        """One action's result so far (status, attempts, output, error, timings), or ``None``.
+
+        Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+        """
         state = await self.get_execution_state(
             execution_id, min_sequence=min_sequence, timeout=timeout
         )
@@ -297,6 +308,7 @@ class StateManager:
         and its ``when`` condition holding; see :mod:`projections.availability`.
 
         Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
             ExecutionNotFoundError: no such execution in the view.
         """
         state = await self.get_execution_state(
@@ -338,7 +350,12 @@ class StateManager:
         return await self._view.checkpoint()
 
     async def in_log(self, execution_id: str) -> bool:
-        """Whether the log holds this execution (its ``plan.submitted``), view or not."""
+        """Whether the log holds this execution (its ``plan.submitted``), view or not.
+
+        Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+        """
+        _check_id(execution_id)
         try:
             await self._plans.get(execution_id)
         except ExecutionNotFoundError:
@@ -359,8 +376,12 @@ class StateManager:
         """Wait until the execution is completed, failed or cancelled; return that state.
 
         Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+            ExecutionNotFoundError: the log has no such execution (said at once: waiting for
+                one nobody submitted would only run out the timeout).
             ViewTimeoutError: it did not end within ``timeout`` seconds.
         """
+        await self._require_in_log(execution_id)
         return await wait_until_ended(self._view, execution_id, timeout)
 
     async def watch(self, execution_id: str) -> AsyncIterator[ExecutionState]:
@@ -368,9 +389,14 @@ class StateManager:
 
         Driven by a KV watch on the execution's key. The view writes an execution once per
         projector batch; when it skipped states (several events in one batch), they are
-        recovered from the execution's history, so each event's state is yielded. Started
-        before the execution exists, the first state yielded is the pending one.
+        recovered from the execution's history, so each event's state is yielded, from the
+        pending one on when the view has not caught up with a just-submitted execution yet.
+
+        Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+            ExecutionNotFoundError: the log has no such execution (on the first iteration).
         """
+        await self._require_in_log(execution_id)
         async with contextlib.aclosing(watch_states(self._view, self.log, execution_id)) as states:
             async for state in states:
                 yield state
@@ -380,3 +406,15 @@ class StateManager:
     async def _await_sequence(self, min_sequence: int | None, timeout: float | None) -> None:
         if min_sequence:
             await self.wait_for_sequence(min_sequence, timeout)
+
+    async def _require_in_log(self, execution_id: str) -> None:
+        """Raise unless the log has the execution's ``plan.submitted`` (one direct get; the
+        log, not the view, which may not have caught up yet)."""
+        _check_id(execution_id)
+        await self._plans.get(execution_id)
+
+
+def _check_id(execution_id: str) -> None:
+    problem = execution_id_problem(execution_id)
+    if problem:
+        raise InvalidExecutionIdError(execution_id, problem)

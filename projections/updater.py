@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 
 from eventstore.errors import TepError
 from eventstore.events import Event, PlanSubmitted
+from eventstore.jetstream.batch import wait_answered
 from eventstore.jetstream.kv_batch import AtomicWriter, KvWrite, WriteConflictError, wait_stored
 from eventstore.jetstream.kv_protocol import kv_stream
 from eventstore.records import RawRecord
@@ -68,6 +69,9 @@ class ViewUpdater:
             predicted; if anyone else writes to the bucket, a batch fails and with it every
             later one (nothing half-applied), and :meth:`flush` or the next batch raises.
             ``0`` (the default) waits for each batch and retries conflicts.
+        write_timeout_s: how long to wait for the answer to one batch (not pipelined); a
+            write whose answer was lost (the server restarted) fails after this, and the
+            caller starts over from the bucket's checkpoint.
 
     After an exception other than a conflict the in-memory states may be ahead of the bucket:
     discard the updater and start a new one from the bucket's checkpoint.
@@ -83,6 +87,7 @@ class ViewUpdater:
         cache_size: int = 10_000,
         on_poison: PoisonHandler | None = None,
         pipeline: int = 0,
+        write_timeout_s: float = 30.0,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=30.0)
@@ -103,6 +108,7 @@ class ViewUpdater:
         self._writer = AtomicWriter(nc, bucket)
         self._started = False
         self.pipeline = pipeline
+        self.write_timeout_s = write_timeout_s
         self._in_flight: list[tuple[asyncio.Future[int], int]] = []
         self._next_revision = 0
 
@@ -247,7 +253,7 @@ class ViewUpdater:
             self.commits += 1
             await self._settle(self.pipeline)
         elif writes:
-            first = await self._writer.commit(writes)
+            first = await wait_answered(await self._writer.send(writes), self.write_timeout_s)
             self.commits += 1
         self.poisoned += len(poisons)
         self.events_applied += folded.applied

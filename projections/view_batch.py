@@ -10,7 +10,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError
 from eventstore.events import Event, PlanSubmitted
 from eventstore.fold import apply
@@ -105,7 +104,7 @@ def next_range(
         record = records[index]
         item: Event | Poison
         try:
-            item = decode_event(record.data)
+            item = record.decode().event
         except EventDecodeError as exc:
             item = classify_undecodable(record, exc)
         if not isinstance(item, Poison):

@@ -57,7 +57,14 @@ _Batches = AsyncGenerator[list[RawRecord], None]
 
 
 class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a running rebuild stands."""
+    """Where a running rebuild stands.
+
+    Attributes:
+        sequence: the last stream sequence folded.
+        end: the log's last sequence when this pass began.
+        events: events folded so far in this run.
+        seconds: time since this run began (the clock of :attr:`RebuildReport.seconds`).
+    """
 
     bucket: str
     sequence: int
@@ -67,12 +74,17 @@ class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def events_per_second(self) -> float:
-        """Events read per second so far in this run."""
+        """Events folded per second so far in this run."""
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
 class RebuildReport(msgspec.Struct, frozen=True, kw_only=True):
-    """What a rebuild did (the ``tep rebuild --json`` document)."""
+    """What a rebuild did (the ``tep rebuild --json`` document).
+
+    ``seconds`` is the whole run, from reading the pointer to the switch (and the old bucket's
+    deletion); ``events_per_second`` is ``events / seconds``: the rate the progress lines
+    report so far, at the end.
+    """
 
     bucket: str
     generation: int
@@ -111,6 +123,7 @@ async def rebuild(
         PointerConflictError: another rebuild switched the view meanwhile (this one's bucket
             is left in place; delete it with ``nats kv del`` or let a later rebuild reuse it).
     """
+    began = time.monotonic()
     log = EventLog(nc, settings)
     await ensure_log(log.js, settings)
     meta = await ensure_meta_bucket(log.js, settings)
@@ -130,7 +143,9 @@ async def rebuild(
     )
     await updater.load()
     try:
-        report = await _fill(log, settings, updater, batch_size, progress, parallel, previous)
+        report = await _fill(
+            log, settings, updater, batch_size, progress, parallel, previous, began
+        )
     except BaseException:
         with contextlib.suppress(Exception):
             await updater.flush()  # let what was sent land: the checkpoint is then final
@@ -141,14 +156,22 @@ async def rebuild(
     deleted = False
     if previous is not None and not keep_old:
         deleted = await delete_view_bucket(log.js, previous)
+    seconds = time.monotonic() - began
     _log.info(
-        "rebuilt %s: %d events in %.1fs; readers switched",
+        "rebuilt %s: %d events in %.3fs; readers switched",
         bucket,
         report.events,
-        report.seconds,
+        seconds,
         extra={"view": bucket},
     )
-    return msgspec.structs.replace(report, switched=True, previous_deleted=deleted)
+    shown = round(seconds, 4)  # the rate is of the time reported, so the two always agree
+    return msgspec.structs.replace(
+        report,
+        seconds=shown,
+        events_per_second=round(report.events / shown, 1) if shown > 0 else 0.0,
+        switched=True,
+        previous_deleted=deleted,
+    )
 
 
 async def _fill(
@@ -159,13 +182,14 @@ async def _fill(
     progress: Callable[[RebuildProgress], None] | None,
     parallel: bool | None,
     previous: int | None,
+    began: float,
 ) -> RebuildReport:
-    """Fold the log into the new bucket until it has caught up with the live view."""
+    """Fold the log into the new bucket until it has caught up with the live view (the
+    report's timings are left for :func:`rebuild` to fill in)."""
     bucket = updater.bucket
     resumed_from = updater.checkpoint
     if resumed_from:
         _log.info("resuming the rebuild of %s after sequence %d", bucket, resumed_from)
-    started = time.monotonic()
     events = 0
     position = updater.checkpoint
     while True:
@@ -190,7 +214,7 @@ async def _fill(
                                 sequence=records[-1].sequence,
                                 end=end,
                                 events=events,
-                                seconds=time.monotonic() - started,
+                                seconds=time.monotonic() - began,
                             )
                         )
             position = end
@@ -198,7 +222,6 @@ async def _fill(
         live = await _live_checkpoint(log, previous)
         if updater.checkpoint >= live:
             break  # at least as far as the view readers use now: safe to switch
-    seconds = time.monotonic() - started
     return RebuildReport(
         bucket=bucket,
         generation=int(bucket.rsplit("_", 1)[1]),
@@ -209,8 +232,8 @@ async def _fill(
         events_applied=updater.events_applied,
         poisoned=updater.poisoned,
         executions=sum(updater.stats.executions.values()),
-        seconds=round(seconds, 3),
-        events_per_second=round(events / seconds, 1) if seconds > 0 else 0.0,
+        seconds=0.0,
+        events_per_second=0.0,
         switched=False,
         previous_deleted=False,
     )

@@ -10,11 +10,16 @@ service as a :class:`RoleService` and hands it to :func:`run_role`, which:
    service to stop gracefully (or cancels it, if it has no graceful stop), a second one
    cancels it;
 5. closes the connection.
+
+A connection the client closed for good (the server refused something and dropped it; nats-py
+does not reconnect then) ends the process with exit code 3 and one error line, so whatever
+supervises it starts a fresh one: a role never lingers, unhealthy, on a dead connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +28,10 @@ from typing import Any
 import anyio
 
 from eventstore.config import TepSettings
+from eventstore.errors import NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.provision import ensure_log
+from tep.cli.common import single_errors
 from tep.health import serve_health
 from tep.logging_setup import configure_logging
 
@@ -32,6 +39,9 @@ __all__ = ["Report", "RoleService", "add_health_options", "run_role"]
 
 Report = Callable[[], tuple[bool, dict[str, Any]]]
 """``() -> (healthy, status document)``: what ``GET /healthz`` answers."""
+
+_log = logging.getLogger("tep.role")
+_CLOSED_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,14 @@ def run_role(
         client_name: the NATS connection's name.
         build: makes the service once connected.
         provision: ensure the log's streams before starting.
+
+    Raises:
+        NatsUnavailableError: NATS could not be reached, or the connection was closed for good
+            while running (exit code 3).
     """
     configure_logging(role, settings)
-    anyio.run(_serve, args, settings, client_name, build, provision)
+    with single_errors():
+        anyio.run(_serve, args, settings, client_name, build, provision)
     return 0
 
 
@@ -103,6 +118,7 @@ async def _serve(
         service = build(nc)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, service, group.cancel_scope)
+            group.start_soon(_fail_when_closed, nc)
             port = getattr(args, "health_port", None)
             if port is not None:
                 await group.start(serve_health, args.health_host, port, service.report)
@@ -111,6 +127,17 @@ async def _serve(
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await nc.close()
+
+
+async def _fail_when_closed(nc: NatsClient) -> None:
+    """Raise once the client gave the connection up (it never reconnects from there)."""
+    # Polled: nats-py skips its closed callback when it closes while (re)connecting.
+    while not nc.is_closed:  # noqa: ASYNC110
+        await anyio.sleep(_CLOSED_POLL_S)
+    error = getattr(nc, "last_error", None)
+    reason = f" ({error})" if error else ""
+    _log.error("the NATS connection was closed for good%s; exiting", reason)
+    raise NatsUnavailableError(f"the NATS connection was closed for good{reason}")
 
 
 async def _stop_on_signal(service: RoleService, scope: anyio.CancelScope) -> None:

@@ -96,6 +96,11 @@ class EmbeddedServer:
         """The child's process id while it runs."""
         return self._process.pid if self._process else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once the server has exited by itself; ``None`` while it runs."""
+        return self._process.poll() if self._process else None
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it accepts connections.
 

@@ -1,5 +1,9 @@
 """Child processes kept alive: start, tag their output, restart with backoff, stop them all.
 
+A child that exits is started again after a backoff delay; so is one whose health endpoint has
+not answered 200 for a grace period (paused, deadlocked, stuck on a dead connection): it gets
+SIGTERM, then SIGKILL, and the same restart.
+
 Each child runs in its own session (so its process group can be signalled as a whole, and a
 terminal's Ctrl-C reaches only the supervisor, which then stops children in order). On Linux a
 child also gets SIGTERM if the supervisor dies without cleaning up, so nothing is orphaned.
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import ByteReceiveStream, Process, TaskStatus
 
+from tep.health_watch import HealthWatch, unhealthy_for
+
 __all__ = ["Backoff", "ChildSpec", "Supervisor"]
 
 _log = logging.getLogger("tep.up")
@@ -28,6 +34,8 @@ _DRAIN_S = 1.0
 """How long a child's output is still read after it exited (a grandchild may hold the pipe)."""
 _REAP_S = 1.0
 """How long a killed child is waited for."""
+_TERMINATE_GRACE_S = 2.5
+"""How long an unhealthy child has between SIGTERM and SIGKILL."""
 
 LineSink = Callable[[str, str], None]
 """Receives (child name, one line of its output without the newline)."""
@@ -102,6 +110,13 @@ class _Child:
 class Supervisor:
     """Runs every child until :meth:`stop`; a child that exits is started again after a delay.
 
+    Args:
+        specs: the children.
+        sink: receives every line of their output.
+        backoff: makes each child's restart delays.
+        health: when given, a child with a ``health_url`` that has not answered 200 for
+            ``health.grace`` seconds is terminated and restarted.
+
     Example:
         >>> web = ChildSpec("web", ["python", "-m", "http.server"])
         >>> sup = Supervisor([web], sink)  # doctest: +SKIP
@@ -115,9 +130,11 @@ class Supervisor:
         sink: LineSink,
         *,
         backoff: Callable[[], Backoff] = Backoff,
+        health: HealthWatch | None = None,
     ) -> None:
         self._children = [_Child(spec, backoff()) for spec in specs]
         self._sink = sink
+        self._health = health
         self._launcher = _parent_death_launcher()
         self._stopping = False
         self._stop_asked: anyio.Event | None = None
@@ -233,11 +250,40 @@ class Supervisor:
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._pump, child.spec.name, process.stdout)
-                code = await process.wait()
+                async with anyio.create_task_group() as watching:
+                    if self._health is not None and child.spec.health_url:
+                        watching.start_soon(self._restart_when_unhealthy, child, process)
+                    code = await process.wait()
+                    watching.cancel_scope.cancel()
                 group.cancel_scope.deadline = anyio.current_time() + _DRAIN_S
             return code
         finally:
             await _release(process)
+
+    async def _restart_when_unhealthy(self, child: _Child, process: Process) -> None:
+        """Terminate the child once it has been unhealthy for too long (it is then restarted
+        like any child that exits)."""
+        assert self._health is not None and child.spec.health_url is not None
+        why = await unhealthy_for(child.spec.health_url, self._health)
+        if self._stopping:
+            return
+        _log.warning(
+            "%s (pid %s) is unhealthy: %s; restarting it",
+            child.spec.name,
+            process.pid,
+            why,
+            extra={"child": child.spec.name, "pid": process.pid, "unhealthy": why},
+        )
+        # SIGCONT lets a paused child act on the SIGTERM and hand its work back in time.
+        _signal_group(process.pid, signal.SIGTERM)
+        _signal_group(process.pid, signal.SIGCONT)
+        with anyio.move_on_after(_TERMINATE_GRACE_S):
+            await process.wait()
+        if process.returncode is None:
+            _log.warning(
+                "killing %s (pid %s): it did not stop in time", child.spec.name, process.pid
+            )
+            _signal_group(process.pid, signal.SIGKILL)
 
     async def _pump(self, name: str, output: ByteReceiveStream) -> None:
         """Every line of ``output``, however long, to the sink; a last one without newline too."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -20,7 +21,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from eventstore import headers as h
 from eventstore.config import TepSettings
-from eventstore.errors import ConcurrencyError, TepError
+from eventstore.errors import ConcurrencyError, EventDecodeError, TepError
 from eventstore.events import Event, PlanSubmitted
 from eventstore.jetstream.acks import ReplyInbox, decode_pub_ack, stream_sequence
 from eventstore.jetstream.api_errors import BATCH_DUPLICATE, is_wrong_last_sequence, sequence_in
@@ -44,6 +45,7 @@ __all__ = ["EventLog"]
 
 _API_TIMEOUT_S = 10.0
 _PIPELINE_TIMEOUT_S = 30.0
+_log = logging.getLogger("tep.log")
 
 
 class EventLog:
@@ -218,16 +220,26 @@ class EventLog:
         info = await self.js.stream_info(self.stream)
         return int(info.state.last_seq)
 
-    async def last_on(self, subject: str) -> RawRecord | None:
+    async def last_on(self, subject: str, *, leader: bool = False) -> RawRecord | None:
         """The newest message on ``subject`` (a subject or filter), or ``None`` if there is none.
 
-        One direct get: cheap whatever the size of the log.
+        One direct get: cheap whatever the size of the log, and answered by any replica. With
+        ``leader`` the stream's leader answers, so the answer includes every append already
+        acknowledged (a replica may lag behind).
         """
         try:
-            msg = await self.js.get_last_msg(self.stream, subject, direct=True)
+            msg = await self.js.get_last_msg(self.stream, subject, direct=not leader)
         except NotFoundError:
             return None
         return RawRecord(int(msg.seq or 0), msg.subject or subject, msg.data or b"")
+
+    async def read_at(self, sequence: int) -> RawRecord | None:
+        """The message at ``sequence`` as the stream's leader has it, or ``None``."""
+        try:
+            msg = await self.js.get_msg(self.stream, sequence)
+        except NotFoundError:
+            return None
+        return RawRecord(sequence, msg.subject or "", msg.data or b"")
 
     async def execution_version(self, execution_id: str) -> int:
         """The execution's current version for ``expected_version`` (0 before any action event)."""
@@ -235,14 +247,28 @@ class EventLog:
         return 0 if last is None else last.sequence
 
     async def read_execution(
-        self, execution_id: str, *, timeout: float = 10.0
+        self,
+        execution_id: str,
+        *,
+        timeout: float = 10.0,
+        on_skipped: Callable[[RawRecord, EventDecodeError], None] | None = None,
     ) -> list[RecordedEvent]:
         """Every event of one execution, in log order. Empty if the execution is unknown.
 
         Reads through a short-lived consumer filtered to this execution's subjects, so the cost
-        depends on the execution's events, not on the size of the log.
+        depends on the execution's events, not on the size of the log. Anyone may publish on
+        those subjects: a record that is no valid event, or an event of another execution, is
+        left out and reported to ``on_skipped`` (by default: a warning naming its sequence).
         """
-        return [r.decode() for r in await self.read_execution_raw(execution_id, timeout=timeout)]
+        records = []
+        for raw in await self.read_execution_raw(execution_id, timeout=timeout):
+            try:
+                record = raw.decode()
+            except EventDecodeError as exc:
+                (on_skipped or _warn_skipped)(raw, exc)
+                continue
+            records.append(record)
+        return records
 
     async def read_execution_raw(
         self, execution_id: str, *, timeout: float = 10.0
@@ -255,6 +281,15 @@ class EventLog:
             execution_filters(execution_id),
             _event_record,
             timeout=timeout,
+        )
+
+    async def read_subject_raw(self, subject: str, *, timeout: float = 10.0) -> list[RawRecord]:
+        """Every message on ``subject`` (a subject or filter) right now, in log order, undecoded.
+
+        For the rare reader that must look past a message someone put there that is no event.
+        """
+        return await read_matching(
+            self.nc, self.js, self.stream, [subject], _event_record, timeout=timeout
         )
 
     async def follow_execution_raw(self, execution_id: str) -> AsyncGenerator[RawRecord, None]:
@@ -270,6 +305,18 @@ class EventLog:
             async for batch in batches:
                 for record in batch:
                     yield record
+
+    async def follow_raw(
+        self, filters: Sequence[str], from_sequence: int
+    ) -> AsyncGenerator[list[RawRecord], None]:
+        """Messages on ``filters`` from ``from_sequence`` on, live, in batches, until the caller
+        stops iterating (an ordered consumer: it survives reconnects, skips nothing)."""
+        batches = ordered_batches(
+            self.js, self.stream, from_sequence, end=None, filters=list(filters)
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
 
     async def replay(
         self, from_sequence: int = 1, *, to_sequence: int | None = None
@@ -325,6 +372,14 @@ class EventLog:
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 yield batch
+
+
+def _warn_skipped(record: RawRecord, exc: EventDecodeError) -> None:
+    _log.warning(
+        "skipping a record that is no event of this execution: %s",
+        exc,
+        extra={"sequence": record.sequence, "subject": record.subject},
+    )
 
 
 def _event_record(msg: Msg) -> RawRecord | None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import anyio
 import msgspec
 
+from eventstore.errors import EventDecodeError
+from eventstore.records import RawRecord
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json
 from tep.cli.executions import open_log, require_execution
 from tep.cli.render import timeline
@@ -19,7 +22,9 @@ examples:
   tep events exe_018f2a9c3b1d4e5f6a7b --json | jq '.events[] | .event.type'
 
 Columns: TIME (since the first event), SEQ (stream sequence), EVENT, ACTION, ATTEMPT and a
-DETAIL such as the HTTP status, error code, retry delay or skip reason.
+DETAIL such as the HTTP status, error code, retry delay or skip reason. A record on the
+execution's subjects that is no event of it (undecodable, or of another execution) is left out
+and named on stderr ("tep: skipped record SEQ ...").
 exit codes: 0 ok, 2 unknown execution, 3 NATS unreachable.
 """
 
@@ -47,9 +52,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _events(args: argparse.Namespace) -> int:
+    skipped: list[str] = []
+
+    def note(record: RawRecord, exc: EventDecodeError) -> None:
+        skipped.append(f"tep: skipped record {record.sequence} ({record.subject}): {exc}")
+
     async with open_log(args) as log:
         await require_execution(log, args.execution_id)
-        records = await log.read_execution(args.execution_id)
+        records = await log.read_execution(args.execution_id, on_skipped=note)
+    for line in skipped:
+        print(line, file=sys.stderr)
     if not records:
         raise UsageError(f"unknown execution {args.execution_id!r}")
     if args.json:

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "tep.cli.rebuild",
     "tep.cli.status",
     "tep.cli.list",
+    "tep.cli.queue",
 )
 
 

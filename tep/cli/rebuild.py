@@ -12,6 +12,7 @@ import msgspec
 from eventstore.jetstream.connection import connect
 from projections.view_rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
+from tep.cli.render import format_duration
 from tep.logging_setup import configure_logging
 
 __all__ = ["register"]
@@ -66,21 +67,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Prints a progress line to stderr at most once a second."""
+    """Prints a progress line to stderr once a second; the summary line has the last word.
+
+    Every line and the summary measure the same thing, events folded since the rebuild began
+    over the time since then, so the figures agree (a rebuild under a second prints none).
+    """
 
     def __init__(self) -> None:
-        self.last = 0.0
+        self.last = time.monotonic()
 
     def __call__(self, progress: RebuildProgress) -> None:
         now = time.monotonic()
-        if now - self.last < 1.0 and progress.sequence < progress.end:
+        if now - self.last < 1.0:
             return
         self.last = now
         share = progress.sequence / progress.end if progress.end else 1.0
         sys.stderr.write(
             f"rebuild {progress.bucket}: sequence {progress.sequence:,}/{progress.end:,} "
-            f"({share:.0%}), {progress.events:,} events, "
-            f"{progress.events_per_second:,.0f} events/s\n"
+            f"({share:.0%}), {progress.events:,} events in {format_duration(progress.seconds)} "
+            f"({progress.events_per_second:,.0f} events/s so far)\n"
         )
         sys.stderr.flush()
 
@@ -108,8 +113,9 @@ def _summary(report: RebuildReport) -> str:
         if report.previous_generation is not None
         else ""
     )
+    took = format_duration(report.seconds)
     return (
         f"rebuilt {report.bucket}: {report.events:,} events, {report.executions:,} executions "
-        f"in {report.seconds:.1f}s ({report.events_per_second:,.0f} events/s{resumed}); "
+        f"in {took} ({report.events_per_second:,.0f} events/s{resumed}); "
         f"readers switched{previous}"
     )

@@ -121,6 +121,8 @@ def status_lines(state: ExecutionState, *, at: str | None = None) -> list[str]:
         lines.append(f"error      {state.error.code}: {state.error.message}")
     if state.cancel_reason:
         lines.append(f"reason     {state.cancel_reason}")
+    for noted in state.inconsistent:  # events the fold did not believe
+        lines.append(f"ignored    {noted.event_type} at {noted.sequence}: {noted.reason}")
     return [*lines, "", *state_table(state)]
 
 

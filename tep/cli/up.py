@@ -1,8 +1,9 @@
 """``tep up``: the whole stack on one machine, supervised, for development and demos.
 
 Uses the NATS at ``--nats-url`` when one answers; otherwise starts a local ``nats-server`` with
-JetStream (data under ``--data-dir``), provisions the log, and runs the orchestrator, N
-executors and the projector (and optionally the demo target) as child processes.
+JetStream (data under ``--data-dir``, which it locks for as long as it runs), provisions the
+log, and runs the orchestrator, N executors and the projector (and optionally the demo target)
+as child processes, restarting any that exits or stays unhealthy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import anyio
 from anyio.abc import TaskStatus
 
@@ -30,7 +30,15 @@ from eventstore.errors import NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.provision import ensure_log
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
+from tep.cli.up_server import (
+    EmbeddedServerError,
+    is_embedded_server_of,
+    server_exit,
+    start_embedded_server,
+)
 from tep.demo_target import DEFAULT_PORT as DEMO_PORT
+from tep.dir_lock import DataDirLock
+from tep.health_watch import HealthWatch, wait_until_healthy
 from tep.logging_setup import configure_logging
 from tep.server import EmbeddedServer, find_free_port
 from tep.supervisor import ChildSpec, Supervisor
@@ -48,9 +56,12 @@ examples:
   tep up --data-dir /tmp/tep --port 4333  # a second, separate stack
 
 Stop with Ctrl-C (or SIGTERM): every child is stopped within 5 seconds. Starting `tep up` again
-on the same data dir continues with the same history. A child that crashes is restarted with
-exponential backoff (0.5 s doubling to 30 s). Each log line names the process it came from.
-exit codes: 0 stopped cleanly, 1 could not start (e.g. nats-server missing), 2 bad usage,
+on the same data dir continues with the same history; only one `tep up` at a time may use a
+data dir. A child that crashes, or whose /healthz has not answered 200 for
+--restart-unhealthy-after seconds, is restarted with exponential backoff (0.5 s doubling to
+30 s). Each log line names the process it came from.
+exit codes: 0 stopped cleanly, 1 could not start (nats-server missing or failing, the data dir
+in use by another tep up) or the embedded nats-server died, 2 bad usage,
 3 --nats-url is remote and unreachable.
 """
 
@@ -58,6 +69,7 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _CHILD_GRACE_S = 2.5
 _SERVER_GRACE_S = 1.5
 _READY_TIMEOUT_S = 30.0
+_UNHEALTHY_GRACE_S = 15.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,6 +119,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         help="passed to every executor: a module registering Python action handlers",
     )
+    parser.add_argument(
+        "--restart-unhealthy-after",
+        type=float,
+        default=_UNHEALTHY_GRACE_S,
+        metavar="S",
+        help="restart a child whose health endpoint has not answered 200 for S seconds "
+        "(default %(default)g; 0 turns it off)",
+    )
     add_nats_url(parser)
     parser.set_defaults(handler=run)
 
@@ -140,23 +160,6 @@ def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
         health_url = f"http://127.0.0.1:{args.demo_port}/health"
         specs.append(ChildSpec("demo-target", demo, env, health_url=health_url))
     return specs
-
-
-async def wait_until_healthy(specs: list[ChildSpec], timeout: float) -> list[str]:
-    """Poll every child's health URL until it answers 200; the names still unhealthy at the end."""
-    pending = {spec.name: spec.health_url for spec in specs if spec.health_url}
-    probe_timeout = aiohttp.ClientTimeout(total=1.0)
-    async with aiohttp.ClientSession(timeout=probe_timeout) as session:
-        with anyio.move_on_after(timeout):
-            while pending:
-                for name, health_url in list(pending.items()):
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with session.get(health_url) as response:
-                            if response.status == 200:
-                                del pending[name]
-                if pending:
-                    await anyio.sleep(0.1)
-    return sorted(pending)
 
 
 class LineRenderer:
@@ -221,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``tep up``."""
     if args.executors < 0:
         raise UsageError("--executors must be 0 or more")
+    if args.restart_unhealthy_after < 0:
+        raise UsageError("--restart-unhealthy-after must be 0 or more")
     settings_from(args)  # validate TEP_* settings before anything starts
     configure_logging("up")
     return anyio.run(_up, args)
@@ -257,20 +262,38 @@ async def _set_on_signal(
 
 async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
     """NATS (found or started), the log provisioned, the roles supervised until ``stop``; then
-    everything stopped in order: the roles, the connection, the server."""
+    everything stopped in order: the roles, the connection, the server.
+
+    Raises:
+        DataDirInUseError: another ``tep up`` holds ``--data-dir``.
+        EmbeddedServerError: the embedded server could not start, or died while running.
+    """
     settings = settings_from(args)
     url = _probe_url(args)
+    lock = DataDirLock(args.data_dir)
     server: EmbeddedServer | None = None
     nc = await _try_connect(url, settings)
     try:
-        if nc is None:
-            server, url = await _start_server(args, url)
+        if nc is not None:
+            # The server of a `tep up` holding this data dir belongs to that stack, which is
+            # not one to join (checked after the probe: that one may have started meanwhile).
+            if await is_embedded_server_of(args.data_dir, url):
+                lock.check_free()
+        else:
+            if not _is_loopback(url):
+                raise NatsUnavailableError(f"cannot reach NATS at {url}")
+            lock.acquire()
+            parts = urlsplit(url)
+            server = await start_embedded_server(
+                args.data_dir, parts.hostname or "127.0.0.1", parts.port or 4222
+            )
+            url = server.url
             nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
         await ensure_log(nc.jetstream(), TepSettings.from_env(nats_url=url))
         specs = child_specs(args, url)
         if not stop.is_set():
             _banner(args, url, server, specs)
-            await _supervise(specs, stop)
+            await _supervise(specs, stop, server, _health_watch(args))
         else:
             print("stopping...", flush=True)
     finally:
@@ -280,16 +303,32 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
                     await nc.close()
             if server is not None:
                 await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
+            lock.release()
 
 
-async def _supervise(specs: list[ChildSpec], stop: anyio.Event) -> None:
-    """Run the roles, say when they are ready, and stop them all once ``stop`` is set."""
+def _health_watch(args: argparse.Namespace) -> HealthWatch | None:
+    grace: float = args.restart_unhealthy_after
+    return HealthWatch(grace=grace) if grace > 0 else None
+
+
+async def _supervise(
+    specs: list[ChildSpec],
+    stop: anyio.Event,
+    server: EmbeddedServer | None,
+    health: HealthWatch | None,
+) -> None:
+    """Run the roles, say when they are ready, and stop them all once ``stop`` is set (or the
+    embedded server dies: every role would only loop on a dead connection)."""
     width = max(len(spec.name) for spec in specs)
-    supervisor = Supervisor(specs, LineRenderer(_json_logs(), width))
+    supervisor = Supervisor(specs, LineRenderer(_json_logs(), width), health=health)
+    server_died: list[int] = []
     async with anyio.create_task_group() as roles:
         await roles.start(supervisor.run)
+        if server is not None:
+            roles.start_soon(_stop_when_server_exits, server, stop, server_died)
         try:
-            ready = partial(wait_until_healthy, specs, _READY_TIMEOUT_S)
+            urls = {spec.name: spec.health_url for spec in specs if spec.health_url}
+            ready = partial(wait_until_healthy, urls, _READY_TIMEOUT_S)
             unhealthy = await _unless_stopped(ready, stop)
             if unhealthy is not None:
                 if unhealthy:
@@ -300,6 +339,20 @@ async def _supervise(specs: list[ChildSpec], stop: anyio.Event) -> None:
         finally:
             with anyio.CancelScope(shield=True):
                 await supervisor.stop(grace=_CHILD_GRACE_S)
+            roles.cancel_scope.cancel()
+    if server_died:
+        raise EmbeddedServerError(
+            f"the embedded nats-server exited with code {server_died[0]} while running; "
+            f"every role was stopped (log {server.log_file if server else '-'})"
+        )
+
+
+async def _stop_when_server_exits(
+    server: EmbeddedServer, stop: anyio.Event, exit_codes: list[int]
+) -> None:
+    exit_codes.append(await server_exit(server))
+    _log.error("the embedded nats-server exited with code %s; stopping", exit_codes[0])
+    stop.set()
 
 
 async def _unless_stopped(work: Callable[[], Awaitable[T]], stop: anyio.Event) -> T | None:
@@ -315,28 +368,6 @@ async def _unless_stopped(work: Callable[[], Awaitable[T]], stop: anyio.Event) -
         result = await work()
         group.cancel_scope.cancel()
     return None if stop.is_set() else result
-
-
-async def _start_server(args: argparse.Namespace, url: str) -> tuple[EmbeddedServer, str]:
-    """Start the embedded nats-server for ``url`` (a loopback URL nobody answers at)."""
-    if not _is_loopback(url):
-        raise NatsUnavailableError(f"cannot reach NATS at {url}")
-    parts = urlsplit(url)
-    data_dir: Path = args.data_dir
-    server = EmbeddedServer(
-        data_dir=data_dir / "nats",
-        port=parts.port or 4222,
-        host=parts.hostname or "127.0.0.1",
-        log_file=data_dir / "nats-server.log",
-        new_session=True,
-    )
-    try:
-        await anyio.to_thread.run_sync(server.start)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
-        raise
-    return server, server.url
 
 
 def _json_logs() -> bool:

@@ -10,19 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import anyio
 from nats.js.errors import NotFoundError
 from support.http_target import HttpTarget
+from support.waiting import eventually
 from tep_cli import Processes, child_env, tep_command
 
 from eventstore.codec import decode_event
@@ -53,26 +52,6 @@ __all__ = [
 ]
 
 Terminal = ExecutionCompleted | ExecutionFailed | ExecutionCancelled
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[Any]] | Callable[[], Any],
-    timeout: float,
-    message: str,
-    interval: float = 0.02,
-) -> Any:
-    """Poll ``condition`` (sync or async) until it returns something truthy; fail after
-    ``timeout`` seconds with ``message``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (within {timeout}s)")
-        await anyio.sleep(interval)
 
 
 @dataclass

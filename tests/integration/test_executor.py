@@ -20,10 +20,12 @@ from eventstore.events import (
 )
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.queues import consumer_name, ensure_queue_consumer
+from eventstore.jetstream.queues import consumer_name, ensure_queue_consumer, set_queue_limit
 from eventstore.plan import RetryPolicy
+from eventstore.subjects import executor_probe_subject
 from executor.errors import NonRetryableError, RetryableError
 from executor.handlers import HandlerRegistry, current_attempt
+from executor.probe import answer_probes, probe_holder
 
 pytestmark = pytest.mark.anyio
 
@@ -230,41 +232,81 @@ async def test_a_delivery_that_never_started_does_not_use_up_an_attempt(
     assert len(http_target.hits) == 1
 
 
-async def test_an_attempt_interrupted_after_it_started_counts(
-    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
+async def interrupted_start(
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, url: str, interruption: int
 ) -> None:
+    """A request whose attempt 1 started (after ``interruption`` earlier cut-offs), then its
+    executor died mid-call."""
     await ensure_queue_consumer(nc.jetstream(), settings, "http")
-    await event_log.append(http_request("e1", "once", http_target.url("/echo/once")))
+    await event_log.append(http_request("e1", "once", url))
     queue = await nc.jetstream().pull_subscribe_bind(
         durable=consumer_name("http"), stream=settings.stream
     )
     [msg] = await queue.fetch(1, timeout=5)
     await event_log.append(
-        ActionStarted(execution_id="e1", action_id="once", event_id="e1.once.started.1", attempt=1)
+        ActionStarted(
+            execution_id="e1",
+            action_id="once",
+            event_id="e1.once.started.1.x",
+            attempt=1,
+            interruption=interruption,
+        )
     )
-    await msg.nak()  # the executor died mid-call; max_attempts is 1
+    await msg.nak()
+
+
+async def test_an_interrupted_attempt_starts_again_without_using_up_the_attempts(
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
+) -> None:
+    # max_attempts is 1: an executor crash must still not fail the action.
+    await interrupted_start(nc, settings, event_log, http_target.url("/echo/once"), 0)
 
     async with running_executor(settings):
         outcome = await wait_for_outcome(event_log, "e1", "once")
 
+    assert isinstance(outcome, ActionCompleted) and outcome.attempt == 1
+    starts = [e for e in await history(event_log, "e1") if isinstance(e, ActionStarted)]
+    assert [(s.attempt, s.interruption) for s in starts] == [(1, 0), (1, 1)]
+    assert len(http_target.hits) == 1
+
+
+async def test_an_attempt_interrupted_past_the_budget_fails_and_is_dead_lettered(
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
+) -> None:
+    await interrupted_start(nc, settings, event_log, http_target.url("/echo/once"), 2)
+
+    async with running_executor(settings, max_interruptions=2):
+        outcome = await wait_for_outcome(event_log, "e1", "once")
+
     assert isinstance(outcome, ActionFailed) and outcome.error.code == "interrupted"
+    assert "interrupted 3 times" in outcome.error.message
     assert http_target.hits == []
+    js = nc.jetstream()
+    dead = await js.get_last_msg(
+        settings.deadletter_stream, "tep.deadletter.executor.action.execute.requested.http.e1.once"
+    )
+    assert dead.headers is not None and dead.headers["Tep-Reason-Code"] == "interrupted"
+    info = await js.consumer_info(settings.stream, consumer_name("http"))
+    assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_heartbeats_keep_a_call_longer_than_the_ack_wait_from_being_redelivered(
     nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
     # Without heartbeats the request would come back after 0.6 s, long before the call ends.
-    await ensure_queue_consumer(nc.jetstream(), settings, "http", ack_wait_s=0.6)
     await event_log.append(
         http_request("e1", "long", http_target.url("/slow/long?delay=1.8"), timeout_s=10)
     )
 
-    async with running_executor(settings):
+    async with running_executor(settings, ack_wait_s=0.6):
+        info = await nc.jetstream().consumer_info(settings.stream, consumer_name("http"))
         outcome = await wait_for_outcome(event_log, "e1", "long")
 
+    assert info.config.ack_wait == 0.6
     assert isinstance(outcome, ActionCompleted) and outcome.attempt == 1
     assert len(http_target.hits) == 1
+    starts = [e for e in await history(event_log, "e1") if isinstance(e, ActionStarted)]
+    assert len(starts) == 1
 
 
 async def test_an_unknown_action_type_fails_with_its_code(
@@ -329,7 +371,7 @@ async def test_python_handlers_get_retries_errors_and_attempt_info(
 async def test_a_queue_concurrency_limit_holds_across_executors(
     nc: NatsClient, settings: TepSettings, event_log: EventLog, http_target: HttpTarget
 ) -> None:
-    await ensure_queue_consumer(nc.jetstream(), settings, "http", concurrency_limit=3)
+    await set_queue_limit(nc.jetstream(), settings, "http", 3)
     for n in range(15):
         await event_log.append(
             http_request("e1", f"a{n}", http_target.url(f"/slow/{n}?delay=0.15"))
@@ -379,7 +421,10 @@ async def test_stopping_hands_unfinished_work_to_another_executor(
     async with running_executor(settings):
         outcome = await wait_for_outcome(event_log, "e1", "long")
 
-    assert isinstance(outcome, ActionCompleted) and outcome.attempt == 2
+    # The stop interrupted attempt 1: it runs again, and no retry was spent on it.
+    assert isinstance(outcome, ActionCompleted) and outcome.attempt == 1
+    starts = [e for e in await history(event_log, "e1") if isinstance(e, ActionStarted)]
+    assert [(s.attempt, s.interruption) for s in starts] == [(1, 0), (1, 1)]
     assert len(http_target.hits) == 2
 
 
@@ -400,3 +445,53 @@ async def wait_for(condition: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await anyio.sleep(0.02)
+
+
+async def test_a_request_back_after_the_executor_stalled_is_left_to_the_running_attempt(
+    settings: TepSettings, event_log: EventLog
+) -> None:
+    registry = HandlerRegistry()
+    calls: list[int] = []
+
+    @registry.handler("stall")
+    async def stall(request: ActionExecuteRequested) -> dict[str, Any]:
+        calls.append(current_attempt().attempt)
+        # The whole process stalls, past the ack wait: the request comes back.
+        time.sleep(1.5)  # noqa: ASYNC251
+        await anyio.sleep(1.0)  # ... and reaches this executor while the attempt still runs
+        return {"ok": True}
+
+    await event_log.append(http_request("e1", "s", "", action_type="stall", queue="stall"))
+
+    async with running_executor(
+        settings, queue="stall", registry=registry, ack_wait_s=0.5, pull_expires_s=5.0
+    ) as executor:
+        outcome = await wait_for_outcome(event_log, "e1", "s")
+        await wait_for(lambda: executor.in_flight == 0)
+
+    assert isinstance(outcome, ActionCompleted) and calls == [1]
+    assert executor.stats["lost"] >= 1 and executor.stats["completed"] == 1
+    assert len([e for e in await history(event_log, "e1") if isinstance(e, ActionStarted)]) == 1
+
+
+async def test_a_probe_tells_a_running_attempt_from_a_gone_or_silent_executor(
+    nc: NatsClient,
+) -> None:
+    def started(executor_id: str | None, action_id: str = "a") -> ActionStarted:
+        return ActionStarted(
+            execution_id="e1", action_id=action_id, attempt=1, executor_id=executor_id
+        )
+
+    async with anyio.create_task_group() as group:
+        await group.start(answer_probes, nc, "ex-alive", lambda e, a: (e, a) == ("e1", "a"))
+        # Subscribed, never answering: a paused or stalled process.
+        silent = await nc.subscribe(executor_probe_subject("ex-paused"))
+        try:
+            assert await probe_holder(nc, started("ex-alive"), timeout_s=1) == "running"
+            assert await probe_holder(nc, started("ex-alive", "b"), timeout_s=1) == "idle"
+            assert await probe_holder(nc, started("ex-dead"), timeout_s=1) == "gone"
+            assert await probe_holder(nc, started(None), timeout_s=1) == "gone"
+            assert await probe_holder(nc, started("ex-paused"), timeout_s=0.3) == "silent"
+        finally:
+            await silent.unsubscribe()
+            group.cancel_scope.cancel()

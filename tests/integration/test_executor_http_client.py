@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+from aiohttp import web
 from support.http_target import HttpTarget
 
 from executor.errors import NonRetryableError, RetryableError
@@ -100,3 +103,64 @@ async def test_an_invalid_header_value_is_an_invalid_request(http_target: HttpTa
 
     assert caught.value.code == "invalid_request"
     assert http_target.hits == []
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    """A server that misbehaves in ways the recording target cannot: an oversized response
+    header, a redirect loop, a chain of ``n`` redirects."""
+
+    async def big_header(request: web.Request) -> web.Response:
+        return web.Response(headers={"X-Big": "a" * 1_000_000})
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def hops(request: web.Request) -> web.Response:
+        left = int(request.match_info["n"])
+        if left == 0:
+            return web.json_response({"arrived": True})
+        raise web.HTTPFound(f"/hops/{left - 1}")
+
+    app = web.Application()
+    app.router.add_get("/big-header", big_header)
+    app.router.add_get("/loop", loop)
+    app.router.add_get("/hops/{n:\\d+}", hops)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = find_free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_response_header_over_the_limit_is_a_non_retryable_invalid_response(
+    odd_server: str,
+) -> None:
+    with pytest.raises(NonRetryableError) as caught:
+        await send(f"{odd_server}/big-header")
+
+    assert caught.value.code == "invalid_response"
+    assert f"GET {odd_server}/big-header" in caught.value.message
+    assert "not valid HTTP" in caught.value.message
+
+
+async def test_a_redirect_loop_fails_with_too_many_redirects_naming_the_url(
+    odd_server: str,
+) -> None:
+    with pytest.raises(NonRetryableError) as caught:
+        await send(f"{odd_server}/loop")
+
+    assert caught.value.code == "too_many_redirects"
+    assert caught.value.message.startswith(f"GET {odd_server}/loop was redirected more than 5")
+
+
+async def test_up_to_the_redirect_limit_redirects_are_followed(odd_server: str) -> None:
+    response = await send(f"{odd_server}/hops/5")
+
+    assert response.status == 200 and b"arrived" in response.body
+    with pytest.raises(NonRetryableError) as caught:
+        await send(f"{odd_server}/hops/6")
+    assert caught.value.code == "too_many_redirects"

@@ -317,20 +317,28 @@ async def test_deadline_is_cleared_when_the_execution_ends_first(
                 await anyio.sleep(0.05)
 
 
-async def test_plan_queue_limit_is_applied_before_dispatch(
+async def test_plan_queue_limit_caps_its_execution_and_leaves_the_queue_alone(
     nc: NatsClient, settings: TepSettings
 ) -> None:
     plan = Plan(
         id="p",
-        queues={"limited": QueueConfig(concurrency_limit=3)},
-        actions=[http("a", queue="limited")],
+        queues={"limited": QueueConfig(concurrency_limit=1)},
+        actions=[http(f"a{i}", queue="limited") for i in range(3)],
     )
     async with cluster(nc, settings) as c, orchestrator(settings):
         await c.submit(plan, "queue-1")
-        await c.wait_end("queue-1")
+        assert isinstance(await c.wait_end("queue-1"), ExecutionCompleted)
 
-    info = await c.log.js.consumer_info(settings.stream, consumer_name("limited"))
-    assert info.config.max_ack_pending == 3
+    steps = [
+        (type(e).__name__, e.action_id)
+        for e in c.of("queue-1")
+        if isinstance(e, ActionExecuteRequested | ActionCompleted)
+    ]
+    assert steps == [
+        (kind, f"a{i}") for i in range(3) for kind in ("ActionExecuteRequested", "ActionCompleted")
+    ]
+    with pytest.raises(NotFoundError):
+        await c.log.js.consumer_info(settings.stream, consumer_name("limited"))
 
 
 # ------------------------------------------------------------------------- bad input

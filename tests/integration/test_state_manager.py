@@ -10,7 +10,7 @@ import pytest
 
 from eventstore.config import TepSettings
 from eventstore.errors import ExecutionExistsError, PlanValidationError
-from eventstore.events import ActionExecuteRequested, ExecutionCompleted
+from eventstore.events import ActionCompleted, ActionExecuteRequested, ExecutionCompleted
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
 from eventstore.state import ExecutionState
@@ -145,11 +145,13 @@ async def test_watch_yields_every_transition_in_order(
                 states.append(state)
             ended.set()
 
+        # The watch of an id the log has no plan.submitted for raises: submit it first.
+        await event_log.append(run[0])
         async with anyio.create_task_group() as group:
             group.start_soon(collect)
             # The whole run is in the log before the projector starts: the view sees it in
             # one batch, the watch recovers the steps in between from the history.
-            await event_log.append_many(run)
+            await event_log.append_many(run[1:])
             async with running_projector(nc, settings):
                 with anyio.fail_after(30):
                     await ended.wait()
@@ -170,6 +172,11 @@ async def test_wait_for_completion_returns_the_terminal_state(
     async with anyio.create_task_group() as group:
 
         async def finish() -> None:
+            # An end the fold believes: every action finished first.
+            for action_id in ("fetch", "left", "right", "join"):
+                await event_log.append(
+                    ActionCompleted(execution_id="e1", action_id=action_id, attempt=1, output={})
+                )
             await event_log.append(ExecutionCompleted(execution_id="e1"))
 
         group.start_soon(finish)

@@ -1,4 +1,8 @@
-"""``decide`` over random DAGs and random outcome orders: it always ends, and ends right."""
+"""``decide`` over random DAGs and random outcome orders: it always ends, and ends right.
+
+Actions go to two queues, each optionally capped by the plan (``concurrency_limit``): the cap
+never lets more actions of a queue be in flight, and never leaves the execution stuck.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ from eventstore.events import (
     PlanSubmitted,
 )
 from eventstore.fold import apply_event
-from eventstore.plan import Action, Condition, Plan
+from eventstore.plan import Action, Condition, Plan, QueueConfig
 from eventstore.state import ExecutionState
 from orchestrator.decide import decide
 
 TERMINAL = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
+QUEUES = ("noop", "other")
 
 
 @st.composite
@@ -56,9 +61,29 @@ def plans(draw: st.DrawFn) -> Plan:
                 when=when,
                 allow_failure=draw(st.booleans()),
                 run_on_dependency_failure=draw(st.booleans()),
+                queue=draw(st.sampled_from(QUEUES)),
             )
         )
-    return Plan(id="random", input={"flag": draw(st.booleans())}, actions=actions)
+    limits = draw(st.dictionaries(st.sampled_from(QUEUES), st.integers(min_value=1, max_value=3)))
+    return Plan(
+        id="random",
+        input={"flag": draw(st.booleans())},
+        actions=actions,
+        queues={q: QueueConfig(concurrency_limit=n) for q, n in limits.items()},
+    )
+
+
+def _assert_within_caps(plan: Plan, state: ExecutionState | None) -> None:
+    if state is None:
+        return
+    for queue, config in plan.queues.items():
+        busy = [
+            a.action_id
+            for a in state.actions.values()
+            if a.queue == queue and a.dispatched_at is not None and not a.finished
+        ]
+        assert config.concurrency_limit is not None
+        assert len(busy) <= config.concurrency_limit, (queue, busy)
 
 
 def _feed(state: ExecutionState | None, event: Event, log: list[Event]) -> ExecutionState | None:
@@ -77,6 +102,7 @@ def _feed(state: ExecutionState | None, event: Event, log: list[Event]) -> Execu
 def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data: Any) -> None:
     log: list[Event] = []
     state = _feed(None, PlanSubmitted(execution_id="e1", plan=plan), log)
+    _assert_within_caps(plan, state)
     outcomes: dict[str, bool] = {}
     cancel_at = data.draw(st.one_of(st.none(), st.integers(min_value=0, max_value=8)))
     steps = 0
@@ -104,6 +130,7 @@ def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data
             )
         )
         state = _feed(state, event, log)
+        _assert_within_caps(plan, state)
         steps += 1
 
     assert state is not None

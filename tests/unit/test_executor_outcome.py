@@ -80,11 +80,13 @@ def test_long_error_messages_are_truncated() -> None:
     assert len(event.error.message) <= MAX_ERROR_CHARS + 3
 
 
-def test_started_and_completed_ids_are_deterministic() -> None:
-    started = started_event(request(), 2, "exec-1")
+def test_outcome_ids_are_deterministic_and_every_start_is_its_own_claim() -> None:
+    started = started_event(request(), 2, "exec-1", interruption=1)
+    again = started_event(request(), 2, "exec-1", interruption=1)
     completed = completed_event(request(), 2, {"ok": True}, duration_ms=1.23456, status_code=200)
 
-    assert started.event_id == "e1.fetch.started.2" and started.executor_id == "exec-1"
+    assert started.event_id.startswith("e1.fetch.started.2.1.") and started.executor_id == "exec-1"
+    assert started.interruption == 1 and again.event_id != started.event_id
     assert completed.event_id == "e1.fetch.completed"
     assert completed.duration_ms == 1.235 and completed.status_code == 200
 

@@ -174,10 +174,14 @@ def test_interleaving_of_unrelated_executions_does_not_matter(
         alone = fold(_records(events))
         together = states[events[0].execution_id]
         assert alone is not None and together is not None
-        ignored = {"last_sequence", "version"}
+        ignored = {"last_sequence", "version", "inconsistent"}
         assert {k: v for k, v in msgspec.structs.asdict(alone).items() if k not in ignored} == {
             k: v for k, v in msgspec.structs.asdict(together).items() if k not in ignored
         }
+        # Refused events are noted with their (interleaving-dependent) sequence.
+        assert [(i.event_type, i.reason) for i in alone.inconsistent] == [
+            (i.event_type, i.reason) for i in together.inconsistent
+        ]
 
 
 def test_events_before_the_plan_are_ignored() -> None:
@@ -189,6 +193,7 @@ def test_late_result_after_cancellation_changes_nothing() -> None:
     events: list[Event] = [
         PlanSubmitted(execution_id="e1", plan=_plan()),
         ActionStarted(execution_id="e1", action_id="a", attempt=1),
+        ExecutionCancelRequested(execution_id="e1", reason="stop"),
         ExecutionCancelled(execution_id="e1", reason="stop"),
         ActionCompleted(execution_id="e1", action_id="a", attempt=1, output={"late": True}),
     ]

@@ -78,9 +78,11 @@ def test_nothing_goes_back_to_pending_or_runs_twice() -> None:
 
 
 def test_nothing_changes_once_the_execution_ended() -> None:
-    from eventstore.events import ExecutionCancelled
+    from eventstore.events import ExecutionCancelled, ExecutionCancelRequested
 
-    ended = _after(ExecutionCancelled(execution_id="e1"))
+    ended = _after(
+        ExecutionCancelRequested(execution_id="e1"), ExecutionCancelled(execution_id="e1")
+    )
 
     with pytest.raises(InvalidTransitionError, match="is cancelled"):
         status_event(ended, "b", "running")

@@ -59,8 +59,15 @@ def attempt_timeout_s(request: ActionExecuteRequested, default: float = DEFAULT_
     return min(chosen) if chosen else default
 
 
-def _ids(request: ActionExecuteRequested) -> str:
-    return f"{request.execution_id}.{request.action_id}"
+def _envelope(request: ActionExecuteRequested, suffix: str) -> dict[str, Any]:
+    """The fields every event about the request's action carries; its id ends in ``suffix``."""
+    return {
+        "execution_id": request.execution_id,
+        "action_id": request.action_id,
+        "event_id": f"{request.execution_id}.{request.action_id}.{suffix}",
+        "causation_id": request.event_id,
+        "correlation_id": request.correlation_id,
+    }
 
 
 def started_event(
@@ -73,11 +80,7 @@ def started_event(
     """``action.started`` for ``attempt``, started again after ``interruption`` cut-offs."""
     claim = uuid.uuid4().hex[:12]
     return ActionStarted(
-        execution_id=request.execution_id,
-        action_id=request.action_id,
-        event_id=f"{_ids(request)}.started.{attempt}.{interruption}.{claim}",
-        causation_id=request.event_id,
-        correlation_id=request.correlation_id,
+        **_envelope(request, f"started.{attempt}.{interruption}.{claim}"),
         attempt=attempt,
         executor_id=executor_id,
         interruption=interruption,
@@ -90,11 +93,7 @@ def interrupted_event(
     """``action.failed`` (code ``interrupted``): ``attempt`` was cut off ``interruptions``
     times, more than the executor's budget."""
     return ActionFailed(
-        execution_id=request.execution_id,
-        action_id=request.action_id,
-        event_id=f"{_ids(request)}.failed",
-        causation_id=request.event_id,
-        correlation_id=request.correlation_id,
+        **_envelope(request, "failed"),
         attempt=attempt,
         error=ErrorInfo(
             message=f"attempt {attempt} of {max_attempts(request)} was interrupted "
@@ -117,11 +116,7 @@ def completed_event(
 ) -> ActionCompleted:
     """``action.completed`` with the attempt's output."""
     return ActionCompleted(
-        execution_id=request.execution_id,
-        action_id=request.action_id,
-        event_id=f"{_ids(request)}.completed",
-        causation_id=request.event_id,
-        correlation_id=request.correlation_id,
+        **_envelope(request, "completed"),
         attempt=attempt,
         output=output,
         duration_ms=round(duration_ms, 3),
@@ -161,11 +156,7 @@ def failure_event(
     info = error_info(error)
     if error.retryable and attempt < max_attempts(request):
         return ActionAttemptFailed(
-            execution_id=request.execution_id,
-            action_id=request.action_id,
-            event_id=f"{_ids(request)}.attempt.{attempt}.failed",
-            causation_id=request.event_id,
-            correlation_id=request.correlation_id,
+            **_envelope(request, f"attempt.{attempt}.failed"),
             attempt=attempt,
             error=info,
             retry_in_ms=retry_delay_ms(
@@ -173,11 +164,7 @@ def failure_event(
             ),
         )
     return ActionFailed(
-        execution_id=request.execution_id,
-        action_id=request.action_id,
-        event_id=f"{_ids(request)}.failed",
-        causation_id=request.event_id,
-        correlation_id=request.correlation_id,
+        **_envelope(request, "failed"),
         attempt=attempt,
         error=info,
     )

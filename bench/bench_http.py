@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from executor.http_client import AiohttpClient, HttpRequest
+from executor.target_policy import TargetPolicy
 from tep.server import find_free_port
 
 
@@ -63,7 +64,8 @@ async def drive(call: Callable[[int], Awaitable[None]], total: int, concurrency:
 
 
 async def ours(url: str, total: int, concurrency: int) -> float:
-    client = AiohttpClient(max_connections=concurrency)
+    loopback = TargetPolicy.from_strings(allow_cidrs=["127.0.0.0/8"])
+    client = AiohttpClient(max_connections=concurrency, policy=loopback)
 
     async def call(index: int) -> None:
         response = await client.send(

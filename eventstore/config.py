@@ -11,11 +11,13 @@ value raises :class:`~eventstore.errors.SettingsError` with one line naming the 
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -27,9 +29,16 @@ from pydantic_settings.sources.utils import parse_env_vars
 from eventstore.errors import SettingsError
 from eventstore.plan_validation import DEFAULT_PLAN_LIMITS, PlanLimits
 
-__all__ = ["DEFAULT_NATS_URL", "SettingsBase", "SettingsError", "TepSettings"]
+__all__ = ["DEFAULT_NATS_URL", "SettingsBase", "SettingsError", "TepSettings", "default_state_dir"]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/tep``, else ``~/.local/state/tep``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tep"
+
 
 _ENVIRONMENT: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "tep_settings_environment", default=None
@@ -183,6 +192,36 @@ class TepSettings(SettingsBase):
         description="deepest nesting of arrays and objects in a plan document (the document "
         "is level 1); at most 256, as the roles walk plan values recursively",
     )
+    creds: Path | None = Field(
+        None,
+        description="NATS credentials file (JWT and seed, `.creds`) of this process's identity. "
+        "Flag: `--creds`",
+    )
+    nkey: Path | None = Field(
+        None,
+        description="NATS nkey seed file of this process's identity (as written by "
+        "`tep creds init`). Flag: `--nkey`",
+    )
+    user: str | None = Field(None, description="NATS user name. Flag: `--user`")
+    password: SecretStr | None = Field(
+        None, description="NATS password (with `TEP_USER`); never logged. Flag: `--password`"
+    )
+    tls_ca: Path | None = Field(
+        None, description="CA certificate(s) to verify the NATS server with. Flag: `--tls-ca`"
+    )
+    tls_cert: Path | None = Field(
+        None,
+        description="client certificate for TLS client auth (with `TEP_TLS_KEY`). "
+        "Flag: `--tls-cert`",
+    )
+    tls_key: Path | None = Field(
+        None, description="private key of `TEP_TLS_CERT`. Flag: `--tls-key`"
+    )
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="where `tep up` notes the local stack it runs (its URL and where its "
+        "credentials are), so commands on the same machine connect to it without flags",
+    )
     connect_timeout_s: float = Field(
         3.0,
         gt=0,
@@ -224,6 +263,26 @@ class TepSettings(SettingsBase):
         if value not in (1, 3, 5):
             raise ValueError(f"replicas must be 1, 3 or 5 (got {value})")
         return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        for field in ("creds", "nkey", "tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, field)
+            if path is not None and not path.is_file():
+                where = f"{field} ({self.variable(field)}, --{field.replace('_', '-')})"
+                raise ValueError(f"{where}: file {str(path)!r} does not exist")
+        if sum(x is not None for x in (self.creds, self.nkey, self.user)) > 1:
+            raise ValueError("give one of creds, nkey or user/password, not several")
+        if self.password is not None and self.user is None:
+            raise ValueError("password needs a user")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether an identity (creds, nkey or user) is configured explicitly."""
+        return any(x is not None for x in (self.creds, self.nkey, self.user))
 
     @model_validator(mode="after")
     def _plan_fits_a_message(self) -> Self:

@@ -39,6 +39,13 @@ class ErrorCode(StrEnum):
     """The target's answer is not valid HTTP, e.g. a header over 8 KiB (not retried)."""
     TOO_MANY_REDIRECTS = "too_many_redirects"
     """The target redirected more often than the executor follows (not retried)."""
+    TARGET_NOT_ALLOWED = "target_not_allowed"
+    """The request (or a redirect) goes to an address the executor's target policy refuses:
+    loopback, private, link-local, CGNAT, multicast or cloud metadata unless allowed with
+    ``--allow-host`` / ``--allow-cidr`` (not retried)."""
+    SECRET_NOT_ALLOWED = "secret_not_allowed"
+    """A ``{{secrets.NAME}}`` used in a request to a host (or by a handler type) the secret is
+    not granted to (not retried)."""
     INTERRUPTED = "interrupted"
     """An attempt was cut off (executor crash, pause or forced stop) more often than the
     executor's interruption budget allows; the request is dead-lettered."""

@@ -102,6 +102,10 @@ class NatsUnavailableError(TepError):
     """No NATS server answered at the configured URL."""
 
 
+class NatsAuthorizationError(NatsUnavailableError):
+    """The NATS server refused this process's identity (or the lack of one)."""
+
+
 class ServerBinaryNotFoundError(TepError):
     """The ``nats-server`` executable could not be found."""
 

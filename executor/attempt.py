@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -71,6 +72,7 @@ from executor.outcome import (
 from executor.position import END_EVENTS, ActionPosition, GiveUp, Settled, Start, next_step
 from executor.probe import takeover_wait_s
 from executor.request import idempotency_key
+from executor.secret_grants import SecretGrants
 from executor.secrets import SecretScope
 from executor.settle import fail_interrupted, reject, settle
 
@@ -109,7 +111,8 @@ class AttemptRunner:
         resolve_handler: action type -> handler, or ``None`` for an unknown type.
         ack_wait_s: the consumer's ack wait; heartbeats go out every third of it. Run
             :attr:`heartbeats` (``heartbeats.run``) in a task beside the attempts.
-        env: where ``TEP_SECRET_*`` values are read (default: the process environment).
+        env: where ``TEP_SECRET_*`` values are read (default: the process environment); its
+            grants (``TEP_SECRET_<NAME>_HOSTS``, the secrets file) are read once, here.
         rng: jitter source (seeded in tests).
     """
 
@@ -130,6 +133,7 @@ class AttemptRunner:
         self.heartbeats = Heartbeats(max(ack_wait_s / 3, 0.05))
         self.holders = Holders()
         self.env = env
+        self.grants = SecretGrants.from_env(os.environ if env is None else env)
         self.rng = rng
         self.output_limit = output_limit(log, config)
 
@@ -284,7 +288,7 @@ class AttemptRunner:
                 idempotency_key=idempotency_key(request.execution_id, request.action_id),
             )
         )
-        scope = SecretScope(self.env)
+        scope = SecretScope(self.env, self.grants)
         began = time.perf_counter()
         with holder.scope:
             result = await call_handler(

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import uuid
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from eventstore.config import SettingsBase
 from eventstore.jetstream.queues import DEFAULT_ACK_WAIT_S
 from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.http_messages import DEFAULT_MAX_REDIRECTS
 from executor.outcome import DEFAULT_TIMEOUT_S
+from executor.target_policy import TargetPolicy, parse_allowed_cidr, parse_allowed_host
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_OUTPUT_BYTES", "ExecutorConfig", "new_executor_id"]
 
@@ -94,6 +96,20 @@ class ExecutorConfig(SettingsBase):
         ge=0,
         description="redirects an HTTP call follows; more fails with `too_many_redirects`",
     )
+    allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="host names HTTP calls may reach whatever they resolve to, e.g. "
+        '`["api.internal", "*.svc.cluster.local"]` (a JSON list, or comma-separated; '
+        "`*.domain` matches its subdomains). Anything else that resolves to a loopback, "
+        "private, link-local, CGNAT, multicast or cloud-metadata address is refused with "
+        "`target_not_allowed`. Flag: `--allow-host HOST` (repeatable; replaces the list)",
+    )
+    allow_cidrs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="address ranges HTTP calls may reach although the target policy refuses "
+        'them by default, e.g. `["10.20.0.0/16", "fd00:1::/64"]` (a JSON list, or '
+        "comma-separated). Flag: `--allow-cidr CIDR` (repeatable; replaces the list)",
+    )
     executor_id: str = Field(
         default_factory=new_executor_id,
         description="recorded on `action.started`, and the name other executors ask whether "
@@ -108,9 +124,42 @@ class ExecutorConfig(SettingsBase):
             raise ValueError(f"queue {value!r} must match [A-Za-z0-9_-]{{1,64}}")
         return value
 
+    @field_validator("allow_hosts", "allow_cidrs", mode="before")
+    @classmethod
+    def _list(cls, value: object) -> object:
+        return _split_list(value) if isinstance(value, str) else value
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(parse_allowed_host(host) for host in value)
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(parse_allowed_cidr(cidr)) for cidr in value)
+
+    def target_policy(self) -> TargetPolicy:
+        """The addresses this executor's HTTP calls may connect to."""
+        return TargetPolicy.from_strings(self.allow_hosts, self.allow_cidrs)
+
     @field_validator("concurrency")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"concurrency must be at least 1 (got {value})")
         return value
+
+
+def _split_list(text: str) -> list[str]:
+    """A variable's list: JSON (``["a", "b"]``) or comma-separated (``a,b``)."""
+    text = text.strip()
+    if not text.startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a JSON list of strings") from None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{text!r} is not a JSON list of strings")
+    return items

@@ -5,8 +5,8 @@ attempt may help; any other exception counts as ``handler_error`` and is retried
 layer maps transport failures onto the same types, so one classification drives every retry.
 
 Stable codes: ``timeout``, ``connect_error``, ``http_4xx``, ``http_5xx``, ``output_too_large``,
-``invalid_request``, ``invalid_response``, ``too_many_redirects``, ``missing_secret``,
-``handler_error``, ``unknown_action_type``, ``interrupted``.
+``invalid_request``, ``invalid_response``, ``too_many_redirects``, ``target_not_allowed``,
+``missing_secret``, ``handler_error``, ``unknown_action_type``, ``interrupted``.
 """
 
 from __future__ import annotations

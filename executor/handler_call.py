@@ -1,9 +1,10 @@
 """One call of a handler and the outcome event it stands for.
 
-The call runs under the attempt's time limit with ``{{secrets.*}}`` resolved; whatever it
-returns or raises becomes ``action.completed``, ``action.attempt.failed`` or ``action.failed``,
-with secrets scrubbed from the output and the error, and outputs too large for one message
-failing with ``output_too_large``.
+The call runs under the attempt's time limit with ``{{secrets.*}}`` resolved, each secret only
+where it is granted (else the attempt fails with ``secret_not_allowed`` before any call);
+whatever it returns or raises becomes ``action.completed``, ``action.attempt.failed`` or
+``action.failed``, with secrets scrubbed from the output and the error, and outputs too large
+for one message failing with ``output_too_large``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from eventstore.events import (
     ActionFailed,
 )
 from eventstore.jetstream.log import EventLog
-from eventstore.plan import RequestSpec
+from eventstore.plan import DEFAULT_ACTION_TYPE, RequestSpec
 from executor.classify import error_for_exception
 from executor.config import ExecutorConfig
 from executor.errors import ActionError, NonRetryableError
-from executor.handlers import Handler, HandlerResult
+from executor.handlers import Handler, HandlerResult, current_attempt, set_current_attempt
 from executor.outcome import completed_event, failure_event
 from executor.output import encoded_size, output_from_value
+from executor.secret_grants import Destination
 from executor.secrets import SecretScope
 
 __all__ = ["ENVELOPE_RESERVE_BYTES", "Outcome", "call_handler", "outcome_event", "output_limit"]
@@ -121,9 +123,30 @@ def outcome_event(
 
 
 def _with_secrets(request: ActionExecuteRequested, scope: SecretScope) -> ActionExecuteRequested:
-    """The request with ``{{secrets.*}}`` substituted in its request spec and input."""
+    """The request with ``{{secrets.*}}`` substituted in its request spec and input, each
+    secret granted to where the request goes; the attempt then names the secrets it carries."""
     spec = request.request
+    document = {
+        "request": msgspec.to_builtins(spec) if spec is not None else None,
+        "input": request.input,
+    }
+    resolved: Any = scope.resolve(
+        document, destination=lambda rendered: _destination(request.action_type, rendered)
+    )
+    if resolved is document:
+        return request
+    set_current_attempt(msgspec.structs.replace(current_attempt(), secrets=scope.names))
     if spec is not None:
-        resolved: Any = scope.resolve(msgspec.to_builtins(spec))
-        spec = msgspec.convert(resolved, RequestSpec)
-    return msgspec.structs.replace(request, request=spec, input=scope.resolve(request.input))
+        spec = msgspec.convert(resolved["request"], RequestSpec)
+    return msgspec.structs.replace(request, request=spec, input=resolved["input"])
+
+
+def _destination(action_type: str, rendered: dict[str, Any]) -> Destination:
+    """Where a request goes: the URL's host for ``http``, else the type's Python handler."""
+    if action_type != DEFAULT_ACTION_TYPE:
+        return Destination.handler(action_type)
+    spec = rendered["request"]
+    url = spec.get("url") if isinstance(spec, dict) else None
+    if not isinstance(url, str):
+        raise ValueError("the http request has no URL")
+    return Destination.of_url(url)

@@ -1,6 +1,7 @@
 """Action types served by Python functions: a registry, a decorator, and module loading.
 
-A handler is an async function taking the dispatched request (secrets resolved) and returning
+A handler is an async function taking the dispatched request (secrets resolved: a secret in the
+input must be granted ``handler:<action type>``, see :mod:`executor.secret_grants`) and returning
 the output: a JSON object (or any JSON value, wrapped as ``{"value": ...}``), ``None`` for
 ``{}``, or a :class:`HandlerResult`. It gets the same retries, timeouts, idempotency key and
 events as the built-in ``http`` type. Raise :class:`~executor.errors.RetryableError` or
@@ -69,6 +70,8 @@ class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     timeout_s: float
     idempotency_key: str
+    secrets: tuple[str, ...] = ()
+    """The names of the secrets resolved into the request (never their values)."""
 
 
 _current: ContextVar[AttemptInfo] = ContextVar("tep_attempt")

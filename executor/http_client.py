@@ -5,21 +5,33 @@ per executor process (chosen by measurement, see ``bench/bench_http.py``). Anyth
 :class:`HttpClient` shape can replace it; :class:`MockHttpClient` answers from a function, for
 unit tests of code above the wire.
 
+Every connection goes through the executor's :class:`~executor.target_policy.TargetPolicy`:
+the connector checks each address a host resolves to (through DNS, ``/etc/hosts`` or as an IP
+literal in any spelling) just before connecting to it, on the first request and on every
+redirect, and connects only to addresses that passed, so a name that resolves differently the
+second time gains nothing. Pooled keep-alive connections were checked when they were opened.
+On a redirect to another origin aiohttp drops ``Authorization``, ``Proxy-Authorization`` and
+``Cookie``.
+
 Transport failures are mapped onto :mod:`executor.errors` with stable codes: ``timeout``,
 ``connect_error`` (retryable), ``invalid_request``, ``invalid_response``,
-``too_many_redirects``, ``output_too_large`` (not retryable).
+``too_many_redirects``, ``target_not_allowed``, ``output_too_large`` (not retryable).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from eventstore.error_codes import ErrorCode
+from eventstore.errors import TepError
 from executor.errors import ActionError, NonRetryableError, RetryableError
 from executor.http_messages import DEFAULT_MAX_REDIRECTS, HttpClient, HttpRequest, HttpResponse
+from executor.target_policy import TargetPolicy, literal_address
 
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
@@ -29,6 +41,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MockHttpClient",
+    "PolicyConnector",
 ]
 
 USER_AGENT = "tep-executor/0.1"
@@ -43,31 +56,91 @@ def _too_large(limit: int, seen: int | None = None) -> NonRetryableError:
     )
 
 
+class _TargetRefusedError(TepError):
+    """Every address of a host is refused by the target policy (the message says why)."""
+
+
+class PolicyConnector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` that connects only to addresses its :class:`TargetPolicy` allows.
+
+    aiohttp resolves every host through ``_resolve_host`` right before connecting (IP
+    literals included, which never reach the resolver), and connects to exactly the addresses
+    it returns; filtering them there judges the address actually connected to.
+    """
+
+    def __init__(self, policy: TargetPolicy, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.policy = policy
+
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Any] | None = None
+    ) -> list[ResolveResult]:
+        literal = literal_address(host)
+        if literal is not None and (reason := self.policy.refusal(host, literal)):
+            # Judged before aiohttp sees it: legacy spellings (0x7f.1) would otherwise reach
+            # the C resolver as names, or fail as invalid URLs (2130706433).
+            raise _TargetRefusedError(reason)
+        resolved = await super()._resolve_host(host, port, traces=traces)
+        allowed: list[ResolveResult] = []
+        refusals: list[str] = []
+        for result in resolved:
+            address = literal_address(result["host"])
+            reason = (
+                self.policy.refusal(host, address)
+                if address is not None
+                else f"{host} resolves to {result['host']!r}, which is not an IP address"
+            )
+            if reason is None:
+                allowed.append(result)
+            else:
+                refusals.append(reason)
+        if not allowed:
+            raise _TargetRefusedError(refusals[0] if refusals else f"{host} resolves to nothing")
+        return allowed
+
+
 class AiohttpClient:
     """:class:`HttpClient` on one pooled ``aiohttp.ClientSession``.
 
     The ``ClientSession`` is created on first use (inside the running event loop). Cookies are
-    never kept, so one execution's cookies cannot leak into another's requests.
+    never kept, so one execution's cookies cannot leak into another's requests. ``policy``
+    decides which addresses may be connected to; the default refuses loopback, private,
+    link-local, metadata and the other internal ranges (see :mod:`executor.target_policy`);
+    ``None`` is that default. ``resolver`` replaces aiohttp's name resolution (the system's);
+    its answers are judged like any other.
 
     Example:
-        >>> client = AiohttpClient(max_connections=64)  # doctest: +SKIP
+        >>> policy = TargetPolicy.from_strings(allow_cidrs=["127.0.0.0/8"])
+        >>> client = AiohttpClient(max_connections=64, policy=policy)  # doctest: +SKIP
         >>> response = await client.send(  # doctest: +SKIP
         ...     HttpRequest(method="GET", url="http://127.0.0.1:8080/"),
         ...     timeout_s=10, max_body_bytes=1 << 20)
     """
 
     def __init__(
-        self, *, max_connections: int = 100, max_redirects: int = DEFAULT_MAX_REDIRECTS
+        self,
+        *,
+        max_connections: int = 100,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        policy: TargetPolicy | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._max_redirects = max_redirects
+        self._policy = policy or TargetPolicy()
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
+                connector=PolicyConnector(
+                    self._policy,
+                    limit=self._max_connections,
+                    ttl_dns_cache=300,
+                    resolver=self._resolver,
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"User-Agent": USER_AGENT},
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -101,6 +174,11 @@ class AiohttpClient:
                 return HttpResponse(status=response.status, headers=headers, body=body)
         except ActionError:
             raise
+        except _TargetRefusedError as exc:
+            raise NonRetryableError(
+                f"{request.method} {request.url} not sent: {exc}",
+                code=ErrorCode.TARGET_NOT_ALLOWED,
+            ) from exc
         except TimeoutError as exc:
             raise RetryableError(
                 f"{request.method} {request.url} timed out after {timeout_s:g} s",

@@ -26,6 +26,9 @@ class HttpRequest(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     headers: dict[str, str] = {}
     body: bytes | None = None
+    same_host_redirects: bool = False
+    """Follow redirects only to the URL's own host (set when the request carries secrets, which
+    are granted per host); a redirect elsewhere fails with ``secret_not_allowed``."""
 
 
 class HttpResponse(msgspec.Struct, frozen=True, kw_only=True):

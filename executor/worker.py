@@ -80,6 +80,7 @@ class Executor:
         self._http_client = http_client or AiohttpClient(
             max_connections=max(self.config.concurrency, 10),
             max_redirects=self.config.max_redirects,
+            policy=self.config.target_policy(),
         )
         self._env = env
         self._stop_requested = False

@@ -16,9 +16,10 @@ import sys
 from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
+from eventstore.access import Role
 from eventstore.config import TepSettings
 from eventstore.errors import TepError
-from eventstore.jetstream.connection import connect
+from eventstore.jetstream.connection import connect_as
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RawRecord
 
@@ -60,7 +61,7 @@ async def _send_range(
     settings: TepSettings, start: int, end: int, max_batch: int, out: BinaryIO
 ) -> None:
     loop = asyncio.get_running_loop()
-    nc = await connect(settings.nats_url, name="tep-rebuild-reader")
+    nc = await connect_as(settings, Role.ADMIN, name="tep-rebuild-reader")
 
     def write(frame: bytes) -> None:
         out.write(frame)

@@ -25,11 +25,12 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
+from eventstore.access import Role
 from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, PlanValidationError
 from eventstore.events import ErrorInfo, Event, PlanSubmitted, new_execution_id
 from eventstore.fold import apply, fold
-from eventstore.jetstream.connection import connect
+from eventstore.jetstream.connection import connect_as
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Plan
@@ -91,12 +92,17 @@ class StateManager:
         settings: TepSettings | None = None,
         name: str = "tep-state-manager",
         read_timeout: float = 10.0,
+        role: Role | str = Role.CLIENT,
     ) -> StateManager:
         """Connect to NATS and open the view.
 
         Args:
             url: server URL(s), comma-separated; default ``$TEP_NATS_URL`` or the local default.
-            settings: full settings (``url`` overrides its ``nats_url``).
+            settings: full settings (``url`` overrides its ``nats_url``); its credentials
+                (``TEP_NKEY``, ``TEP_CREDS``, ...) are this connection's identity.
+            role: the identity's role, for finding a local ``tep up``'s credential and the
+                reply inbox: ``client`` (submit, cancel, read) or ``admin`` (also
+                :meth:`update_action_status` and :meth:`record_action_result`).
 
         Raises:
             NatsUnavailableError: no server answered.
@@ -104,7 +110,7 @@ class StateManager:
         settings = settings or TepSettings.from_env()
         if url is not None:
             settings = settings.model_copy(update={"nats_url": url})
-        nc = await connect(settings.nats_url, name=name, timeout_s=settings.connect_timeout_s)
+        nc = await connect_as(settings, role, name=name)
         manager = cls(nc, settings, read_timeout=read_timeout, owns_connection=True)
         try:
             await manager.open()

@@ -29,7 +29,7 @@ import anyio
 
 from eventstore.config import TepSettings
 from eventstore.errors import NatsUnavailableError
-from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.provision import ensure_log
 from tep.cli.common import single_errors
 from tep.health import serve_health
@@ -100,18 +100,19 @@ def run_role(
     """
     configure_logging(role, settings)
     with single_errors():
-        anyio.run(_serve, args, settings, client_name, build, provision)
+        anyio.run(_serve, args, settings, role, client_name, build, provision)
     return 0
 
 
 async def _serve(
     args: argparse.Namespace,
     settings: TepSettings,
+    role: str,
     client_name: str,
     build: Callable[[NatsClient], RoleService],
     provision: bool,
 ) -> None:
-    nc = await connect(settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s)
+    nc = await connect_as(settings, role, name=client_name)
     try:
         if provision:
             await ensure_log(nc.jetstream(), settings)

@@ -70,6 +70,7 @@ class EmbeddedServer:
         *,
         host: str = "127.0.0.1",
         config_file: Path | None = None,
+        auth_file: Path | None = None,
         extra_args: list[str] | None = None,
         log_file: Path | None = None,
         new_session: bool = False,
@@ -78,6 +79,8 @@ class EmbeddedServer:
         self.port = port or find_free_port()
         self.host = host
         self.config_file = config_file
+        # A configuration holding only an `authorization` block; the flags set the rest.
+        self.auth_file = auth_file
         self.extra_args = extra_args or []
         self.log_file = log_file
         # In its own session, a terminal's Ctrl-C reaches only the owner, which can then stop
@@ -114,6 +117,8 @@ class EmbeddedServer:
             self.data_dir = Path(self._tempdir.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [binary, "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.data_dir)]
+        if self.auth_file:
+            args[1:1] = ["-c", str(self.auth_file)]
         if self.config_file:
             args = [binary, "-c", str(self.config_file)]
         args += self.extra_args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,10 @@ from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from tep.server import EmbeddedServer
+
+# Test targets listen on loopback: executors started by tests (in-process or as subprocesses,
+# which inherit this) allow it. SSRF tests pass allow_cidrs=() or strip the variable.
+os.environ.setdefault("TEP_EXECUTOR_ALLOW_CIDRS", '["127.0.0.0/8", "::1/128"]')
 
 
 @pytest.fixture

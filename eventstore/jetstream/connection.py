@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import AuthorizationError
 
-from eventstore.errors import NatsUnavailableError
+from eventstore.access import Role, inbox_prefix
+from eventstore.config import TepSettings
+from eventstore.errors import NatsAuthorizationError, NatsUnavailableError, SettingsError
+from eventstore.jetstream.local_stack import local_stack_for
 
-__all__ = ["NatsClient", "connect"]
+__all__ = ["NatsClient", "auth_options", "connect", "connect_as", "last_permission_denial"]
 
 _log = logging.getLogger("tep.nats")
+_PERMISSIONS = "permissions violation"
+_denials: list[str] = []
+
+
+def last_permission_denial() -> str | None:
+    """What the server last refused a connection of this process, e.g. ``publish to "x"``.
+
+    The server answers a refused publish or subscription with an asynchronous error only; a
+    request to a refused subject then times out. This names the cause of such a timeout.
+    """
+    return _denials[-1] if _denials else None
 
 
 async def _log_error(exc: Exception) -> None:
@@ -39,6 +55,10 @@ async def connect(
     connected = False
 
     async def on_error(exc: Exception) -> None:
+        text = str(exc)
+        if _PERMISSIONS in text.lower():
+            _denials.append(text[text.lower().index(_PERMISSIONS) + len(_PERMISSIONS) :].strip())
+            del _denials[:-8]
         # Failures of the first connection become one NatsUnavailableError, not a log line each.
         if connected:
             await _log_error(exc)
@@ -55,6 +75,13 @@ async def connect(
             error_cb=on_error,
             **options,
         )
+    except AuthorizationError as exc:
+        how = "the credentials given" if _has_identity(options) else "no credentials"
+        raise NatsAuthorizationError(
+            f"NATS at {url} refused {how} (authorization violation): give this process's "
+            "identity with --nkey, --creds or --user/--password (or TEP_NKEY, TEP_CREDS, "
+            "TEP_USER/TEP_PASSWORD)"
+        ) from exc
     except Exception as exc:
         reason = str(exc) or type(exc).__name__
         raise NatsUnavailableError(f"cannot reach NATS at {url}: {reason}") from exc
@@ -62,3 +89,68 @@ async def connect(
     if reconnect:
         client.options["max_reconnect_attempts"] = -1
     return client
+
+
+def _has_identity(options: dict[str, Any]) -> bool:
+    return any(options.get(k) for k in ("user_credentials", "nkeys_seed", "user"))
+
+
+def auth_options(settings: TepSettings, role: Role | str) -> dict[str, Any]:
+    """The nats-py connect options for ``role`` under ``settings``.
+
+    Explicit credentials (``TEP_CREDS``, ``TEP_NKEY``, ``TEP_USER``/``TEP_PASSWORD``) win;
+    without any, a connection to the URL of a local ``tep up`` uses that stack's credential of
+    ``role`` (see :mod:`eventstore.jetstream.local_stack`). With an identity, replies come back
+    on the role's own inbox prefix, the only one its permissions let it subscribe to.
+    """
+    options: dict[str, Any] = {}
+    if settings.creds is not None:
+        options["user_credentials"] = str(settings.creds)
+    elif settings.nkey is not None:
+        options["nkeys_seed"] = str(settings.nkey)
+    elif settings.user is not None:
+        options["user"] = settings.user
+        if settings.password is not None:
+            options["password"] = settings.password.get_secret_value()
+    else:
+        stack = local_stack_for(settings.state_dir, settings.nats_url)
+        seed = stack.credential(str(role)) if stack is not None else None
+        if seed is not None:
+            options["nkeys_seed"] = str(seed)
+    if options:
+        options["inbox_prefix"] = inbox_prefix(role)
+    if settings.tls_ca is not None or settings.tls_cert is not None:
+        context = ssl.create_default_context(
+            cafile=str(settings.tls_ca) if settings.tls_ca is not None else None
+        )
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+        options["tls"] = context
+    return options
+
+
+async def connect_as(
+    settings: TepSettings,
+    role: Role | str,
+    *,
+    name: str,
+    timeout_s: float | None = None,
+    reconnect: bool = True,
+) -> NatsClient:
+    """Connect to ``settings.nats_url`` as ``role`` (see :func:`auth_options`).
+
+    Raises:
+        NatsUnavailableError: no server answered in time, or it refused the identity.
+        SettingsError: the TLS files cannot be used.
+    """
+    try:
+        options = auth_options(settings, role)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"cannot use the TLS files given: {exc}") from exc
+    return await connect(
+        settings.nats_url,
+        name=name,
+        timeout_s=settings.connect_timeout_s if timeout_s is None else timeout_s,
+        reconnect=reconnect,
+        **options,
+    )

@@ -39,19 +39,42 @@ class UsageError(TepError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+_CONNECTION_FLAGS = {
+    "creds": ("FILE", "NATS credentials file (.creds: JWT and seed) ($TEP_CREDS)"),
+    "nkey": ("FILE", "NATS nkey seed file, e.g. from `tep creds init` ($TEP_NKEY)"),
+    "user": ("NAME", "NATS user ($TEP_USER)"),
+    "password": ("SECRET", "NATS password, with --user ($TEP_PASSWORD)"),
+    "tls_ca": ("FILE", "CA certificate to verify the server's TLS certificate ($TEP_TLS_CA)"),
+    "tls_cert": ("FILE", "client certificate for TLS client auth ($TEP_TLS_CERT)"),
+    "tls_key": ("FILE", "private key of --tls-cert ($TEP_TLS_KEY)"),
+}
+
+
 def add_nats_url(parser: argparse.ArgumentParser) -> None:
-    """The ``--nats-url`` option every command takes."""
+    """The connection options every command takes: ``--nats-url`` and the identity.
+
+    Without an identity, a command connecting to the URL of a ``tep up`` on this machine uses
+    that stack's credential; any other server is connected to as given.
+    """
     parser.add_argument(
         "--nats-url",
         default=os.environ.get("TEP_NATS_URL", DEFAULT_NATS_URL),
         help="NATS server URL, comma-separated for a cluster "
         "(default: $TEP_NATS_URL or %(default)s)",
     )
+    group = parser.add_argument_group(
+        "NATS identity (default: none, or the credential of a `tep up` on this machine)"
+    )
+    for field, (metavar, help_text) in _CONNECTION_FLAGS.items():
+        group.add_argument(
+            f"--{field.replace('_', '-')}", dest=field, metavar=metavar, help=help_text
+        )
 
 
 def settings_from(args: argparse.Namespace) -> TepSettings:
-    """TepSettings from the environment with ``--nats-url`` applied."""
-    return TepSettings.from_env(nats_url=getattr(args, "nats_url", None))
+    """TepSettings from the environment with ``--nats-url`` and the identity flags applied."""
+    given = {field: getattr(args, field, None) for field in _CONNECTION_FLAGS}
+    return TepSettings.from_env(nats_url=getattr(args, "nats_url", None), **given)
 
 
 def print_json(document: Any) -> None:

@@ -14,10 +14,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from nats.js.errors import NotFoundError
 
+from eventstore.access import Role
 from eventstore.codec import decode_event
 from eventstore.errors import EventDecodeError
 from eventstore.fold import apply, fold
-from eventstore.jetstream.connection import connect
+from eventstore.jetstream.connection import connect_as
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
@@ -38,7 +39,7 @@ _log = logging.getLogger("tep.cli")
 
 @contextlib.asynccontextmanager
 async def open_log(
-    args: argparse.Namespace, *, client_name: str = "tep-cli"
+    args: argparse.Namespace, *, client_name: str = "tep-cli", role: Role = Role.CLIENT
 ) -> AsyncIterator[EventLog]:
     """Connect with the command's ``--nats-url`` and settings; close on exit.
 
@@ -46,7 +47,7 @@ async def open_log(
         NatsUnavailableError: no server answered within the connect timeout.
     """
     settings = settings_from(args)
-    nc = await connect(settings.nats_url, name=client_name, timeout_s=settings.connect_timeout_s)
+    nc = await connect_as(settings, role, name=client_name)
     try:
         yield EventLog(nc, settings)
     finally:

@@ -20,9 +20,12 @@ examples:
   tep executor                                   # queue "http", 32 requests at a time
   tep executor --queue http --concurrency 64 --health-port 8081
   tep executor --queue resize-image --handlers myapp.handlers
+  tep executor --allow-host api.internal --allow-cidr 10.20.0.0/16
 
 Run as many executors per queue as you like: they share the queue's work. Secrets referenced
 as {{secrets.NAME}} are read from the environment variable TEP_SECRET_NAME at call time.
+HTTP calls to loopback, private, link-local, CGNAT, multicast and cloud-metadata addresses are
+refused (target_not_allowed) unless opened with --allow-host or --allow-cidr.
 SIGTERM or Ctrl-C stops pulling, lets in-flight requests finish (--shutdown-grace), and hands
 the rest back to the queue.
 """
@@ -76,6 +79,22 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long in-flight requests may finish (default 5)",
     )
+    parser.add_argument(
+        "--allow-host",
+        metavar="HOST",
+        action="append",
+        default=None,
+        help="let HTTP calls reach HOST whatever it resolves to (*.example.com: its "
+        "subdomains); repeatable (default: $TEP_EXECUTOR_ALLOW_HOSTS)",
+    )
+    parser.add_argument(
+        "--allow-cidr",
+        metavar="CIDR",
+        action="append",
+        default=None,
+        help="let HTTP calls reach addresses in CIDR although they are internal (e.g. "
+        "10.20.0.0/16, 127.0.0.0/8); repeatable (default: $TEP_EXECUTOR_ALLOW_CIDRS)",
+    )
     add_health_options(parser, "connected and serving")
     add_nats_url(parser)
     parser.set_defaults(handler=run)
@@ -89,6 +108,8 @@ def config_from(args: argparse.Namespace) -> ExecutorConfig:
         handler_modules=tuple(args.handlers) if args.handlers else None,
         max_output_bytes=args.max_output_bytes,
         shutdown_grace_s=args.shutdown_grace,
+        allow_hosts=tuple(args.allow_host) if args.allow_host else None,
+        allow_cidrs=tuple(args.allow_cidr) if args.allow_cidr else None,
     )
 
 

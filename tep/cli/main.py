@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from eventstore.errors import NatsUnavailableError, SettingsError, TepError
+from eventstore.jetstream.connection import last_permission_denial
 from tep import __version__
 from tep.cli.common import (
     EXIT_BAD_INPUT,
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     "tep.cli.status",
     "tep.cli.list",
     "tep.cli.queue",
+    "tep.cli.creds",
 )
 
 
@@ -86,6 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(exc), EXIT_NATS_UNAVAILABLE)
     except TepError as exc:
         fail(str(exc), 1)
+    except TimeoutError:
+        denied = last_permission_denial()
+        if denied is None:
+            raise
+        fail(
+            f"NATS refused this identity permission {denied}: `tep {args.command}` needs "
+            "an identity allowed to do it (see --nkey / --creds and docs/security.md)",
+            EXIT_NATS_UNAVAILABLE,
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 
 import anyio
 
+from eventstore.access import Role
 from eventstore.jetstream.queues import (
     DEFAULT_QUEUE_CONCURRENCY,
     QueueLimit,
@@ -165,5 +166,5 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 async def _set(args: argparse.Namespace, concurrency: int | None) -> int | None:
-    async with open_log(args) as log:
+    async with open_log(args, role=Role.ADMIN) as log:
         return await set_queue_limit(log.js, settings_from(args), args.queue, concurrency)

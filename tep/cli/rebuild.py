@@ -9,7 +9,8 @@ import time
 import anyio
 import msgspec
 
-from eventstore.jetstream.connection import connect
+from eventstore.access import Role
+from eventstore.jetstream.connection import connect_as
 from projections.view_rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
 from tep.cli.render import format_duration
@@ -92,7 +93,7 @@ class _Progress:
 
 async def _rebuild(args: argparse.Namespace) -> RebuildReport:
     settings = settings_from(args)
-    nc = await connect(settings.nats_url, name="tep-rebuild", timeout_s=settings.connect_timeout_s)
+    nc = await connect_as(settings, Role.ADMIN, name="tep-rebuild")
     try:
         return await rebuild(
             nc,

@@ -10,37 +10,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
 
+from eventstore.access import Role
 from eventstore.config import DEFAULT_NATS_URL, TepSettings
-from eventstore.errors import NatsUnavailableError
-from eventstore.jetstream.connection import NatsClient, connect
+from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
+from eventstore.jetstream.connection import NatsClient, connect_as
+from eventstore.jetstream.local_stack import note_local_stack, remove_local_stack
 from eventstore.jetstream.provision import ensure_log
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
+from tep.cli.up_children import CHILD_GRACE_S, LOOPBACK_CIDRS, LineRenderer, child_specs
 from tep.cli.up_server import (
     EmbeddedServerError,
     is_embedded_server_of,
     server_exit,
     start_embedded_server,
 )
+from tep.creds import AUTH_FILE, init_credentials, seed_path
 from tep.demo_target import DEFAULT_PORT as DEMO_PORT
 from tep.dir_lock import DataDirLock
 from tep.health_watch import HealthWatch, wait_until_healthy
 from tep.logging_setup import configure_logging
-from tep.server import EmbeddedServer, find_free_port
+from tep.server import EmbeddedServer
 from tep.supervisor import ChildSpec, Supervisor
 
 __all__ = ["LineRenderer", "child_specs", "register"]
@@ -66,7 +68,6 @@ in use by another tep up) or the embedded nats-server died, 2 bad usage,
 """
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
-_CHILD_GRACE_S = 2.5
 _SERVER_GRACE_S = 1.5
 _READY_TIMEOUT_S = 30.0
 _UNHEALTHY_GRACE_S = 15.0
@@ -131,80 +132,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def child_specs(args: argparse.Namespace, nats_url: str) -> list[ChildSpec]:
-    """The processes to supervise, each ``python -m tep.cli.main <role>`` (no PATH needed).
-
-    Every role serves its health endpoint on a free loopback port, which ``tep up`` polls to
-    tell when the stack is ready.
-    """
-    base = [sys.executable, "-m", "tep.cli.main"]
-    env = {"TEP_NATS_URL": nats_url, "TEP_LOG_FORMAT": "json"}
-    url = ["--nats-url", nats_url]
-
-    def role(name: str, command: str, *extra: str) -> ChildSpec:
-        port = find_free_port()
-        health = ["--health-port", str(port), "--health-host", "127.0.0.1"]
-        argv = [*base, command, *url, *health, *extra]
-        return ChildSpec(name, argv, env, health_url=f"http://127.0.0.1:{port}/healthz")
-
-    specs = [role("orchestrator", "orchestrator")]
-    handler_args = [arg for module in args.handlers for arg in ("--handlers", module)]
-    # In-flight calls must be handed back before the supervisor's grace period ends.
-    grace = ["--shutdown-grace", str(_CHILD_GRACE_S - 1)]
-    for n in range(1, args.executors + 1):
-        name = "executor" if args.executors == 1 else f"executor-{n}"
-        specs.append(role(name, "executor", *grace, *handler_args))
-    specs.append(role("projector", "projector"))
-    if args.with_demo_target:
-        demo = [*base, "demo-target", "--port", str(args.demo_port)]
-        health_url = f"http://127.0.0.1:{args.demo_port}/health"
-        specs.append(ChildSpec("demo-target", demo, env, health_url=health_url))
-    return specs
-
-
-class LineRenderer:
-    """Child output, tagged with the child's name: readable on a terminal, JSON otherwise.
-
-    Children log JSON lines; on a terminal each becomes ``HH:MM:SS name level message k=v``,
-    elsewhere the JSON gains a ``proc`` field. Lines that are not JSON are prefixed.
-    """
-
-    _SKIP = frozenset({"ts", "level", "logger", "msg", "role", "proc"})
-
-    def __init__(self, json_output: bool, width: int) -> None:
-        self.json_output = json_output
-        self.width = width
-
-    def __call__(self, name: str, line: str) -> None:
-        """Write one child line to stderr."""
-        sys.stderr.write(self.render(name, line) + "\n")
-        sys.stderr.flush()
-
-    def render(self, name: str, line: str) -> str:
-        """The line as it is written."""
-        entry: Any = None
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-        if self.json_output:
-            if not isinstance(entry, dict):
-                entry = {"ts": datetime.now().astimezone().isoformat(), "msg": line}
-            return json.dumps({"proc": name, **entry}, default=str)
-        if not isinstance(entry, dict):
-            return f"{datetime.now():%H:%M:%S} {name:<{self.width}} {line}"
-        stamp = _clock(entry.get("ts"))
-        extras = " ".join(f"{k}={v}" for k, v in entry.items() if k not in self._SKIP)
-        text = f"{stamp} {name:<{self.width}} {entry.get('level', 'info'):7} {entry.get('msg', '')}"
-        return f"{text}  {extras}" if extras else text
-
-
-def _clock(timestamp: object) -> str:
-    if isinstance(timestamp, str):
-        with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(timestamp).astimezone().strftime("%H:%M:%S")
-    return datetime.now().strftime("%H:%M:%S")
-
-
 def _probe_url(args: argparse.Namespace) -> str:
     if args.port is None:
         return str(args.nats_url)
@@ -231,9 +158,14 @@ def run(args: argparse.Namespace) -> int:
     return anyio.run(_up, args)
 
 
-async def _try_connect(url: str, settings: TepSettings) -> NatsClient | None:
+async def _try_connect(settings: TepSettings) -> NatsClient | None:
+    """A connection to a server already answering at the URL (``None`` if none answers)."""
     try:
-        return await connect(url, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5))
+        return await connect_as(
+            settings, Role.ADMIN, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5)
+        )
+    except NatsAuthorizationError:
+        raise
     except NatsUnavailableError:
         return None
 
@@ -268,11 +200,12 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
         DataDirInUseError: another ``tep up`` holds ``--data-dir``.
         EmbeddedServerError: the embedded server could not start, or died while running.
     """
-    settings = settings_from(args)
     url = _probe_url(args)
+    settings = settings_from(args).model_copy(update={"nats_url": url})
     lock = DataDirLock(args.data_dir)
     server: EmbeddedServer | None = None
-    nc = await _try_connect(url, settings)
+    creds_dir: Path | None = None
+    nc = await _try_connect(settings)
     try:
         if nc is not None:
             # The server of a `tep up` holding this data dir belongs to that stack, which is
@@ -283,14 +216,23 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
             if not _is_loopback(url):
                 raise NatsUnavailableError(f"cannot reach NATS at {url}")
             lock.acquire()
+            creds_dir = args.data_dir / "creds"
+            await anyio.to_thread.run_sync(
+                partial(init_credentials, creds_dir, settings=settings, reuse=True)
+            )
             parts = urlsplit(url)
             server = await start_embedded_server(
-                args.data_dir, parts.hostname or "127.0.0.1", parts.port or 4222
+                args.data_dir,
+                parts.hostname or "127.0.0.1",
+                parts.port or 4222,
+                auth_file=creds_dir / AUTH_FILE,
             )
             url = server.url
-            nc = await connect(url, name="tep-up", timeout_s=settings.connect_timeout_s)
-        await ensure_log(nc.jetstream(), TepSettings.from_env(nats_url=url))
-        specs = child_specs(args, url)
+            settings = _as_admin(settings, url, creds_dir)
+            nc = await connect_as(settings, Role.ADMIN, name="tep-up")
+            note_local_stack(settings.state_dir, url, creds_dir)
+        await ensure_log(nc.jetstream(), settings)
+        specs = child_specs(args, url, creds_dir=creds_dir, environ=os.environ)
         if not stop.is_set():
             _banner(args, url, server, specs)
             await _supervise(specs, stop, server, _health_watch(args))
@@ -302,8 +244,15 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
                 with contextlib.suppress(Exception), anyio.move_on_after(1.0):
                     await nc.close()
             if server is not None:
+                remove_local_stack(settings.state_dir, url)
                 await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
             lock.release()
+
+
+def _as_admin(settings: TepSettings, url: str, creds_dir: Path) -> TepSettings:
+    """``settings`` connecting to the embedded server at ``url`` as its admin."""
+    identity = {"creds": None, "nkey": seed_path(creds_dir, Role.ADMIN), "user": None}
+    return settings.model_copy(update={"nats_url": url, "password": None, **identity})
 
 
 def _health_watch(args: argparse.Namespace) -> HealthWatch | None:
@@ -338,7 +287,7 @@ async def _supervise(
             print("stopping...", flush=True)
         finally:
             with anyio.CancelScope(shield=True):
-                await supervisor.stop(grace=_CHILD_GRACE_S)
+                await supervisor.stop(grace=CHILD_GRACE_S)
             roles.cancel_scope.cancel()
     if server_died:
         raise EmbeddedServerError(
@@ -401,6 +350,16 @@ def _banner(
         "tep up",
         f"  nats    {nats}",
         f"  roles   {', '.join(roles)}",
-        f"  try     tep submit examples/sequential-pipeline.json --wait{url_flag}",
     ]
+    if server is not None:
+        lines.append(
+            f"  auth    one nkey per role in {args.data_dir / 'creds'}; server on loopback only; "
+            "tep commands on this machine use them by themselves"
+        )
+    if "TEP_EXECUTOR_ALLOW_CIDRS" not in os.environ:
+        lines.append(
+            f"  targets executors may also call loopback ({', '.join(LOOPBACK_CIDRS)}): "
+            "development only; private and metadata addresses stay refused"
+        )
+    lines.append(f"  try     tep submit examples/sequential-pipeline.json --wait{url_flag}")
     print("\n".join(lines), flush=True)

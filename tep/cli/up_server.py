@@ -38,8 +38,11 @@ class EmbeddedServerError(TepError):
     exited while the stack ran."""
 
 
-async def start_embedded_server(data_dir: Path, host: str, port: int) -> EmbeddedServer:
-    """Start ``nats-server -js`` with its store in ``data_dir/nats`` and its log next to it.
+async def start_embedded_server(
+    data_dir: Path, host: str, port: int, *, auth_file: Path | None = None
+) -> EmbeddedServer:
+    """Start ``nats-server -js`` with its store in ``data_dir/nats`` and its log next to it,
+    with authentication as ``auth_file`` (an ``authorization`` block) says.
 
     Raises:
         ServerBinaryNotFoundError: no ``nats-server`` binary.
@@ -53,6 +56,7 @@ async def start_embedded_server(data_dir: Path, host: str, port: int) -> Embedde
         port=port,
         host=host,
         log_file=log_file,
+        auth_file=auth_file,
         new_session=True,
         extra_args=["--server_name", name],
     )

@@ -10,9 +10,13 @@ from support.http_target import HttpTarget
 
 from executor.errors import NonRetryableError, RetryableError
 from executor.http_client import AiohttpClient, HttpRequest, HttpResponse
+from executor.target_policy import TargetPolicy
 from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
+
+# The targets here listen on loopback, which the default target policy refuses.
+LOOPBACK = TargetPolicy.from_strings(allow_cidrs=["127.0.0.0/8"])
 
 
 async def send(
@@ -24,7 +28,7 @@ async def send(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
-    client = AiohttpClient()
+    client = AiohttpClient(policy=LOOPBACK)
     try:
         return await client.send(
             HttpRequest(method=method, url=url, headers=headers or {}, body=body),
@@ -56,7 +60,7 @@ async def test_a_request_is_sent_as_specified_and_the_response_read(
 async def test_cookies_set_by_one_response_are_not_sent_with_the_next(
     http_target: HttpTarget,
 ) -> None:
-    client = AiohttpClient()
+    client = AiohttpClient(policy=LOOPBACK)
     try:
         request = HttpRequest(method="GET", url=http_target.url("/headers/x?Set-Cookie=s=1"))
         await client.send(request, timeout_s=5, max_body_bytes=1000)

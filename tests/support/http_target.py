@@ -1,8 +1,8 @@
 """A real HTTP server on loopback for tests: records every hit, misbehaves on request.
 
 Use the ``http_target`` fixture (tests/conftest.py) or ``async with HttpTarget() as target``.
-It runs in the test's event loop on 127.0.0.1 with a random port, so executor processes
-started by a test can call it too.
+It runs in the test's event loop on 127.0.0.1 (or another loopback address given as ``host``)
+with a random port, so executor processes started by a test can call it too.
 
 Routes (any method unless noted; ``{tail}`` is free text to tell actions apart):
 
@@ -19,6 +19,8 @@ Routes (any method unless noted; ``{tail}`` is free text to tell actions apart):
 ``/text/{tail}?body=...``      ``text/plain`` body (default ``hello``)
 ``/empty/{tail}``              204, no body
 ``/headers/{tail}?h=v...``     200 ``{}`` with each query parameter as a response header
+``/redirect/{code}/{tail}``    that status (301, 302, 303, 307, 308) with ``Location:`` the
+                               ``?to=`` parameter
 =============================  ==========================================================
 
 Every hit is recorded before its route runs (:attr:`HttpTarget.hits`), and the server tracks
@@ -61,9 +63,10 @@ Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpTarget:
-    """A recording aiohttp server on ``127.0.0.1`` and a random port."""
+    """A recording aiohttp server on ``127.0.0.1`` (or ``host``) and a random port."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.hits: list[Hit] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -84,9 +87,10 @@ class HttpTarget:
         app.router.add_route("*", "/text{tail:.*}", self._text)
         app.router.add_route("*", "/empty{tail:.*}", self._empty)
         app.router.add_route("*", "/headers{tail:.*}", self._headers)
+        app.router.add_route("*", "/redirect/{code:30[12378]}{tail:.*}", self._redirect)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1])
@@ -113,8 +117,8 @@ class HttpTarget:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://<host>:<port>``."""
+        return f"http://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` (which starts with ``/``)."""
@@ -213,3 +217,7 @@ class HttpTarget:
 
     async def _headers(self, request: web.Request) -> web.Response:
         return web.json_response({}, headers=dict(request.query))
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        status = int(request.match_info["code"])
+        return web.Response(status=status, headers={"Location": request.query["to"]})

@@ -1,0 +1,203 @@
+"""Who may do what on NATS: one identity per role and its subject permissions. Pure.
+
+Each role gets the least it needs to do its job:
+
+``client``
+    publishes ``plan.submitted.*`` and ``execution.cancel.requested.*``; reads the view and the
+    history. Cannot write any other event, the view, or take work from a queue.
+``executor``
+    takes requests from its queue's consumer (``queue-<name>``) and publishes the outcome
+    events (``action.started|attempt.failed|completed|failed``); no ``plan.*``, no
+    ``execution.*``, no view.
+``orchestrator``
+    consumes its decisions' consumer and publishes decisions (dispatches, skips, cancels,
+    execution ends, deadlines) and its lease.
+``projector``
+    writes the view buckets and the view pointer.
+``admin``
+    everything: provisioning, rebuilds, queue limits, manual action results.
+
+The JetStream API (``$JS.API.>``) is narrowed the same way: every role may look at stream
+metadata and read (direct get, ephemeral consumers); only the owners of the two durable
+consumers may create, pull from and acknowledge on them; only the admin may delete or update
+streams, and delete the durable consumers. Replies come back on the role's own inbox prefix
+(``_INBOX.<role>``), so one role cannot read another's replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+import msgspec
+
+from eventstore.subjects import DEADLETTER_PREFIX
+
+__all__ = ["ROLES", "Permissions", "Role", "inbox_prefix", "permissions"]
+
+
+class Role(StrEnum):
+    """An identity on NATS."""
+
+    CLIENT = "client"
+    EXECUTOR = "executor"
+    ORCHESTRATOR = "orchestrator"
+    PROJECTOR = "projector"
+    ADMIN = "admin"
+
+
+ROLES: tuple[Role, ...] = tuple(Role)
+
+_API = "$JS.API"
+_VIEW_BUCKETS_STREAM_PREFIX = "KV_tep_view_"
+
+
+class Permissions(msgspec.Struct, frozen=True, kw_only=True):
+    """Subjects a role may publish and subscribe to (``deny`` wins over ``allow``)."""
+
+    publish_allow: tuple[str, ...]
+    publish_deny: tuple[str, ...] = ()
+    subscribe_allow: tuple[str, ...]
+    allow_responses: bool = False
+
+
+def inbox_prefix(role: Role | str) -> str:
+    """The inbox prefix a role's connection uses (and alone may subscribe to)."""
+    return f"_INBOX.{Role(role).value}"
+
+
+def permissions(
+    role: Role | str,
+    *,
+    stream: str = "TEP_EVENTS",
+    deadletter_stream: str = "TEP_DEADLETTER",
+    orchestrator_consumer: str = "orchestrator",
+    lease_bucket: str = "tep_leases",
+    queues: Iterable[str] = ("http",),
+) -> Permissions:
+    """The permissions of ``role`` on a deployment with these stream and consumer names.
+
+    Args:
+        role: the identity.
+        stream: the events stream (``TEP_STREAM``).
+        deadletter_stream: the dead-letter stream.
+        orchestrator_consumer: the orchestrator's durable consumer.
+        lease_bucket: the KV bucket of the orchestrator's lease.
+        queues: the executor queues this executor identity may serve.
+    """
+    role = Role(role)
+    if role is Role.ADMIN:
+        return Permissions(publish_allow=(">",), subscribe_allow=(">",), allow_responses=True)
+    queues = tuple(queues)
+    own = (f"{inbox_prefix(role)}.>",)
+    common = _reader()
+    durables = (orchestrator_consumer, *(f"queue-{queue}" for queue in queues))
+    protected = tuple(f"{_API}.CONSUMER.DELETE.{stream}.{name}" for name in durables)
+    if role is Role.CLIENT:
+        return Permissions(
+            publish_allow=(
+                *common,
+                "plan.submitted.*",
+                "execution.cancel.requested.*",
+                f"{_API}.CONSUMER.LIST.*",
+                f"{_API}.CONSUMER.NAMES.*",
+            ),
+            publish_deny=protected,
+            subscribe_allow=(*own, "$KV.tep_meta.>"),
+        )
+    if role is Role.EXECUTOR:
+        durable: list[str] = []
+        for queue in queues:
+            consumer = f"queue-{queue}"
+            durable += [
+                f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}",
+                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}.>",
+                f"{_API}.CONSUMER.INFO.{stream}.{consumer}",
+                f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                f"$JS.ACK.{stream}.{consumer}.>",
+            ]
+        return Permissions(
+            publish_allow=(
+                *common,
+                *durable,
+                "action.started.*.*",
+                "action.attempt.failed.*.*",
+                "action.completed.*.*",
+                "action.failed.*.*",
+                "tep.executor.probe.*",
+                f"{DEADLETTER_PREFIX}.executor.>",
+                f"{_API}.STREAM.CREATE.KV_tep_queues",
+            ),
+            publish_deny=protected,
+            subscribe_allow=(*own, "tep.executor.probe.*"),
+            allow_responses=True,
+        )
+    if role is Role.ORCHESTRATOR:
+        consumer = orchestrator_consumer
+        return Permissions(
+            publish_allow=(
+                *common,
+                f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}",
+                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}.>",
+                f"{_API}.CONSUMER.INFO.{stream}.{consumer}",
+                f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+                f"$JS.ACK.{stream}.{consumer}.>",
+                "action.execute.requested.>",
+                "action.skipped.*.*",
+                "action.cancelled.*.*",
+                "action.failed.*.*",
+                "execution.completed.*",
+                "execution.failed.*",
+                "execution.cancelled.*",
+                "execution.cancel.requested.*",
+                "plan.deadline.*",
+                f"$KV.{lease_bucket}.>",
+                f"{DEADLETTER_PREFIX}.orchestrator.>",
+                f"{_API}.STREAM.CREATE.KV_{lease_bucket}",
+                f"{_API}.STREAM.CREATE.KV_tep_queues",
+            ),
+            publish_deny=protected,
+            subscribe_allow=own,
+        )
+    # Role.PROJECTOR
+    return Permissions(
+        publish_allow=(
+            *common,
+            "$KV.tep_meta.>",
+            "$KV.*.>",
+            f"{_API}.STREAM.CREATE.*",
+            f"{_API}.STREAM.UPDATE.*",
+            f"{DEADLETTER_PREFIX}.projector.>",
+        ),
+        publish_deny=(
+            *protected,
+            # Only view buckets and the pointer are the projector's to write or make.
+            f"$KV.{lease_bucket}.>",
+            "$KV.tep_queues.>",
+            *(
+                f"{_API}.STREAM.{verb}.{name}"
+                for verb in ("CREATE", "UPDATE")
+                for name in (stream, deadletter_stream, f"KV_{lease_bucket}", "KV_tep_queues")
+            ),
+        ),
+        subscribe_allow=(*own, "$KV.tep_meta.>"),
+    )
+
+
+def _reader() -> tuple[str, ...]:
+    """What every role may do to look at the log, the view and their metadata."""
+    return (
+        f"{_API}.INFO",
+        f"{_API}.STREAM.INFO.*",
+        f"{_API}.STREAM.NAMES",
+        f"{_API}.DIRECT.GET.*",
+        f"{_API}.DIRECT.GET.*.>",
+        f"{_API}.STREAM.MSG.GET.*",
+        # Ephemeral consumers only: the three-token form cannot name a durable.
+        f"{_API}.CONSUMER.CREATE.*",
+        f"{_API}.CONSUMER.DELETE.*.*",
+        f"{_API}.CONSUMER.INFO.*.*",
+        "$JS.FC.>",
+    )

@@ -91,8 +91,31 @@ def permissions(
     queues = tuple(queues)
     own = (f"{inbox_prefix(role)}.>",)
     common = _reader()
-    durables = (orchestrator_consumer, *(f"queue-{queue}" for queue in queues))
-    protected = tuple(f"{_API}.CONSUMER.DELETE.{stream}.{name}" for name in durables)
+    owned = {
+        Role.ORCHESTRATOR: {orchestrator_consumer},
+        Role.EXECUTOR: {f"queue-{queue}" for queue in queues},
+    }.get(role, set())
+    durables = [orchestrator_consumer, *(f"queue-{queue}" for queue in queues)]
+    protected = (
+        # The unnamed create is a create-or-update of any consumer named in the request.
+        f"{_API}.CONSUMER.CREATE.{stream}",
+        f"{_API}.CONSUMER.CREATE.{deadletter_stream}",
+        *(
+            subject
+            for name in durables
+            for subject in (
+                f"{_API}.CONSUMER.DELETE.{stream}.{name}",
+                *(
+                    (
+                        f"{_API}.CONSUMER.CREATE.{stream}.{name}",
+                        f"{_API}.CONSUMER.CREATE.{stream}.{name}.>",
+                    )
+                    if name not in owned
+                    else ()
+                ),
+            )
+        ),
+    )
     if role is Role.CLIENT:
         return Permissions(
             publish_allow=(
@@ -195,8 +218,11 @@ def _reader() -> tuple[str, ...]:
         f"{_API}.DIRECT.GET.*",
         f"{_API}.DIRECT.GET.*.>",
         f"{_API}.STREAM.MSG.GET.*",
-        # Ephemeral consumers only: the three-token form cannot name a durable.
+        # Consumers by name (the log's durables are denied per role), and unnamed ones on the
+        # view's buckets, as KV watches create them.
         f"{_API}.CONSUMER.CREATE.*",
+        f"{_API}.CONSUMER.CREATE.*.*",
+        f"{_API}.CONSUMER.CREATE.*.*.>",
         f"{_API}.CONSUMER.DELETE.*.*",
         f"{_API}.CONSUMER.INFO.*.*",
         "$JS.FC.>",

@@ -11,7 +11,9 @@ literal in any spelling) just before connecting to it, on the first request and 
 redirect, and connects only to addresses that passed, so a name that resolves differently the
 second time gains nothing. Pooled keep-alive connections were checked when they were opened.
 On a redirect to another origin aiohttp drops ``Authorization``, ``Proxy-Authorization`` and
-``Cookie``.
+``Cookie``; a request that carries secrets (``same_host_redirects``) is not redirected to
+another host at all (``secret_not_allowed``), since its other headers, its URL and a 307/308
+body would go along.
 
 Transport failures are mapped onto :mod:`executor.errors` with stable codes: ``timeout``,
 ``connect_error`` (retryable), ``invalid_request``, ``invalid_response``,
@@ -26,6 +28,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import TepError
@@ -168,6 +171,7 @@ class AiohttpClient:
                 allow_redirects=self._max_redirects > 0,
                 # aiohttp fails on the redirect that reaches its count: one more follows ours.
                 max_redirects=self._max_redirects + 1,
+                middlewares=_same_host_only(request) if request.same_host_redirects else None,
             ) as response:
                 body = await _read_capped(response, max_body_bytes)
                 headers = {k.lower(): v for k, v in response.headers.items()}
@@ -225,6 +229,24 @@ class AiohttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _same_host_only(request: HttpRequest) -> tuple[aiohttp.ClientMiddlewareType, ...]:
+    """A middleware (run on every hop) refusing a hop to a host other than the request's."""
+    host = URL(request.url).raw_host
+
+    async def same_host(
+        hop: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if hop.url.raw_host != host:
+            raise NonRetryableError(
+                f"{request.method} {request.url} was redirected to another host "
+                f"({hop.url.raw_host}): not followed, the request carries secrets",
+                code=ErrorCode.SECRET_NOT_ALLOWED,
+            )
+        return await handler(hop)
+
+    return (same_host,)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

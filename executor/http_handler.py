@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from eventstore.error_codes import ErrorCode
 from eventstore.events import ActionExecuteRequested
 from executor.classify import error_for_status
@@ -33,12 +35,16 @@ class HttpHandler:
                 f"action {request.action_id!r} of type http has no request",
                 code=ErrorCode.INVALID_REQUEST,
             )
+        attempt = current_attempt()
         http_request = build_http_request(
             request.request, execution_id=request.execution_id, action_id=request.action_id
         )
+        if attempt.secrets:
+            # Secrets are granted per host: a redirect must not carry them to another one.
+            http_request = msgspec.structs.replace(http_request, same_host_redirects=True)
         response = await self.client.send(
             http_request,
-            timeout_s=current_attempt().timeout_s,
+            timeout_s=attempt.timeout_s,
             max_body_bytes=self.max_body_bytes,
         )
         error = error_for_status(

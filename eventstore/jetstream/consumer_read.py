@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -73,6 +74,8 @@ async def read_matching(
     else:
         config.filter_subjects = list(filters)
     inbox = nc.new_inbox()
+    # Created by name: the permissions refuse unnamed creates on the log (see NamedEphemeral).
+    config.name = "r" + uuid.uuid4().hex[:22]
     config.deliver_subject = inbox
     sub = await nc.subscribe(inbox, cb=collect)
     consumer = None

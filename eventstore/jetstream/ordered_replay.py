@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncGenerator, Sequence
 
 from nats.aio.msg import Msg
@@ -20,7 +21,30 @@ from eventstore import headers as h
 from eventstore.jetstream.acks import delivered_position
 from eventstore.records import RawRecord
 
-__all__ = ["ordered_batches"]
+__all__ = ["NamedEphemeral", "ordered_batches"]
+
+
+class NamedEphemeral(ConsumerConfig):
+    """A consumer config whose name follows its deliver subject.
+
+    Consumers on the log are created by name only (``CONSUMER.CREATE.<stream>.<name>``): the
+    unnamed form would let any identity that may read the log create-or-update a consumer of
+    any name, durable ones included, so the permissions refuse it. nats-py's ordered consumer
+    renews the deliver subject every time it recreates the consumer, so each incarnation gets
+    a fresh name.
+    """
+
+    @property
+    def name(self) -> str | None:
+        """``r<hash of the deliver subject>``, or ``None`` before one is assigned."""
+        subject = self.deliver_subject
+        if not subject:
+            return None
+        return "r" + hashlib.sha256(subject.encode()).hexdigest()[:22]
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        """Names are derived, never set."""
 
 
 async def ordered_batches(
@@ -72,10 +96,10 @@ async def ordered_batches(
 
     if filters:
         subject = filters[0]
-        config = ConsumerConfig(opt_start_seq=from_sequence, filter_subjects=list(filters))
+        config = NamedEphemeral(opt_start_seq=from_sequence, filter_subjects=list(filters))
     else:
         subject = ">"
-        config = ConsumerConfig(opt_start_seq=from_sequence, filter_subject=None)
+        config = NamedEphemeral(opt_start_seq=from_sequence, filter_subject=None)
     sub = await js.subscribe(
         subject,
         stream=stream,

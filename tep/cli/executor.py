@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from eventstore.jetstream.connection import NatsClient
 from executor.config import DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, ExecutorConfig
 from executor.errors import HandlerLoadError
 from executor.handlers import load_handler_modules
+from executor.secrets import check_secret_environment
 from executor.worker import Executor
 from tep.cli.common import UsageError, add_nats_url, settings_from
 from tep.roles import RoleService, add_health_options, run_role
@@ -23,7 +25,9 @@ examples:
   tep executor --allow-host api.internal --allow-cidr 10.20.0.0/16
 
 Run as many executors per queue as you like: they share the queue's work. Secrets referenced
-as {{secrets.NAME}} are read from the environment variable TEP_SECRET_NAME at call time.
+as {{secrets.NAME}} are read from the environment variable TEP_SECRET_NAME at call time (at
+least 8 characters), and go only to the hosts TEP_SECRET_NAME_HOSTS (or the JSON file named by
+TEP_EXECUTOR_SECRETS_FILE) grants them, e.g. TEP_SECRET_NAME_HOSTS=api.example.com.
 HTTP calls to loopback, private, link-local, CGNAT, multicast and cloud-metadata addresses are
 refused (target_not_allowed) unless opened with --allow-host or --allow-cidr.
 SIGTERM or Ctrl-C stops pulling, lets in-flight requests finish (--shutdown-grace), and hands
@@ -116,6 +120,7 @@ def config_from(args: argparse.Namespace) -> ExecutorConfig:
 def run(args: argparse.Namespace) -> int:
     """Run the executor until SIGTERM / SIGINT (a second signal stops at once)."""
     config = config_from(args)
+    check_secret_environment(os.environ)
     try:
         load_handler_modules(config.handler_modules)
     except HandlerLoadError as exc:

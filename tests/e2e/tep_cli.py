@@ -17,6 +17,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+ALLOW_CIDRS = "TEP_EXECUTOR_ALLOW_CIDRS"
 
 
 def tep_command(*args: str) -> list[str]:
@@ -26,7 +27,8 @@ def tep_command(*args: str) -> list[str]:
 
 def child_env(nats_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment for a ``tep`` subprocess pointed at ``nats_url``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
+    # Only the loopback allowance of tests/conftest.py passes: test targets listen on loopback.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_") or k == ALLOW_CIDRS}
     if nats_url:
         env["TEP_NATS_URL"] = nats_url
     env.update(extra)

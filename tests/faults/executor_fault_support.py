@@ -45,7 +45,9 @@ class RoleProcess:
         """Start ``tep KIND ARGS`` against ``nats_url``; ``env`` adds ``TEP_*`` variables."""
         port = find_free_port()
         log_path = directory / f"{kind}-{port}.log"
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
+        # The loopback allowance of tests/conftest.py passes: the targets listen on loopback.
+        keep = "TEP_EXECUTOR_ALLOW_CIDRS"
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_") or k == keep}
         child_env.update(PYTHONPATH=os.pathsep.join([str(TESTS), str(FAULTS)]))
         child_env.update({"TEP_LOG_LEVEL": "WARNING", **env})
         command = [

@@ -156,7 +156,8 @@ async def test_secrets_reach_the_target_but_never_the_log(
         http_request("e1", "fail", http_target.url("/status/401/{{secrets.API_TOKEN}}"))
     )
 
-    async with running_executor(settings, env={"TEP_SECRET_API_TOKEN": secret}):
+    env = {"TEP_SECRET_API_TOKEN": secret, "TEP_SECRET_API_TOKEN_HOSTS": "127.0.0.1"}
+    async with running_executor(settings, env=env):
         completed = await wait_for_outcome(event_log, "e1", "call")
         failed = await wait_for_outcome(event_log, "e1", "fail")
 

@@ -7,7 +7,8 @@ with a random port, so executor processes started by a test can call it too.
 Routes (any method unless noted; ``{tail}`` is free text to tell actions apart):
 
 =============================  ==========================================================
-``/echo/{tail}``               200, JSON: method, path, query, headers, and ``json`` or ``body``
+``/echo/{tail}``               200, JSON: method, path, query, headers, and ``json`` or ``body``;
+                               ``?status=N`` answers with status N instead
 ``/status/{code}/{tail}``      that status, JSON ``{"status": code}``;
                                ``?retry_after=S`` adds ``Retry-After: S``
 ``/flaky/{n}/{tail}``          fails ``n`` times per Idempotency-Key (or per path without
@@ -172,7 +173,7 @@ class HttpTarget:
                 document["json"] = await request.json()
             except ValueError:
                 document["body"] = body.decode("utf-8", "replace")
-        return web.json_response(document)
+        return web.json_response(document, status=int(request.query.get("status", "200")))
 
     async def _status(self, request: web.Request) -> web.Response:
         code = int(request.match_info["code"])

@@ -24,6 +24,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import (
+    SettingsError as PydanticSettingsError,
+)
 from pydantic_settings.sources.utils import parse_env_vars
 
 from eventstore.errors import SettingsError
@@ -80,6 +83,11 @@ class SettingsBase(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise SettingsError(_one_line(type(self), exc, set(values))) from None
+        except PydanticSettingsError as exc:
+            # A list-valued variable that is not JSON fails before validation.
+            raise SettingsError(
+                f"invalid {type(self).title}: {exc} (expected a JSON list)"
+            ) from None
 
     @classmethod
     def settings_customise_sources(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from tep.server import EmbeddedServer
 # Test targets listen on loopback: executors started by tests (in-process or as subprocesses,
 # which inherit this) allow it. SSRF tests pass allow_cidrs=() or strip the variable.
 os.environ.setdefault("TEP_EXECUTOR_ALLOW_CIDRS", '["127.0.0.0/8", "::1/128"]')
+# Notes of the `tep up` stacks tests start stay out of the user's own state directory.
+os.environ.setdefault("TEP_STATE_DIR", tempfile.mkdtemp(prefix="tep-state-"))
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ A value handed to a target comes back, if it comes back, in whatever form the pa
 percent-encoded by a URL library (often partly: ``S3cr3t-Zq9+/&"x`` becomes ``S3cr3t-Zq9+/&%22x``),
 ``+`` for a space, JSON-escaped (``\\"``, ``\\\\``, ``\\u00e4``), escaped twice over, or as a
 Python ``repr``. One regular expression per secret lets each character appear in any of its
-spellings (hex digits in either case), so every mixture is found. A text that ends with the
-start of a secret (a message cut to a length) has that start removed too.
+spellings (hex digits in either case), so every mixture is found. A text cut to a length
+(ending in ``...``) right after the start of a secret has that start removed too.
 
 Example:
     >>> redactor = Redactor(['S3cr3t-Zq9+/&"x'])
@@ -25,7 +25,7 @@ __all__ = ["PARTIAL_MIN_CHARS", "REDACTED", "Redactor", "spelling_pattern"]
 REDACTED = "[redacted]"
 
 PARTIAL_MIN_CHARS = 4
-"""The shortest start of a secret removed from the end of a text."""
+"""The shortest start of a secret removed from the end of a cut text."""
 
 # %XX, or %25XX, %2525XX ... for each further round of URL encoding.
 _PERCENT = "%(?:25)*"
@@ -42,8 +42,10 @@ _SHORT_ESCAPES = {
     "\r": "r",
     "\t": "t",
 }
-# Where a text was cut: an ellipsis after the cut-off start of a secret.
+# Where a text was cut (as error messages quoting a response body are).
 _CUT_MARK = re.compile(r"(?:\.\.\.|\u2026)\Z")
+# A spelling cut in the middle (``%2``, ``\u00``) after the start of a secret.
+_CUT_ESCAPE = re.compile(r"[%\\][%\\0-9a-fA-FuUx]{0,11}")
 # The widest spelling of one character is about 40 characters (four bytes, each %2525XX).
 _WIDEST_SPELLING = 40
 
@@ -51,8 +53,7 @@ _WIDEST_SPELLING = 40
 def _hex(value: int, width: int) -> str:
     """``value`` in hexadecimal, each letter matching either case."""
     return "".join(
-        f"[{digit}{digit.upper()}]" if digit.isalpha() else digit
-        for digit in f"{value:0{width}x}"
+        f"[{digit}{digit.upper()}]" if digit.isalpha() else digit for digit in f"{value:0{width}x}"
     )
 
 
@@ -111,7 +112,8 @@ class _Tail:
 
     def start_before(self, text: str, end: int) -> int | None:
         """Where a start of the secret (at least :data:`PARTIAL_MIN_CHARS` characters, not
-        all of it) that runs up to ``end`` begins, or ``None``."""
+        all of it, maybe ending in half a spelling) that runs up to ``end`` begins, or
+        ``None``."""
         for candidate in self.starts.finditer(text, max(0, end - self.window), end):
             position, matched = candidate.start(), 0
             while position < end and matched < len(self.units):
@@ -119,7 +121,8 @@ class _Tail:
                 if hit is None:
                     break
                 position, matched = hit.end(), matched + 1
-            if position == end and PARTIAL_MIN_CHARS <= matched < len(self.units):
+            cut = position == end or _CUT_ESCAPE.fullmatch(text, position, end) is not None
+            if cut and PARTIAL_MIN_CHARS <= matched < len(self.units):
                 return candidate.start()
         return None
 
@@ -152,11 +155,14 @@ class Redactor:
             return text
         text = self._pattern.sub(REDACTED, text)
         cut = _CUT_MARK.search(text)
-        end = cut.start() if cut else len(text)
+        if cut is None:
+            # Only a text that says it was cut is searched for a cut-off secret: the start of
+            # a secret is often an ordinary word ("path", "sk_live_").
+            return text
         for tail in self._tails:
-            start = tail.start_before(text, end)
+            start = tail.start_before(text, cut.start())
             if start is not None:
-                return text[:start] + REDACTED + text[end:]
+                return text[:start] + REDACTED + text[cut.start() :]
         return text
 
     def scrub(self, value: Any) -> Any:

@@ -222,7 +222,7 @@ def _read_file(path: Path) -> dict[str, list[str]]:
         raise InvalidGrantError(f"not JSON ({exc})") from None
     if not isinstance(document, dict):
         raise InvalidGrantError(
-            'expected a JSON object of secret name -> list of hosts, e.g. '
+            "expected a JSON object of secret name -> list of hosts, e.g. "
             '{"API_TOKEN": ["api.example.com"]}'
         )
     parsed: dict[str, list[str]] = {}

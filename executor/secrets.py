@@ -58,9 +58,7 @@ def secret_env_names(name: str) -> list[str]:
 
 
 def _too_short(variable: str, value: str) -> str:
-    return (
-        f"{variable} holds {len(value)} characters; a secret needs at least {MIN_SECRET_CHARS}"
-    )
+    return f"{variable} holds {len(value)} characters; a secret needs at least {MIN_SECRET_CHARS}"
 
 
 def check_secret_environment(env: Mapping[str, str]) -> None:
@@ -159,9 +157,7 @@ class SecretScope:
             raise NonRetryableError(
                 f"cannot tell where the request goes: {exc}", code=ErrorCode.INVALID_REQUEST
             ) from exc
-        refusals = [
-            reason for name in resolved if (reason := self._grants.refusal(name, target))
-        ]
+        refusals = [reason for name in resolved if (reason := self._grants.refusal(name, target))]
         if refusals:
             raise NonRetryableError("; ".join(refusals), code=ErrorCode.SECRET_NOT_ALLOWED)
         return rendered

@@ -18,6 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ALLOW_CIDRS = "TEP_EXECUTOR_ALLOW_CIDRS"
+STATE_DIR = "TEP_STATE_DIR"
 
 
 def tep_command(*args: str) -> list[str]:
@@ -27,8 +28,10 @@ def tep_command(*args: str) -> list[str]:
 
 def child_env(nats_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment for a ``tep`` subprocess pointed at ``nats_url``."""
-    # Only the loopback allowance of tests/conftest.py passes: test targets listen on loopback.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_") or k == ALLOW_CIDRS}
+    # Only the loopback allowance (test targets listen on loopback) and the state directory
+    # (notes of `tep up` stacks stay out of the user's own) of tests/conftest.py pass.
+    kept = (ALLOW_CIDRS, STATE_DIR)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_") or k in kept}
     if nats_url:
         env["TEP_NATS_URL"] = nats_url
     env.update(extra)

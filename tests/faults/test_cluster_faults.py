@@ -1,7 +1,8 @@
-"""The 3-node cluster of deploy/nats/ (the committed configs, on free loopback ports): the
-stream's leader is killed (SIGKILL) mid-run, with the roles connected to all three nodes and
-the streams at three replicas. The execution must keep every promise of the kill matrix, and
-the time from the kill to its completion is reported (the goal: under 10 s).
+"""The 3-node cluster of deploy/nats/ (the committed configs, on free loopback ports, with
+authentication on and each role its own identity): the stream's leader is killed (SIGKILL)
+mid-run, with the roles connected to all three nodes and the streams at three replicas. The
+execution must keep every promise of the kill matrix, and the time from the kill to its
+completion is reported (the goal: under 10 s).
 
 Marked slow (booting a cluster and electing leaders twice takes longer than CI's budget). The
 figures are printed at the end (``-s``) and written into the pytest temp dir.
@@ -39,7 +40,12 @@ _INTEGRATION = str(Path(__file__).resolve().parents[1] / "integration")
 if _INTEGRATION not in sys.path:
     sys.path.insert(0, _INTEGRATION)
 
-from test_cluster import Node, _provision, cluster_from_deploy_files  # noqa: E402
+from test_cluster import (  # noqa: E402
+    Node,
+    _provision,
+    cluster_from_deploy_files,
+    cluster_seed,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -76,13 +82,16 @@ async def ms(nodes: list[Node], tmp_path: Path) -> AsyncIterator[MatrixSystem]:
     """The roles (2 orchestrators, 2 executors, a projector) on all three nodes, R3 streams."""
     url = ",".join(node.server.url for node in nodes)
     settings = TepSettings(nats_url=url, replicas=3)
-    nc = await _provision(url, settings)
+    nc = await _provision(url, settings, cluster_seed(tmp_path, "admin"))
     processes = Processes()
     try:
         async with MatrixTarget() as target:
 
             def role(kind: str, name: str, *args: str) -> Role:
-                return start_role(processes, kind, name, url, tmp_path, *args, TEP_REPLICAS="3")
+                seed = str(cluster_seed(tmp_path, kind))
+                return start_role(
+                    processes, kind, name, url, tmp_path, *args, TEP_REPLICAS="3", TEP_NKEY=seed
+                )
 
             system = System(
                 server=nodes[0].server,

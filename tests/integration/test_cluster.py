@@ -1,13 +1,16 @@
 """A 3-node JetStream cluster booted from deploy/nats/: a plan survives losing a node.
 
-The three server configs are the committed files; only their ports (loopback, picked free) and
-store directories (a temp dir) are rewritten, so the test exercises what operators deploy.
+The three server configs are the committed files; only their ports (loopback, picked free),
+store directories (a temp dir) and route password are rewritten, and ``tep creds init`` writes
+the identities they include, so the test exercises what operators deploy: authentication on,
+each role with its own seed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import anyio
 import pytest
 from nats.js.errors import Error as JetStreamError
 
+from eventstore.access import Role
 from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.events import (
@@ -33,6 +37,7 @@ from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Action, Plan, RequestSpec, RetryPolicy
 from eventstore.records import RecordedEvent
+from tep.creds import init_credentials, seed_path
 from tep.server import EmbeddedServer, find_free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -43,6 +48,7 @@ _ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
 _STORE_DIR = re.compile(r'store_dir:\s*"[^"]*"')
 _CLIENT_LISTEN = re.compile(r"^listen:\s*127\.0\.0\.1:(\d+)", re.MULTILINE)
 _SERVER_NAME = re.compile(r"^server_name:\s*(\S+)", re.MULTILINE)
+_ROUTE_PASSWORD = "change-this-route-password"
 
 LEVELS, WIDTH = 10, 10  # 100 actions: 10 levels of 10, each level waiting for the one before
 
@@ -60,15 +66,25 @@ def _free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+def cluster_seed(directory: Path, role: Role | str) -> Path:
+    """The seed of ``role`` among the identities :func:`cluster_from_deploy_files` wrote."""
+    return seed_path(directory / "creds", role)
+
+
 def cluster_from_deploy_files(directory: Path) -> list[Node]:
-    """Copies of deploy/nats/cluster-{1,2,3}.conf with free ports and private store dirs."""
+    """Copies of deploy/nats/cluster-{1,2,3}.conf with free ports, private store dirs and a
+    fresh route password, next to the identities they include (``directory/creds``)."""
+    init_credentials(directory / "creds", settings=TepSettings())
     texts = [(CONFIG_DIR / f"cluster-{n}.conf").read_text() for n in (1, 2, 3)]
+    assert all(_ROUTE_PASSWORD in text for text in texts), "cluster-N.conf: route password"
+    password = secrets.token_hex(24)
     named = sorted({int(p) for text in texts for p in _ADDRESS.findall(text)})
     mapping = dict(zip(named, _free_ports(len(named)), strict=True))
     nodes = []
     for n, text in enumerate(texts, start=1):
         rewritten = _ADDRESS.sub(lambda m: f"127.0.0.1:{mapping[int(m.group(1))]}", text)
         rewritten = _STORE_DIR.sub(f'store_dir: "{directory / f"store-{n}"}"', rewritten)
+        rewritten = rewritten.replace(_ROUTE_PASSWORD, password)
         path = directory / f"cluster-{n}.conf"
         path.write_text(rewritten)
         client = _CLIENT_LISTEN.search(text)
@@ -105,11 +121,11 @@ def _slow_target(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def _role(role: str, url: str, log: Path) -> subprocess.Popen[bytes]:
+def _role(role: str, url: str, log: Path, seed: Path) -> subprocess.Popen[bytes]:
     # The loopback allowance of tests/conftest.py passes: the targets listen on loopback.
     loopback = "TEP_EXECUTOR_ALLOW_CIDRS"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_") or k == loopback}
-    env.update(TEP_NATS_URL=url, TEP_REPLICAS="3")
+    env.update(TEP_NATS_URL=url, TEP_REPLICAS="3", TEP_NKEY=str(seed))
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "tep.cli.main", role, "--nats-url", url],
@@ -150,9 +166,10 @@ def layered_plan(target: str) -> Plan:
     return Plan(id="cluster-100", actions=actions)
 
 
-async def _provision(url: str, settings: TepSettings) -> NatsClient:
-    """Connect and create the R3 streams once the cluster has elected a meta leader."""
-    nc = await connect(url, name="cluster-test")
+async def _provision(url: str, settings: TepSettings, admin_seed: Path) -> NatsClient:
+    """Connect as the admin and create the R3 streams once the cluster has elected a meta
+    leader."""
+    nc = await connect(url, name="cluster-test", nkeys_seed=str(admin_seed))
     with anyio.fail_after(30):
         while True:
             try:
@@ -177,7 +194,7 @@ async def test_a_100_action_plan_completes_when_a_node_dies_mid_run(
 ) -> None:
     url = ",".join(node.server.url for node in cluster)
     settings = TepSettings(nats_url=url, replicas=3)
-    nc = await _provision(url, settings)
+    nc = await _provision(url, settings, cluster_seed(tmp_path, Role.ADMIN))
     log = EventLog(nc, settings)
     info = await log.js.stream_info(settings.stream)
     assert info.config.num_replicas == 3
@@ -186,8 +203,8 @@ async def test_a_100_action_plan_completes_when_a_node_dies_mid_run(
     processes = [_slow_target(target_port)]
     try:
         processes += [
-            _role("orchestrator", url, tmp_path / "orchestrator.log"),
-            _role("executor", url, tmp_path / "executor.log"),
+            _role(role, url, tmp_path / f"{role}.log", cluster_seed(tmp_path, role))
+            for role in ("orchestrator", "executor")
         ]
         plan = layered_plan(f"http://127.0.0.1:{target_port}")
         await log.append(PlanSubmitted(execution_id="c1", plan=plan))

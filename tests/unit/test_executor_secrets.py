@@ -89,7 +89,9 @@ def test_a_missing_secret_names_the_secret_and_its_variable() -> None:
 
 
 def test_names_are_also_looked_up_upper_cased_with_underscores() -> None:
-    scope = SecretScope({"TEP_SECRET_STRIPE_KEY": "sk_live_123", "TEP_SECRET_STRIPE_KEY_HOSTS": "*"})
+    scope = SecretScope(
+        {"TEP_SECRET_STRIPE_KEY": "sk_live_123", "TEP_SECRET_STRIPE_KEY_HOSTS": "*"}
+    )
 
     assert scope.resolve("{{secrets.stripe-key}}", destination=API) == "sk_live_123"
 
@@ -152,9 +154,7 @@ def test_scrubbing_removes_raw_url_encoded_and_json_escaped_forms() -> None:
     scope = SecretScope({"TEP_SECRET_T": 'a b/"c"-xyz', "TEP_SECRET_T_HOSTS": "*"})
     scope.resolve("{{secrets.T}}", destination=API)
 
-    text = (
-        'raw a b/"c"-xyz url a%20b%2F%22c%22-xyz plus a+b%2F%22c%22-xyz json a b/\\"c\\"-xyz'
-    )
+    text = 'raw a b/"c"-xyz url a%20b%2F%22c%22-xyz plus a+b%2F%22c%22-xyz json a b/\\"c\\"-xyz'
 
     assert (
         scope.scrub_text(text) == f"raw {REDACTED} url {REDACTED} plus {REDACTED} json {REDACTED}"

@@ -144,9 +144,7 @@ def test_names_match_upper_cased_with_underscores_and_empty_entries_are_skipped(
 
 def test_the_secrets_file_adds_grants_to_the_variables(tmp_path: Path) -> None:
     path = tmp_path / "secrets.json"
-    path.write_text(
-        json.dumps({"API_TOKEN": ["*.example.org"], "s3-key": ["handler:resize", "*"]})
-    )
+    path.write_text(json.dumps({"API_TOKEN": ["*.example.org"], "s3-key": ["handler:resize", "*"]}))
 
     grant = SecretGrants.from_env(
         {"TEP_SECRET_API_TOKEN_HOSTS": "api.example.com", "TEP_EXECUTOR_SECRETS_FILE": str(path)}

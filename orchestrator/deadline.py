@@ -5,8 +5,9 @@ message on ``plan.deadline.<execution>``. At the deadline the server itself writ
 an ``execution.cancel.requested`` with reason ``deadline exceeded``, onto
 ``execution.cancel.requested.<execution>``; the schedule message is then removed. Nothing has
 to stay alive in between: the deadline survives restarts of every process. When the execution
-ends first, the schedule is purged (best effort: a late cancel request for an ended execution
-decides nothing).
+ends first, the schedule is left to fire: a late cancel request for an ended execution is
+recorded and decides nothing. (Removing it would take a purge of the log, which NATS cannot
+narrow to one subject by permission; no role but the admin may purge.)
 
 The holder lives under ``plan.`` on purpose: ``execution.*.<execution>`` is the filter that
 guards an execution's single end event and must match nothing else. Readers of the whole log
@@ -27,7 +28,6 @@ from orchestrator import ids
 
 __all__ = [
     "DEADLINE_REASON",
-    "clear_deadline",
     "deadline_at",
     "deadline_message",
     "schedule_deadline",
@@ -62,8 +62,3 @@ async def schedule_deadline(js: JetStreamContext, execution_id: str, at: datetim
     """Store the schedule (idempotent within the duplicate window: same message id)."""
     subject, payload, headers = deadline_message(execution_id, at)
     await js.publish(subject, payload, headers=headers)
-
-
-async def clear_deadline(js: JetStreamContext, stream: str, execution_id: str) -> None:
-    """Remove a pending schedule of an execution that ended."""
-    await js.purge_stream(stream, subject=deadline_subject(execution_id))

@@ -38,7 +38,7 @@ from eventstore.state import ExecutionState
 from eventstore.subjects import PLAN_SUBMITTED_PREFIX, orchestrator_subject_type
 from orchestrator.cache import StateCache
 from orchestrator.config import OrchestratorConfig
-from orchestrator.deadline import clear_deadline, deadline_at, schedule_deadline
+from orchestrator.deadline import deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
 from orchestrator.intake import UnroutableMessageError, admit_plan
@@ -302,15 +302,6 @@ class EventProcessor:
 
     def _finished(self, state: ExecutionState) -> None:
         self.cache.drop(state.execution_id)
-        plan = state.plan
-        if plan is not None and plan.timeout_s is not None and self.background is not None:
-            self.background.start_soon(self._clear_deadline, state.execution_id)
-
-    async def _clear_deadline(self, execution_id: str) -> None:
-        try:
-            await clear_deadline(self.js, self.settings.stream, execution_id)
-        except Exception as exc:
-            _log.info("deadline not cleared: %s", exc, extra={"execution_id": execution_id})
 
     async def _dead_letter(self, msg: Msg, reason: str, code: str) -> None:
         try:

@@ -29,6 +29,7 @@ from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.local_stack import note_local_stack, remove_local_stack
 from eventstore.jetstream.provision import ensure_log
+from executor.secrets import check_secret_environment
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
 from tep.cli.up_children import CHILD_GRACE_S, LOOPBACK_CIDRS, LineRenderer, child_specs
 from tep.cli.up_server import (
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     if args.restart_unhealthy_after < 0:
         raise UsageError("--restart-unhealthy-after must be 0 or more")
     settings_from(args)  # validate TEP_* settings before anything starts
+    check_secret_environment(os.environ)  # the executors' secrets, likewise
     configure_logging("up")
     return anyio.run(_up, args)
 

@@ -3,7 +3,8 @@
 Each role gets the least it needs to do its job:
 
 ``client``
-    publishes ``plan.submitted.*`` and ``execution.cancel.requested.*``; reads the view and the
+    publishes ``plan.submitted.*``, ``execution.cancel.requested.*`` and
+    ``action.resume.requested.*.*`` (resuming a waitpoint); reads the view and the
     history. Cannot write any other event, the view, or take work from a queue.
 ``executor``
     takes requests from its queue's consumer (``queue-<name>``) and publishes the outcome
@@ -11,7 +12,7 @@ Each role gets the least it needs to do its job:
     ``execution.*``, no view.
 ``orchestrator``
     consumes its decisions' consumer and publishes decisions (dispatches, skips, cancels,
-    execution ends, deadlines) and its lease.
+    waits and their outcomes, execution ends, deadlines and timers) and its lease.
 ``projector``
     writes the view buckets and the view pointer.
 ``admin``
@@ -19,8 +20,11 @@ Each role gets the least it needs to do its job:
 
 The JetStream API (``$JS.API.>``) is narrowed the same way: every role may look at stream
 metadata and read (direct get, ephemeral consumers); only the owners of the two durable
-consumers may create, pull from and acknowledge on them; only the admin may delete or update
-streams, and delete the durable consumers. Replies come back on the role's own inbox prefix
+consumers may create, pull from and acknowledge on them; only the admin may create, update or
+delete streams (a stream records whatever subjects it is given, so a role that could create
+one could record the others' replies) and delete the durable consumers. The admin provisions
+(``tep provision``, or ``tep up`` for its own server); the roles only check what exists.
+Replies come back on the role's own inbox prefix
 (``_INBOX.<role>``), so one role cannot read another's replies.
 """
 
@@ -122,6 +126,7 @@ def permissions(
                 *common,
                 "plan.submitted.*",
                 "execution.cancel.requested.*",
+                "action.resume.requested.*.*",
                 f"{_API}.CONSUMER.LIST.*",
                 f"{_API}.CONSUMER.NAMES.*",
             ),
@@ -150,7 +155,6 @@ def permissions(
                 "action.failed.*.*",
                 "tep.executor.probe.*",
                 f"{DEADLETTER_PREFIX}.executor.>",
-                f"{_API}.STREAM.CREATE.KV_tep_queues",
             ),
             publish_deny=protected,
             subscribe_allow=(*own, "tep.executor.probe.*"),
@@ -171,6 +175,10 @@ def permissions(
                 "action.skipped.*.*",
                 "action.cancelled.*.*",
                 "action.failed.*.*",
+                # Waits: the pause, its timer's schedule, and its one outcome.
+                "action.waiting.*.*",
+                "action.completed.*.*",
+                "plan.timer.*.*.hold",
                 "execution.completed.*",
                 "execution.failed.*",
                 "execution.cancelled.*",
@@ -178,8 +186,6 @@ def permissions(
                 "plan.deadline.*",
                 f"$KV.{lease_bucket}.>",
                 f"{DEADLETTER_PREFIX}.orchestrator.>",
-                f"{_API}.STREAM.CREATE.KV_{lease_bucket}",
-                f"{_API}.STREAM.CREATE.KV_tep_queues",
             ),
             publish_deny=protected,
             subscribe_allow=own,
@@ -190,20 +196,14 @@ def permissions(
             *common,
             "$KV.tep_meta.>",
             "$KV.*.>",
-            f"{_API}.STREAM.CREATE.*",
-            f"{_API}.STREAM.UPDATE.*",
             f"{DEADLETTER_PREFIX}.projector.>",
         ),
         publish_deny=(
             *protected,
-            # Only view buckets and the pointer are the projector's to write or make.
+            # Only view buckets and the pointer are the projector's to write.
             f"$KV.{lease_bucket}.>",
             "$KV.tep_queues.>",
-            *(
-                f"{_API}.STREAM.{verb}.{name}"
-                for verb in ("CREATE", "UPDATE")
-                for name in (stream, deadletter_stream, f"KV_{lease_bucket}", "KV_tep_queues")
-            ),
+            "$KV.tep_schedules.>",
         ),
         subscribe_allow=(*own, "$KV.tep_meta.>"),
     )

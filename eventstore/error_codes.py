@@ -16,7 +16,10 @@ class ErrorCode(StrEnum):
     """Why an attempt, an action or an execution failed."""
 
     TIMEOUT = "timeout"
-    """The attempt exceeded its time limit (retried)."""
+    """The attempt exceeded its time limit (retried), or a waitpoint was not resumed within its
+    ``timeout_s``."""
+    REJECTED = "rejected"
+    """A waitpoint was resumed with ``--reject REASON`` (a person said no)."""
     CONNECT_ERROR = "connect_error"
     """Connection refused or reset, DNS failure, broken response (retried)."""
     HTTP_4XX = "http_4xx"

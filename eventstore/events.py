@@ -27,8 +27,11 @@ __all__ = [
     "ActionEvent",
     "ActionExecuteRequested",
     "ActionFailed",
+    "ActionResumeRequested",
     "ActionSkipped",
     "ActionStarted",
+    "ActionTimerFired",
+    "ActionWaiting",
     "ErrorInfo",
     "Event",
     "EventBase",
@@ -38,6 +41,8 @@ __all__ = [
     "ExecutionFailed",
     "PlanSubmitted",
     "SkipReason",
+    "TimerKind",
+    "WaitReason",
     "new_event_id",
     "new_execution_id",
     "utc_now",
@@ -172,6 +177,49 @@ class ActionCancelled(ActionEvent, frozen=True, kw_only=True, tag="action.cancel
     reason: str | None = None
 
 
+WaitReason = Literal["waitpoint", "sleep"]
+
+
+class ActionWaiting(ActionEvent, frozen=True, kw_only=True, tag="action.waiting"):
+    """The orchestrator paused a ``wait`` or ``sleep`` action: nothing runs it until it is
+    resumed (a waitpoint), its timer fires, or the execution ends.
+
+    ``until`` is when a sleep wakes or a waitpoint times out (``None``: a waitpoint without a
+    timeout). ``schema`` is the JSON Schema resume data must match; ``token`` completes this one
+    waitpoint from outside (``{{actions.<id>.token}}``).
+    """
+
+    reason: WaitReason
+    until: str | None = None
+    schema: dict[str, Any] | None = None
+    token: str | None = None
+
+
+class ActionResumeRequested(ActionEvent, frozen=True, kw_only=True, tag="action.resume.requested"):
+    """Someone asked for a waitpoint to end: completed with ``data`` as its output, or failed
+    with code ``rejected`` when ``reject`` gives a reason.
+
+    ``token`` is set when the request came with the waitpoint's token rather than its ids;
+    ``requested_by`` says who asked, for the record.
+    """
+
+    data: Any = None
+    reject: str | None = None
+    token: str | None = None
+    requested_by: str | None = None
+
+
+TimerKind = Literal["wake", "timeout"]
+
+
+class ActionTimerFired(ActionEvent, frozen=True, kw_only=True, tag="action.timer.fired"):
+    """Written by the server itself when a waiting action's schedule is due: a sleep wakes
+    (``wake``) or a waitpoint times out (``timeout``)."""
+
+    kind: TimerKind
+    due_at: str
+
+
 class ExecutionCompleted(EventBase, frozen=True, kw_only=True, tag="execution.completed"):
     """Every action completed or was skipped by a condition."""
 
@@ -206,6 +254,9 @@ Event = (
     | ActionFailed
     | ActionSkipped
     | ActionCancelled
+    | ActionWaiting
+    | ActionResumeRequested
+    | ActionTimerFired
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionCancelRequested
@@ -221,6 +272,9 @@ EVENT_CLASSES: tuple[type[EventBase], ...] = (
     ActionFailed,
     ActionSkipped,
     ActionCancelled,
+    ActionWaiting,
+    ActionResumeRequested,
+    ActionTimerFired,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCancelRequested,

@@ -23,8 +23,11 @@ from eventstore.events import (
     ActionEvent,
     ActionExecuteRequested,
     ActionFailed,
+    ActionResumeRequested,
     ActionSkipped,
     ActionStarted,
+    ActionTimerFired,
+    ActionWaiting,
     Event,
     ExecutionCancelled,
     ExecutionCancelRequested,
@@ -34,6 +37,7 @@ from eventstore.events import (
 )
 from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState, Inconsistency
+from eventstore.waits import apply_resume, apply_timer, apply_waiting
 
 __all__ = [
     "apply",
@@ -47,7 +51,14 @@ __all__ = [
 ]
 
 # Events on the execution's version filter (see eventstore.subjects.action_version_filter).
-_VERSIONED = (ActionStarted, ActionCompleted, ActionFailed, ActionSkipped, ActionCancelled)
+_VERSIONED = (
+    ActionStarted,
+    ActionCompleted,
+    ActionFailed,
+    ActionSkipped,
+    ActionCancelled,
+    ActionWaiting,
+)
 _ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
 _END_TYPES = frozenset(str(t.__struct_config__.tag) for t in _ENDS)
 _MAX_INCONSISTENCIES = 20
@@ -183,7 +194,7 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
         action = state.actions.get(event.action_id)
         if action is None:
             return state
-        _apply_action_event(state, action, event)
+        _apply_action_event(state, action, event, sequence)
         return state
     if isinstance(event, _ENDS) and (problem := end_problem(state, event)) is not None:
         _refuse(state, event, sequence, problem)
@@ -210,8 +221,20 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
     return state
 
 
-def _apply_action_event(state: ExecutionState, action: ActionState, event: ActionEvent) -> None:
+def _apply_action_event(
+    state: ExecutionState, action: ActionState, event: ActionEvent, sequence: int
+) -> None:
     match event:
+        case ActionWaiting():
+            if apply_waiting(action, event, sequence):
+                if state.status == "pending":
+                    state.status = "running"
+                    state.started_at = event.occurred_at
+                _set_status(state, action, "waiting")
+        case ActionResumeRequested():
+            apply_resume(action, event)
+        case ActionTimerFired():
+            apply_timer(action, event)
         case ActionExecuteRequested(queue=queue):
             action.dispatched_at = action.dispatched_at or event.occurred_at
             action.queue = queue

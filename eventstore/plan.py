@@ -12,6 +12,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_ACTION_TYPE",
+    "WAIT_TYPES",
     "Action",
     "Condition",
     "HttpMethod",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 DEFAULT_ACTION_TYPE = "http"
+WAIT_TYPES = frozenset({"wait", "sleep"})
+"""Action types the orchestrator runs itself: a waitpoint and a sleep."""
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -66,12 +69,18 @@ class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     truthy: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class Action(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
     """One step of a plan.
 
     ``allow_failure`` lets the execution complete even if this action fails;
     ``run_on_dependency_failure`` runs the action although a dependency failed or was skipped
     (a fallback step).
+
+    Two types are run by the orchestrator itself, never by an executor: ``wait`` (a waitpoint:
+    it waits for ``tep resume`` or its token, at most ``timeout_s``; resume data must match
+    ``schema``) and ``sleep`` (``duration_s`` seconds, or ``until`` an ISO time or template).
     """
 
     id: str
@@ -85,6 +94,14 @@ class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     when: Condition | None = None
     allow_failure: bool = False
     run_on_dependency_failure: bool = False
+    schema: dict[str, Any] | None = None
+    duration_s: float | None = None
+    until: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether the orchestrator runs this action itself (``wait`` or ``sleep``)."""
+        return self.type in WAIT_TYPES
 
     @property
     def queue_name(self) -> str:

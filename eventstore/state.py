@@ -20,10 +20,14 @@ __all__ = [
     "ExecutionState",
     "ExecutionStatus",
     "Inconsistency",
+    "Resume",
+    "WaitState",
 ]
 
 ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-ActionStatus = Literal["pending", "running", "completed", "failed", "skipped", "cancelled"]
+ActionStatus = Literal[
+    "pending", "running", "waiting", "completed", "failed", "skipped", "cancelled"
+]
 
 EXECUTION_STATUSES: tuple[ExecutionStatus, ...] = (
     "pending",
@@ -35,6 +39,7 @@ EXECUTION_STATUSES: tuple[ExecutionStatus, ...] = (
 ACTION_STATUSES: tuple[ActionStatus, ...] = (
     "pending",
     "running",
+    "waiting",
     "completed",
     "failed",
     "skipped",
@@ -44,6 +49,35 @@ TERMINAL_EXECUTION_STATUSES: frozenset[str] = frozenset({"completed", "failed", 
 FINISHED_ACTION_STATUSES: frozenset[str] = frozenset(
     {"completed", "failed", "skipped", "cancelled"}
 )
+
+
+class Resume(msgspec.Struct, kw_only=True):
+    """The resume request a waitpoint accepted (the first valid one)."""
+
+    request_id: str
+    data: Any = None
+    reject: str | None = None
+    requested_by: str | None = None
+    at: str | None = None
+
+
+class WaitState(msgspec.Struct, kw_only=True):
+    """What a ``wait`` or ``sleep`` action waits for, and what ended the wait.
+
+    ``sequence`` is the stream sequence of its ``action.waiting`` (0 when not known yet), the
+    guard for its single outcome. ``timer`` is the kind of timer that fired, ``resume`` the
+    accepted resume request; ``refused`` the reason the last resume request was refused.
+    """
+
+    reason: Literal["waitpoint", "sleep"]
+    since: str
+    until: str | None = None
+    schema: dict[str, Any] | None = None
+    token: str | None = None
+    sequence: int = 0
+    resume: Resume | None = None
+    timer: Literal["wake", "timeout"] | None = None
+    refused: str | None = None
 
 
 class ActionState(msgspec.Struct, kw_only=True):
@@ -60,6 +94,8 @@ class ActionState(msgspec.Struct, kw_only=True):
     started_at: str | None = None
     completed_at: str | None = None
     duration_ms: float | None = None
+    wait: WaitState | None = None
+    early_timer: Literal["wake", "timeout"] | None = None
 
     @property
     def finished(self) -> bool:
@@ -73,6 +109,7 @@ class Counts(msgspec.Struct, kw_only=True):
     total: int = 0
     pending: int = 0
     running: int = 0
+    waiting: int = 0
     completed: int = 0
     failed: int = 0
     skipped: int = 0

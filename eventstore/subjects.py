@@ -4,11 +4,14 @@ Subjects start with the event type and carry the execution id as a token::
 
     plan.submitted.<execution>
     action.execute.requested.<queue>.<execution>.<action>
-    action.<started|completed|failed|skipped|cancelled>.<execution>.<action>
+    action.<started|completed|failed|skipped|cancelled|waiting>.<execution>.<action>
     action.attempt.failed.<execution>.<action>
+    action.resume.requested.<execution>.<action>
+    action.timer.fired.<execution>.<action>    (written by the server when a timer is due)
     execution.<completed|failed|cancelled>.<execution>
     execution.cancel.requested.<execution>
     plan.deadline.<execution>                     (a schedule holder, not an event)
+    plan.timer.<execution>.<action>.hold          (a schedule holder, not an event)
     tep.deadletter.<role>.<original subject>      (in the dead-letter stream)
 
 Because type tokens differ in length, the execution id sits at different positions; one
@@ -25,6 +28,8 @@ from eventstore.events import (
     ActionEvent,
     ActionExecuteRequested,
     ActionFailed,
+    ActionResumeRequested,
+    ActionTimerFired,
     EventBase,
     ExecutionCancelRequested,
     PlanSubmitted,
@@ -52,6 +57,7 @@ __all__ = [
     "queue_filter",
     "subject_for",
     "terminal_filter",
+    "timer_subject",
 ]
 
 EVENT_SUBJECT_ROOTS = ("plan.>", "action.>", "execution.>")
@@ -63,7 +69,7 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # ids would make the action-version filter match other executions' subjects.
 RESERVED_IDS = frozenset({"failed", "requested"})
 
-_ACTION_TYPES_2 = ("started", "completed", "failed", "skipped", "cancelled")
+_ACTION_TYPES_2 = ("started", "completed", "failed", "skipped", "cancelled", "waiting")
 _EXECUTION_TYPES_2 = ("completed", "failed", "cancelled")
 
 
@@ -93,6 +99,8 @@ def execution_filters(execution_id: str) -> list[str]:
         f"plan.submitted.{e}",
         f"action.execute.requested.*.{e}.*",
         f"action.attempt.failed.{e}.*",
+        f"action.resume.requested.{e}.*",
+        f"action.timer.fired.{e}.*",
         *(f"action.{t}.{e}.*" for t in _ACTION_TYPES_2),
         *(f"execution.{t}.{e}" for t in _EXECUTION_TYPES_2),
         f"execution.cancel.requested.{e}",
@@ -102,7 +110,7 @@ def execution_filters(execution_id: str) -> list[str]:
 def action_version_filter(execution_id: str) -> str:
     """The filter whose last sequence is the execution's version for optimistic concurrency.
 
-    It matches ``action.<started|completed|failed|skipped|cancelled>.<execution>.<action>``:
+    It matches ``action.<started|completed|failed|skipped|cancelled|waiting>.<execution>.<action>``:
     every event that changes what may run next, so a decision based on a stale state conflicts.
     """
     return f"*.*.{execution_id}.*"
@@ -163,6 +171,12 @@ def deadline_subject(execution_id: str) -> str:
     return f"plan.deadline.{execution_id}"
 
 
+def timer_subject(execution_id: str, action_id: str) -> str:
+    """Where a waiting action's pending timer schedule is held (five tokens, so the
+    execution's version filter never matches it)."""
+    return f"plan.timer.{execution_id}.{action_id}.hold"
+
+
 def dead_letter_subject(role: str, original_subject: str) -> str:
     """Where ``role`` keeps a message it could not process."""
     return f"{DEADLETTER_PREFIX}.{role}.{original_subject}"
@@ -172,6 +186,8 @@ ORCHESTRATOR_FILTERS: tuple[str, ...] = (
     "plan.submitted.>",
     "action.completed.>",
     "action.failed.>",
+    "action.resume.requested.>",
+    "action.timer.fired.>",
     "execution.cancel.requested.>",
 )
 """The events the orchestrator decides on; everything else it writes or ignores."""
@@ -181,6 +197,8 @@ _CONSUMED: dict[str, tuple[type[EventBase], int, int]] = {
     PLAN_SUBMITTED_PREFIX: (PlanSubmitted, 3, 2),
     "action.completed.": (ActionCompleted, 4, 2),
     "action.failed.": (ActionFailed, 4, 2),
+    "action.resume.requested.": (ActionResumeRequested, 5, 3),
+    "action.timer.fired.": (ActionTimerFired, 5, 3),
     "execution.cancel.requested.": (ExecutionCancelRequested, 4, 3),
 }
 

@@ -5,6 +5,8 @@ Supported references::
     {{input.user_id}}                       plan input (dots and [n] indexes)
     {{actions.fetch-user.output.email}}     an upstream action's output
     {{actions.fetch-user.status}}           an upstream action's status
+    {{actions.approve.token}}               a waitpoint's token (once it waits; it need not be
+                                            upstream, e.g. for the link asking for approval)
     {{secrets.API_TOKEN}}                   resolved by the executor at call time only
 
 A string that is exactly one template takes the referenced value with its JSON type; templates
@@ -39,7 +41,7 @@ __all__ = [
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 """One ``{{...}}``; group 1 is the reference inside."""
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-ACTION_FIELDS = ("output", "status", "error", "attempts")
+ACTION_FIELDS = ("output", "status", "error", "attempts", "token")
 """What ``actions.<id>.`` leads to, in templates and conditions alike."""
 
 
@@ -106,7 +108,8 @@ def parse_reference(text: str) -> Reference:
     if root == "actions":
         if len(path) < 3 or not isinstance(path[1], str) or path[2] not in ACTION_FIELDS:
             raise TemplateError(
-                f"{{{{{body}}}}}: use actions.<id>.output.<path> (or .status, .error, .attempts)"
+                f"{{{{{body}}}}}: use actions.<id>.output.<path> (or .status, .error, .attempts, "
+                ".token)"
             )
         return Reference("actions", path[1], path[2:], body)
     raise TemplateError(f"{{{{{body}}}}}: must start with input., actions. or secrets.")
@@ -150,6 +153,8 @@ def action_view(action: ActionState) -> dict[str, Any]:
         view["output"] = action.output
     if action.error is not None:
         view["error"] = msgspec.to_builtins(action.error)
+    if action.wait is not None and action.wait.token is not None:
+        view["token"] = action.wait.token
     return view
 
 

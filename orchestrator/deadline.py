@@ -20,11 +20,10 @@ from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
-from eventstore import headers as h
-from eventstore.codec import encode_event
 from eventstore.events import ExecutionCancelRequested
-from eventstore.subjects import deadline_subject, subject_for
+from eventstore.subjects import deadline_subject
 from orchestrator import ids
+from orchestrator.timers import schedule_message
 
 __all__ = [
     "DEADLINE_REASON",
@@ -49,13 +48,9 @@ def deadline_message(execution_id: str, at: datetime) -> tuple[str, bytes, dict[
         correlation_id=execution_id,
         reason=DEADLINE_REASON,
     )
-    stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    headers = {
-        h.SCHEDULE: f"@at {stamp}",
-        h.SCHEDULE_TARGET: subject_for(request),
-        h.MSG_ID: ids.deadline_id(execution_id),
-    }
-    return deadline_subject(execution_id), encode_event(request), headers
+    return schedule_message(
+        deadline_subject(execution_id), request, at, ids.deadline_id(execution_id)
+    )
 
 
 async def schedule_deadline(js: JetStreamContext, execution_id: str, at: datetime) -> None:

@@ -15,6 +15,9 @@ events to append, in order. Rules (see ``docs/orchestrator.md``):
   actions with ``run_on_dependency_failure``; once nothing is in flight, the actions that never
   ran are cancelled (reason ``execution failed``) and ``execution.failed`` names the failures.
 * Every action finished and nothing blocking failed: ``execution.completed``.
+* A ready ``wait`` or ``sleep`` action is not dispatched: it is recorded as waiting (see
+  :mod:`orchestrator.waits`); a resume request or a fired timer gives it its one outcome.
+  An action using a waitpoint's token is ready only once the waitpoint has one.
 * A cancel request: every unfinished action is cancelled, then ``execution.cancelled``.
 * A terminal execution decides nothing.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from collections import ChainMap, deque
 from collections.abc import Iterable
+from datetime import datetime
 
 from eventstore.conditions import ConditionError, evaluate
 from eventstore.error_codes import ErrorCode
@@ -33,7 +37,9 @@ from eventstore.events import (
     ActionCancelled,
     ActionEvent,
     ActionFailed,
+    ActionResumeRequested,
     ActionSkipped,
+    ActionTimerFired,
     ErrorInfo,
     Event,
     ExecutionCancelled,
@@ -49,6 +55,7 @@ from eventstore.templates import TemplateError
 from orchestrator import ids
 from orchestrator.dispatch import build_request
 from orchestrator.graph import LimitedQueue, PlanGraph, graph_of
+from orchestrator.waits import TokenSource, new_token, start_wait, wait_outcome
 
 __all__ = ["EXECUTION_FAILED_REASON", "decide"]
 
@@ -57,12 +64,21 @@ _FAILED = frozenset({"failed", "cancelled"})
 _NOT_SUCCEEDED = _FAILED | {"skipped"}
 
 
-def decide(state: ExecutionState | None, event: Event) -> list[Event]:
+def decide(
+    state: ExecutionState | None,
+    event: Event,
+    *,
+    now: datetime | None = None,
+    tokens: TokenSource = new_token,
+) -> list[Event]:
     """The events to append after ``event`` (already folded into ``state``).
 
     Args:
         state: the execution's state including ``event``; ``None`` if no plan was seen.
         event: the event that triggered the decision.
+        now: the moment sleeps and waitpoint timeouts count from (default: when ``event``
+            occurred); the orchestrator passes the moment the log stored ``event``.
+        tokens: makes a waitpoint's token.
 
     Returns:
         Decisions in the order they must be appended; empty when there is nothing to do.
@@ -76,7 +92,12 @@ def decide(state: ExecutionState | None, event: Event) -> list[Event]:
         return []
     if state.cancel_requested:
         return _cancel(state, event.event_id)
-    decision = _Decision(state, event.event_id)
+    if isinstance(event, ActionResumeRequested | ActionTimerFired):
+        outcome = wait_outcome(state, event.action_id, event.event_id)
+        return [] if outcome is None else [outcome]
+    if now is None:
+        now = datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
+    decision = _Decision(state, event.event_id, now, tokens)
     source = event.action_id if isinstance(event, ActionEvent) else None
     if source is not None:
         decision.refill(source)
@@ -129,8 +150,12 @@ def _cancel(state: ExecutionState, cause: str) -> list[Event]:
 class _Decision:
     """One decision in progress: an overlay of the actions decided so far over the state."""
 
-    def __init__(self, state: ExecutionState, cause: str) -> None:
+    def __init__(
+        self, state: ExecutionState, cause: str, now: datetime, tokens: TokenSource
+    ) -> None:
         assert state.plan is not None
+        self.now = now
+        self.tokens = tokens
         self.state = state
         self.execution = state.execution_id
         self.cause = cause
@@ -155,12 +180,15 @@ class _Decision:
         queue = deque((candidate, source) for candidate in candidates)
         while queue:
             action_id, cause = queue.popleft()
-            if (self._ready(action_id) or self._doomed_by(action_id, cause)) and (
-                self._decide_action(self.graph.specs[action_id])
-            ):
+            if not (self._ready(action_id) or self._doomed_by(action_id, cause)):
+                continue
+            if self._decide_action(self.graph.specs[action_id]):
                 queue.extend(
                     (dependent, action_id) for dependent in self.graph.dependents[action_id]
                 )
+            if self.view[action_id].wait is not None:
+                # Its token exists now: the actions that hand it out may be ready.
+                queue.extend((user, None) for user in self.graph.token_users.get(action_id, ()))
 
     def refill(self, finished: str) -> None:
         """Dispatch waiting actions into the slots ``finished`` freed on its capped queue.
@@ -231,6 +259,10 @@ class _Decision:
             upstream = decided.get(dependency) or actions[dependency]
             if upstream.status not in FINISHED_ACTION_STATUSES:
                 return False
+        for waitpoint in self.graph.tokens_used.get(action_id, ()):
+            wait = self.view[waitpoint].wait
+            if (wait is None or wait.token is None) and not self.view[waitpoint].finished:
+                return False
         return True
 
     def _decide_action(self, spec: Action) -> bool:
@@ -254,6 +286,8 @@ class _Decision:
             if not holds:
                 self._skip(spec, "condition_false", f"when on {spec.when.path} is false")
                 return True
+        if spec.waits:
+            return self._wait(spec)
         if not self._has_slot(spec.queue_name):
             return False  # the plan's cap on the queue is reached: wait for a slot
         try:
@@ -275,6 +309,32 @@ class _Decision:
         if request.queue in self.slots_used:
             self.slots_used[request.queue] += 1
         return False
+
+    def _wait(self, spec: Action) -> bool:
+        """Record a ``wait``/``sleep`` action as waiting; ``True`` if it is already over."""
+        try:
+            started = start_wait(
+                spec, self.state, self.view, now=self.now, cause=self.cause, tokens=self.tokens
+            )
+        except TemplateError as exc:
+            self._fail(spec, ErrorCode.INVALID_REQUEST, f"cannot start waiting: {exc}")
+            return True
+        self.events.append(started.waiting)
+        self.decided[spec.id] = started.state
+        if started.outcome is None:
+            return False
+        self.events.append(started.outcome)
+        finished = ActionState(action_id=spec.id, wait=started.state.wait)
+        if isinstance(started.outcome, ActionFailed):
+            finished.status, finished.error = "failed", started.outcome.error
+            if not spec.allow_failure:
+                self.blocking.append(spec.id)
+        else:
+            finished.status = "completed"
+            finished.output = getattr(started.outcome, "output", None)
+        self.decided[spec.id] = finished
+        self.finished_now += 1
+        return True
 
     def _skip(self, spec: Action, reason: SkipReason, detail: str) -> None:
         self.events.append(
@@ -314,7 +374,7 @@ class _Decision:
     def conclude(self) -> None:
         """Append the execution's end if this decision reaches it."""
         counts = self.state.counts
-        unfinished = counts.pending + counts.running - self.finished_now
+        unfinished = counts.pending + counts.running + counts.waiting - self.finished_now
         if self.blocking:
             if not self._in_flight():
                 self._fail_execution()

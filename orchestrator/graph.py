@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import NamedTuple
 
+import msgspec
+
 from eventstore.dag import dependents_index
 from eventstore.plan import Action, Plan
+from eventstore.templates import TemplateError, find_references
 
 __all__ = ["LimitedQueue", "PlanGraph", "graph_of"]
 
@@ -41,9 +44,11 @@ class PlanGraph:
         roots: ids of actions without dependencies, in plan order.
         limited: queue name -> its cap, for each queue with a ``concurrency_limit`` that
             actions of the plan use.
+        token_users: waitpoint id -> ids of the actions whose templates use its token.
+        tokens_used: action id -> the waitpoints whose tokens its templates use.
     """
 
-    __slots__ = ("dependents", "limited", "plan", "roots", "specs")
+    __slots__ = ("dependents", "limited", "plan", "roots", "specs", "token_users", "tokens_used")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -51,6 +56,30 @@ class PlanGraph:
         self.dependents: dict[str, list[str]] = dependents_index(plan)
         self.roots: list[str] = [a.id for a in plan.actions if not a.depends_on]
         self.limited: dict[str, LimitedQueue] = _limited_queues(plan)
+        self.tokens_used: dict[str, list[str]] = _tokens_used(plan)
+        self.token_users: dict[str, list[str]] = {}
+        for user, waitpoints in self.tokens_used.items():
+            for waitpoint in waitpoints:
+                self.token_users.setdefault(waitpoint, []).append(user)
+
+
+def _tokens_used(plan: Plan) -> dict[str, list[str]]:
+    used: dict[str, list[str]] = {}
+    for action in plan.actions:
+        values = [action.input, action.until]
+        if action.request is not None:
+            values.append(msgspec.to_builtins(action.request))
+        try:
+            targets = {
+                str(ref.target)
+                for ref in find_references(values)
+                if ref.kind == "actions" and ref.path[:1] == ("token",)
+            }
+        except TemplateError:
+            continue  # an invalid plan: its request fails when it is built
+        if targets:
+            used[action.id] = sorted(targets)
+    return used
 
 
 def _limited_queues(plan: Plan) -> dict[str, LimitedQueue]:

@@ -11,11 +11,18 @@ fold refused (an end published by someone else while actions still ran: see
 
 from __future__ import annotations
 
-from eventstore.events import Event, ExecutionCancelled, ExecutionCompleted, ExecutionFailed
+from eventstore.events import (
+    ActionCompleted,
+    ActionFailed,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+)
 from eventstore.fold import refused_end_sequence
 from eventstore.records import Guard
 from eventstore.state import ExecutionState
-from eventstore.subjects import terminal_filter
+from eventstore.subjects import action_filter, terminal_filter
 
 __all__ = ["guard_for", "terminal_filter"]
 
@@ -26,4 +33,11 @@ def guard_for(event: Event, state: ExecutionState | None = None) -> Guard:
     """The guard to append ``event`` with, a decision taken on ``state``."""
     if isinstance(event, ExecutionCompleted | ExecutionFailed | ExecutionCancelled):
         return Guard(refused_end_sequence(state), terminal_filter(event.execution_id))
+    if isinstance(event, ActionCompleted | ActionFailed) and state is not None:
+        # A wait's outcome: stored only while its action.waiting is still the action's last
+        # event, so a resume and a timeout (or a cancellation) cannot both end it.
+        action = state.actions.get(event.action_id)
+        wait = action.wait if action is not None else None
+        if wait is not None and wait.sequence:
+            return Guard(wait.sequence, action_filter(event.execution_id, event.action_id))
     return _EMPTY_SUBJECT

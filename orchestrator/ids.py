@@ -14,6 +14,10 @@ __all__ = [
     "requested_id",
     "skipped_id",
     "terminal_id",
+    "timer_fired_id",
+    "timer_id",
+    "wait_outcome_id",
+    "waiting_id",
 ]
 
 
@@ -45,3 +49,24 @@ def terminal_id(execution_id: str) -> str:
 def deadline_id(execution_id: str) -> str:
     """The ``execution.cancel.requested`` the plan's deadline fires."""
     return f"{execution_id}.deadline"
+
+
+def waiting_id(execution_id: str, action_id: str) -> str:
+    """``action.waiting`` of a ``wait`` or ``sleep`` action."""
+    return f"{execution_id}.{action_id}.waiting"
+
+
+def wait_outcome_id(execution_id: str, action_id: str) -> str:
+    """The one outcome (``action.completed`` or ``action.failed``) ending a wait: a resume and
+    a racing timeout share it, so the log's dedupe stores only the first."""
+    return f"{execution_id}.{action_id}.resolved"
+
+
+def timer_id(execution_id: str, action_id: str) -> str:
+    """The schedule message holding a waiting action's timer."""
+    return f"{execution_id}.{action_id}.timer"
+
+
+def timer_fired_id(execution_id: str, action_id: str) -> str:
+    """The ``action.timer.fired`` the server writes when that timer is due."""
+    return f"{execution_id}.{action_id}.timer-fired"

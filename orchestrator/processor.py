@@ -30,7 +30,15 @@ from nats.js.errors import NotFoundError
 from eventstore import fold
 from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, EventDecodeError, NatsUnavailableError, TepError
-from eventstore.events import ActionExecuteRequested, Event, ExecutionFailed, PlanSubmitted
+from eventstore.events import (
+    ActionCompleted,
+    ActionExecuteRequested,
+    ActionFailed,
+    ActionWaiting,
+    Event,
+    ExecutionFailed,
+    PlanSubmitted,
+)
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RawRecord, RecordedEvent
@@ -42,6 +50,7 @@ from orchestrator.deadline import deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
 from orchestrator.intake import UnroutableMessageError, admit_plan
+from orchestrator.timers import schedule_wait_timer
 
 __all__ = ["EventProcessor", "execution_of"]
 
@@ -236,24 +245,27 @@ class EventProcessor:
             # After a conflict the log knows better than a first delivery: always read it.
             first_delivery = meta.num_delivered == 1 and round_ == 0
             state = await self._state_with(record, first_delivery=first_delivery)
-            decisions = decide(state, record.event)
+            decisions = decide(state, record.event, now=meta.timestamp)
             if state is None or not decisions:
                 return
             if isinstance(record.event, PlanSubmitted) and any(
-                isinstance(d, ActionExecuteRequested) for d in decisions
+                isinstance(d, ActionExecuteRequested | ActionWaiting) for d in decisions
             ):
                 await self._prepare(state, meta.timestamp)
+            await self._schedule_timers(decisions)
             guards = [guard_for(d, state) for d in decisions]
             try:
-                await self.log.append_atomic(decisions, guards=guards)
+                results = await self.log.append_atomic(decisions, guards=guards)
             except ConcurrencyError:
                 # Someone else decided first: start over from the log.
                 self.stats["conflicts"] += 1
                 self.cache.drop(execution_id)
                 continue
             self.stats["appended"] += len(decisions)
-            for decision in decisions:
+            for decision, stored in zip(decisions, results, strict=True):
                 fold.apply_event(state, decision)
+                if isinstance(decision, ActionWaiting):
+                    _note_wait_sequence(state, decision.action_id, stored.sequence)
             if state.terminal:
                 self._finished(state)
             return
@@ -300,6 +312,14 @@ class EventProcessor:
             at = deadline_at(submitted_at, plan.timeout_s)
             await schedule_deadline(self.js, state.execution_id, at)
 
+    async def _schedule_timers(self, decisions: list[Event]) -> None:
+        """Store the timers of the waits these decisions start, before the decisions: a crash
+        in between leaves a timer that fires into nothing, never a wait without its timer."""
+        ended = {d.action_id for d in decisions if isinstance(d, ActionCompleted | ActionFailed)}
+        for decision in decisions:
+            if isinstance(decision, ActionWaiting) and decision.action_id not in ended:
+                await schedule_wait_timer(self.js, decision)
+
     def _finished(self, state: ExecutionState) -> None:
         self.cache.drop(state.execution_id)
 
@@ -319,3 +339,10 @@ class EventProcessor:
             await settle(msg.nak(delay=_RETRY_DELAY_S), msg)
             return
         self.stats["dead_lettered"] += 1
+
+
+def _note_wait_sequence(state: ExecutionState, action_id: str, sequence: int) -> None:
+    """Where our own ``action.waiting`` landed: the guard of the wait's outcome."""
+    action = state.actions.get(action_id)
+    if action is not None and action.wait is not None:
+        action.wait.sequence = sequence

@@ -28,8 +28,8 @@ from typing import Any
 import anyio
 
 from eventstore.config import TepSettings
-from eventstore.errors import NatsUnavailableError
-from eventstore.jetstream.connection import NatsClient, connect_as
+from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
+from eventstore.jetstream.connection import NatsClient, connect_as, last_permission_denial
 from eventstore.jetstream.provision import ensure_log
 from tep.cli.common import single_errors
 from tep.health import serve_health
@@ -99,8 +99,18 @@ def run_role(
             while running (exit code 3).
     """
     configure_logging(role, settings)
-    with single_errors():
-        anyio.run(_serve, args, settings, role, client_name, build, provision)
+    try:
+        with single_errors():
+            anyio.run(_serve, args, settings, role, client_name, build, provision)
+    except TimeoutError:
+        denied = last_permission_denial()
+        if denied is None:
+            raise
+        # Most likely a stream or bucket that is missing and that this role may not create.
+        raise NatsAuthorizationError(
+            f"NATS refused the {role} identity permission {denied}: run `tep provision` with "
+            "the admin identity first, and give this process the identity of its role"
+        ) from None
     return 0
 
 

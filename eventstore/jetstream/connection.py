@@ -19,6 +19,7 @@ __all__ = ["NatsClient", "auth_options", "connect", "connect_as", "last_permissi
 
 _log = logging.getLogger("tep.nats")
 _PERMISSIONS = "permissions violation"
+_AUTHORIZATION = "authorization violation"
 _denials: list[str] = []
 
 
@@ -53,9 +54,13 @@ async def connect(
     """
     servers = [u.strip() for u in url.split(",") if u.strip()]
     connected = False
+    refused = False
 
     async def on_error(exc: Exception) -> None:
+        nonlocal refused
         text = str(exc)
+        # nats-py reports a refused CONNECT as a plain error (reconnecting: "no servers").
+        refused = refused or _AUTHORIZATION in text.lower()
         if _PERMISSIONS in text.lower():
             _denials.append(text[text.lower().index(_PERMISSIONS) + len(_PERMISSIONS) :].strip())
             del _denials[:-8]
@@ -75,14 +80,14 @@ async def connect(
             error_cb=on_error,
             **options,
         )
-    except AuthorizationError as exc:
-        how = "the credentials given" if _has_identity(options) else "no credentials"
-        raise NatsAuthorizationError(
-            f"NATS at {url} refused {how} (authorization violation): give this process's "
-            "identity with --nkey, --creds or --user/--password (or TEP_NKEY, TEP_CREDS, "
-            "TEP_USER/TEP_PASSWORD)"
-        ) from exc
     except Exception as exc:
+        if refused or isinstance(exc, AuthorizationError) or _AUTHORIZATION in str(exc).lower():
+            how = "the credentials given" if _has_identity(options) else "no credentials"
+            raise NatsAuthorizationError(
+                f"NATS at {url} refused {how} (authorization violation): give this process's "
+                "identity with --nkey, --creds or --user/--password (or TEP_NKEY, TEP_CREDS, "
+                "TEP_USER/TEP_PASSWORD)"
+            ) from exc
         reason = str(exc) or type(exc).__name__
         raise NatsUnavailableError(f"cannot reach NATS at {url}: {reason}") from exc
     connected = True

@@ -22,6 +22,7 @@ from eventstore.plan_validation.bounds import (
     MAX_ATTEMPTS,
     bound_problems,
 )
+from eventstore.plan_validation.wait_checks import token_problem, wait_problems
 from eventstore.templates import TEMPLATE, TemplateError, find_references
 
 __all__ = ["ACTION_ID_PATTERN", "NAME_PATTERN", "action_problems"]
@@ -33,7 +34,11 @@ NAME_PATTERN = ACTION_ID_PATTERN
 
 
 def action_problems(
-    label: str, action: Action, edges: Mapping[str, Sequence[str]], reach: Reachability
+    label: str,
+    action: Action,
+    edges: Mapping[str, Sequence[str]],
+    reach: Reachability,
+    specs: Mapping[str, Action] | None = None,
 ) -> Iterable[str]:
     """The problems of one well-shaped action, each prefixed with ``label``.
 
@@ -42,11 +47,15 @@ def action_problems(
         action: the action.
         edges: every action id of the plan -> its ``depends_on``.
         reach: reachability over ``edges``, to tell whether a referenced action is upstream.
+        specs: every action of the plan by id (for what a reference may use of it).
     """
+    specs = specs or {}
+    yield from wait_problems(label, action)
     for field, name in (("type", action.type), ("queue", action.queue)):
         if name is not None and not NAME_PATTERN.fullmatch(name):
             yield f'{label}: {field}: "{name}" must match [A-Za-z0-9_-]{{1,64}}'
-    yield from bound_problems(label, "timeout_s", action.timeout_s, ACTION_TIMEOUT_S)
+    if not action.waits:
+        yield from bound_problems(label, "timeout_s", action.timeout_s, ACTION_TIMEOUT_S)
     if action.retry is not None:
         yield from _retry_problems(label, action.retry)
 
@@ -63,6 +72,8 @@ def action_problems(
         return None
 
     values: list[tuple[str, Any]] = [("input", action.input)]
+    if action.until is not None:
+        values.append(("until", action.until))
     if action.request is None:
         if action.type == "http":
             yield f'{label}: request: an action of type "http" needs a request'
@@ -79,7 +90,15 @@ def action_problems(
             yield f"{label}: {where}: {exc}"
             continue
         for ref in references:
-            if ref.kind == "actions" and ref.target is not None:
+            if ref.kind == "actions" and ref.target is not None and ref.path[:1] == ("token",):
+                if ref.target not in edges:
+                    yield (
+                        f"{label}: {where}: template {{{{{ref.text}}}}} references unknown "
+                        f'action "{ref.target}"'
+                    )
+                elif problem := token_problem(label, where, action, specs.get(ref.target), reach):
+                    yield problem
+            elif ref.kind == "actions" and ref.target is not None:
                 problem = upstream_problem(where, f"template {{{{{ref.text}}}}}", ref.target)
                 if problem:
                     yield problem

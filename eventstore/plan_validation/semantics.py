@@ -102,6 +102,7 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
             first_index[node.id] = node.position
             edges[node.id] = list(node.depends_on)
     reach = Reachability(edges)
+    specs = {node.id: node.action for node in nodes if node.action is not None}
 
     for node in nodes:
         label = f'action "{node.id}"'
@@ -120,7 +121,7 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
             elif dependency not in edges:
                 problems.append(f'{label}: depends_on references unknown action "{dependency}"')
         if node.action is not None:
-            problems.extend(action_problems(label, node.action, edges, reach))
+            problems.extend(action_problems(label, node.action, edges, reach, specs))
 
     graph = {node: [d for d in deps if d != node] for node, deps in edges.items()}
     for cycle in find_cycles(graph):

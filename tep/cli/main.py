@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ COMMAND_MODULES = (
     "tep.cli.list",
     "tep.cli.queue",
     "tep.cli.creds",
+    "tep.cli.provision",
 )
 
 
@@ -67,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tep`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A command reports a refused permission in its own one-line message (below); the roles,
+    # which configure logging, still log it.
+    logging.getLogger("tep.nats").addHandler(logging.NullHandler())
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         code = handler(args)

@@ -28,7 +28,6 @@ from eventstore.config import DEFAULT_NATS_URL, TepSettings
 from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.local_stack import note_local_stack, remove_local_stack
-from eventstore.jetstream.provision import ensure_log
 from executor.secrets import check_secret_environment
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
 from tep.cli.up_children import CHILD_GRACE_S, LOOPBACK_CIDRS, LineRenderer, child_specs
@@ -43,6 +42,7 @@ from tep.demo_target import DEFAULT_PORT as DEMO_PORT
 from tep.dir_lock import DataDirLock
 from tep.health_watch import HealthWatch, wait_until_healthy
 from tep.logging_setup import configure_logging
+from tep.provision import provision
 from tep.server import EmbeddedServer
 from tep.supervisor import ChildSpec, Supervisor
 
@@ -233,7 +233,7 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
             settings = _as_admin(settings, url, creds_dir)
             nc = await connect_as(settings, Role.ADMIN, name="tep-up")
             note_local_stack(settings.state_dir, url, creds_dir)
-        await ensure_log(nc.jetstream(), settings)
+        await provision(nc.jetstream(), settings)
         specs = child_specs(args, url, creds_dir=creds_dir, environ=os.environ)
         if not stop.is_set():
             _banner(args, url, server, specs)

@@ -34,10 +34,10 @@ from eventstore.events import (
 )
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Action, Plan, RequestSpec, RetryPolicy
 from eventstore.records import RecordedEvent
 from tep.creds import init_credentials, seed_path
+from tep.provision import provision
 from tep.server import EmbeddedServer, find_free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -167,13 +167,13 @@ def layered_plan(target: str) -> Plan:
 
 
 async def _provision(url: str, settings: TepSettings, admin_seed: Path) -> NatsClient:
-    """Connect as the admin and create the R3 streams once the cluster has elected a meta
-    leader."""
+    """Connect as the admin and create the R3 streams and buckets (what ``tep provision``
+    does) once the cluster has elected a meta leader."""
     nc = await connect(url, name="cluster-test", nkeys_seed=str(admin_seed))
     with anyio.fail_after(30):
         while True:
             try:
-                await ensure_log(nc.jetstream(timeout=5.0), settings)
+                await provision(nc.jetstream(timeout=5.0), settings)
                 return nc
             except (JetStreamError, TepError, TimeoutError):
                 await anyio.sleep(0.25)

@@ -8,8 +8,11 @@ from eventstore.events import (
     ActionCompleted,
     ActionExecuteRequested,
     ActionFailed,
+    ActionResumeRequested,
     ActionSkipped,
     ActionStarted,
+    ActionTimerFired,
+    ActionWaiting,
     ErrorInfo,
     Event,
     ExecutionCancelled,
@@ -74,6 +77,20 @@ ONE_OF_EACH: list[Event] = [
     ActionFailed(action_id="send", attempt=3, error=ERROR, **COMMON),
     ActionSkipped(action_id="send", reason="condition_false", detail="tier is bronze", **COMMON),
     ActionCancelled(action_id="send", reason="user", **COMMON),
+    ActionWaiting(
+        action_id="approve",
+        reason="waitpoint",
+        until="2030-01-01T00:00:00.000000Z",
+        schema={"type": "object", "required": ["approved"]},
+        token="exec-1.approve.abc",
+        **COMMON,
+    ),
+    ActionResumeRequested(
+        action_id="approve", data={"approved": True}, requested_by="ops", **COMMON
+    ),
+    ActionTimerFired(
+        action_id="approve", kind="timeout", due_at="2030-01-01T00:00:00.000000Z", **COMMON
+    ),
     ExecutionCompleted(**COMMON),
     ExecutionFailed(error=ERROR, failed_actions=["send"], **COMMON),
     ExecutionCancelRequested(reason="user", **COMMON),

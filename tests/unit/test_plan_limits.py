@@ -235,7 +235,7 @@ def event_bytes(plan: Plan) -> int:
 
 
 def test_a_plan_whose_event_exceeds_the_message_limit_is_refused() -> None:
-    document = http_actions(5000)
+    document = http_actions(9000)
     size = event_bytes(parse_plan(document, limits=UNLIMITED_SIZE))
 
     problems = problems_of(document, PlanLimits(max_actions=10_000))

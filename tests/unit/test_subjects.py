@@ -63,7 +63,7 @@ def test_execution_filters_match_no_other_execution() -> None:
 
 
 def test_version_filter_matches_decision_relevant_events_of_one_execution_only() -> None:
-    versioned = {"started", "completed", "failed", "skipped", "cancelled"}
+    versioned = {"started", "completed", "failed", "skipped", "cancelled", "waiting"}
     for subject in one_of_each("e1"):
         tokens = subject.split(".")
         expected = tokens[0] == "action" and tokens[1] in versioned and len(tokens) == 4

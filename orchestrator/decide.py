@@ -34,7 +34,6 @@ from datetime import datetime
 from eventstore.conditions import ConditionError, evaluate
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
-    ActionCancelled,
     ActionEvent,
     ActionFailed,
     ActionResumeRequested,
@@ -42,9 +41,7 @@ from eventstore.events import (
     ActionTimerFired,
     ErrorInfo,
     Event,
-    ExecutionCancelled,
     ExecutionCompleted,
-    ExecutionFailed,
     PlanSubmitted,
     SkipReason,
 )
@@ -54,12 +51,12 @@ from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionSta
 from eventstore.templates import TemplateError
 from orchestrator import ids
 from orchestrator.dispatch import build_request
+from orchestrator.ending import EXECUTION_FAILED_REASON, cancel_all, failure_end
 from orchestrator.graph import LimitedQueue, PlanGraph, graph_of
 from orchestrator.waits import TokenSource, new_token, start_wait, wait_outcome
 
 __all__ = ["EXECUTION_FAILED_REASON", "decide"]
 
-EXECUTION_FAILED_REASON = "execution failed"
 _FAILED = frozenset({"failed", "cancelled"})
 _NOT_SUCCEEDED = _FAILED | {"skipped"}
 
@@ -91,7 +88,7 @@ def decide(
     if state is None or state.plan is None or state.terminal:
         return []
     if state.cancel_requested:
-        return _cancel(state, event.event_id)
+        return cancel_all(state, event.event_id)
     if isinstance(event, ActionResumeRequested | ActionTimerFired):
         outcome = wait_outcome(state, event.action_id, event.event_id)
         return [] if outcome is None else [outcome]
@@ -118,33 +115,6 @@ def _candidates(graph: PlanGraph, event: Event) -> Iterable[str]:
     if isinstance(event, ActionEvent):
         return graph.dependents.get(event.action_id, ())
     return ()
-
-
-def _cancel(state: ExecutionState, cause: str) -> list[Event]:
-    execution = state.execution_id
-    reason = state.cancel_reason
-    events: list[Event] = [
-        ActionCancelled(
-            execution_id=execution,
-            action_id=action.action_id,
-            event_id=ids.cancelled_id(execution, action.action_id),
-            causation_id=cause,
-            correlation_id=execution,
-            reason=reason,
-        )
-        for action in state.actions.values()
-        if not action.finished
-    ]
-    events.append(
-        ExecutionCancelled(
-            execution_id=execution,
-            event_id=ids.terminal_id(execution),
-            causation_id=cause,
-            correlation_id=execution,
-            reason=reason,
-        )
-    )
-    return events
 
 
 class _Decision:
@@ -394,32 +364,7 @@ class _Decision:
         return any(_dispatched_unfinished(a) for a in self.state.actions.values())
 
     def _fail_execution(self) -> None:
-        for action_id in self.graph.specs:
-            if not self.view[action_id].finished:
-                self.events.append(
-                    ActionCancelled(
-                        execution_id=self.execution,
-                        action_id=action_id,
-                        event_id=ids.cancelled_id(self.execution, action_id),
-                        causation_id=self.cause,
-                        correlation_id=self.execution,
-                        reason=EXECUTION_FAILED_REASON,
-                    )
-                )
-        failed = [a for a in self.blocking if self.view[a].status == "failed"] or self.blocking
-        first = self.view[failed[0]].error
-        detail = f": {first.message}" if first is not None else ""
-        noun = "action" if len(failed) == 1 else "actions"
-        self.events.append(
-            ExecutionFailed(
-                execution_id=self.execution,
-                event_id=ids.terminal_id(self.execution),
-                causation_id=self.cause,
-                correlation_id=self.execution,
-                error=ErrorInfo(
-                    message=f"{noun} {', '.join(failed)} failed{detail}",
-                    code=ErrorCode.ACTION_FAILED,
-                ),
-                failed_actions=failed,
-            )
+        unfinished = [a for a in self.graph.specs if not self.view[a].finished]
+        self.events.extend(
+            failure_end(self.execution, self.cause, unfinished, self.blocking, self.view)
         )

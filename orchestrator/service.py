@@ -44,6 +44,7 @@ from orchestrator.cache import StateCache
 from orchestrator.config import OrchestratorConfig
 from orchestrator.lease import Lease
 from orchestrator.processor import EventProcessor, execution_of, settle
+from orchestrator.scheduler import Scheduler
 
 __all__ = ["Orchestrator", "execution_of"]
 
@@ -85,6 +86,7 @@ class Orchestrator:
             "retried": 0,
         }
         self.processor = EventProcessor(self.log, settings, self.config, self.cache, self.stats)
+        self.scheduler = Scheduler(self.log, stats=self.stats, stall_s=self.config.lease_s)
         self._lanes: dict[str, deque[Msg]] = {}
         self._lane_group: TaskGroup | None = None
         self._heartbeats = Heartbeats(self.config.ack_wait_s / 3)
@@ -181,6 +183,7 @@ class Orchestrator:
                     return
                 async with anyio.create_task_group() as beating:
                     beating.start_soon(self._heartbeats.run)
+                    beating.start_soon(self.scheduler.run)  # schedule ticks, while leading
                     async with anyio.create_task_group() as lanes:
                         self._lane_group = self.processor.background = lanes
                         await feed.run()

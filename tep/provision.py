@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 
 from eventstore.config import TepSettings
 from eventstore.jetstream.provision import ensure_kv, ensure_log
+from eventstore.schedules import SCHEDULE_BUCKET
 from orchestrator.config import OrchestratorConfig
 from projections.buckets import ensure_current_view
 
@@ -28,10 +29,12 @@ async def provision(js: JetStreamContext, settings: TepSettings) -> list[str]:
     _, pointer, _ = await ensure_current_view(js, settings)
     lease_bucket = OrchestratorConfig.from_env().lease_bucket
     await ensure_kv(js, lease_bucket, replicas=settings.replicas)
+    await ensure_kv(js, SCHEDULE_BUCKET, replicas=settings.replicas)
     return [
         settings.stream,
         settings.deadletter_stream,
         "KV_tep_meta",
         f"KV_{pointer.bucket}",
         f"KV_{lease_bucket}",
+        f"KV_{SCHEDULE_BUCKET}",
     ]

@@ -7,8 +7,8 @@ import argparse
 import anyio
 import msgspec
 
-from eventstore.state import EXECUTION_STATUSES
 from projections import ExecutionSummary, StateManager, ViewStats
+from projections.view import LISTING_STATUSES
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
 from tep.cli.render import format_table
 
@@ -18,9 +18,11 @@ _EPILOG = """\
 examples:
   tep list
   tep list --status running
+  tep list --status waiting                  # waitpoints waiting for someone to `tep resume`
   tep list --plan welcome-email --status failed --json | jq -r '.executions[].execution_id'
 
-Read from the projected view's index (run `tep projector`), oldest first. --json prints
+Read from the projected view's index (run `tep projector`), oldest first. --status waiting
+lists the executions with a waitpoint waiting to be resumed (they are running). --json prints
 {"executions": [{execution_id, plan_id, status, submitted_at, started_at, completed_at}],
  "count": N, "stats": {"executions": {status: n}, "actions": {status: n}}}.
 exit codes: 0 ok, 2 bad option, 3 NATS unreachable.
@@ -37,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--status", choices=EXECUTION_STATUSES, help="only this status")
+    parser.add_argument(
+        "--status",
+        choices=LISTING_STATUSES,
+        help="only this status (waiting: a waitpoint waits to be resumed)",
+    )
     parser.add_argument("--plan", metavar="PLAN_ID", help="only executions of this plan id")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     add_nats_url(parser)

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tep.cli.events",
     "tep.cli.watch",
     "tep.cli.cancel",
+    "tep.cli.resume",
     "tep.demo_target",
     "tep.cli.up",
     "tep.cli.executor",
@@ -39,6 +40,7 @@ COMMAND_MODULES = (
     "tep.cli.status",
     "tep.cli.list",
     "tep.cli.queue",
+    "tep.cli.schedule",
     "tep.cli.creds",
     "tep.cli.provision",
 )

@@ -18,7 +18,8 @@ example:
   TEP_NKEY=/etc/tep/creds/admin.nk tep provision --nats-url nats://nats:4222
 
 Creates what is missing (the event stream, the dead-letter stream, the view's buckets, the
-orchestrator's lease bucket) and checks what exists; it never changes an existing stream.
+orchestrator's lease bucket, the schedules bucket) and checks what exists; it never changes an
+existing stream.
 With the shipped server authorization only the admin identity may create streams, so run this
 once before starting the roles (`tep up` does it by itself).
 exit codes: 0 done, 1 a stream exists with other settings, 3 NATS unreachable or the identity

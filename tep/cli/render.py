@@ -15,8 +15,11 @@ from eventstore.events import (
     ActionEvent,
     ActionExecuteRequested,
     ActionFailed,
+    ActionResumeRequested,
     ActionSkipped,
     ActionStarted,
+    ActionTimerFired,
+    ActionWaiting,
     ErrorInfo,
     Event,
     ExecutionCancelled,
@@ -41,6 +44,7 @@ __all__ = [
     "summary",
     "timeline",
     "transitions",
+    "wait_note",
 ]
 
 ActionSnapshot = dict[str, tuple[str, int]]
@@ -49,6 +53,7 @@ ActionSnapshot = dict[str, tuple[str, int]]
 _SYMBOLS = {
     "pending": " ",
     "running": ">",
+    "waiting": "~",
     "completed": "+",
     "failed": "x",
     "skipped": "-",
@@ -138,6 +143,14 @@ def describe_event(event: Event) -> str:
             return f"{reason}: {detail}" if detail else reason
         case ActionCancelled(reason=reason):
             return reason or ""
+        case ActionWaiting(reason=reason, until=until):
+            return f"{reason} until {until}" if until else f"{reason}, no timeout"
+        case ActionResumeRequested(reject=reject, requested_by=by, token=token):
+            what = f"reject: {reject}" if reject is not None else "resume with data"
+            who = f" by {by}" if by else ""
+            return what + who + (" (with the token)" if token else "")
+        case ActionTimerFired(kind=kind, due_at=due_at):
+            return f"{kind} due {due_at}"
         case ExecutionFailed(error=error, failed_actions=failed):
             suffix = f" (actions: {', '.join(failed)})" if failed else ""
             return _error_text(error) + suffix
@@ -176,27 +189,55 @@ def timeline(records: Sequence[RecordedEvent]) -> list[str]:
 def _action_duration(action: ActionState, now: datetime | None) -> float | None:
     if action.duration_ms is not None:
         return action.duration_ms / 1000
-    if action.status == "running" and now is not None:
+    if action.status in ("running", "waiting") and now is not None:
         started = _parse(action.started_at)
         return (now - started).total_seconds() if started is not None else None
     return _seconds_between(action.started_at, action.completed_at)
 
 
-def _action_note(action: ActionState) -> str:
+def wait_note(execution_id: str, action: ActionState) -> str:
+    """What a waiting action waits for and until when, and the last refused resume.
+
+    ``waitpoint until 2030-01-31T09:00:00Z (resume: tep resume EXEC approve --data JSON)``,
+    ``sleeping until ...``; empty when the action does not wait.
+    """
+    wait = action.wait
+    if wait is None or action.status != "waiting":
+        return ""
+    if wait.resume is not None:
+        verb = "rejected" if wait.resume.reject is not None else "resumed"
+        who = f" by {wait.resume.requested_by}" if wait.resume.requested_by else ""
+        note = f"{verb}{who}; outcome pending"
+    elif wait.timer is not None:
+        note = f"{'woke' if wait.timer == 'wake' else 'timed out'}; outcome pending"
+    elif wait.reason == "sleep":
+        note = f"sleeping until {wait.until}"
+    else:
+        until = f"until {wait.until}" if wait.until else "no timeout"
+        command = f"tep resume {execution_id} {action.action_id} --data JSON"
+        note = f"waitpoint {until} (resume: {command})"
+    if wait.refused:
+        note += f"; last resume refused: {wait.refused}"
+    return note
+
+
+def _action_note(execution_id: str, action: ActionState) -> str:
     if action.status == "skipped":
         return action.skip_reason or ""
+    if action.status == "waiting":
+        return wait_note(execution_id, action)
     if action.error is not None:
         return _error_text(action.error)
     return ""
 
 
-def _action_row(action: ActionState, now: datetime | None) -> list[str]:
+def _action_row(execution_id: str, action: ActionState, now: datetime | None) -> list[str]:
     return [
         f"{_SYMBOLS.get(action.status, '?')} {action.action_id}",
         action.status,
         str(action.attempts) if action.attempts else "",
         format_duration(_action_duration(action, now)) if action.status != "pending" else "",
-        _action_note(action),
+        _action_note(execution_id, action),
     ]
 
 
@@ -205,7 +246,8 @@ _ACTION_HEADERS = ("ACTION", "STATUS", "ATTEMPTS", "DURATION", "NOTE")
 
 def state_table(state: ExecutionState) -> list[str]:
     """Every action of a finished (or any) execution as a table, in plan order."""
-    return format_table(_ACTION_HEADERS, (_action_row(a, None) for a in state.actions.values()))
+    e = state.execution_id
+    return format_table(_ACTION_HEADERS, (_action_row(e, a, None) for a in state.actions.values()))
 
 
 def finished_count(state: ExecutionState) -> int:
@@ -275,17 +317,18 @@ def live_view(state: ExecutionState, now: datetime, *, width: int, height: int) 
     actions = list(state.actions.values())
     room = max(height - 5, 3)
     if len(actions) > room:
-        rank = {"running": 0, "failed": 1}
+        rank = {"running": 0, "waiting": 0, "failed": 1}
         ordered = sorted(
             enumerate(actions), key=lambda item: (rank.get(item[1].status, 2), item[0])
         )
         shown = sorted(ordered[: room - 1], key=lambda item: item[0])
         hidden = len(actions) - len(shown)
-        rows = [_action_row(a, now) for _, a in shown]
+        rows = [_action_row(state.execution_id, a, now) for _, a in shown]
         table = format_table(_ACTION_HEADERS, rows)
         table.append(f"  ... and {hidden} more")
     else:
-        table = format_table(_ACTION_HEADERS, (_action_row(a, now) for a in actions))
+        rows = [_action_row(state.execution_id, a, now) for a in actions]
+        table = format_table(_ACTION_HEADERS, rows)
     return [line[:width] for line in (header, bar, "", *table)]
 
 
@@ -315,13 +358,15 @@ def transitions(
                     f"{prefix} {action.action_id} attempt {event.attempt} failed: "
                     f"{describe_event(event)}"
                 )
+            elif isinstance(event, ActionResumeRequested):
+                lines.append(f"{prefix} {action.action_id} {_resume_fate(action, event)}")
             elif old != new:
                 detail = []
                 if action.attempts:
                     detail.append(f"attempt {action.attempts}")
                 if action.finished and action.status not in ("skipped", "cancelled"):
                     detail.append(format_duration(_action_duration(action, None)))
-                note = _action_note(action)
+                note = _action_note(state.execution_id, action)
                 if note and action.status != "running":
                     detail.append(note)
                 suffix = f" ({', '.join(detail)})" if detail else ""
@@ -329,3 +374,13 @@ def transitions(
     if state.status != previous_status:
         lines.append(f"{prefix} execution {state.status}")
     return lines
+
+
+def _resume_fate(action: ActionState, event: ActionResumeRequested) -> str:
+    """What became of a resume request, as the fold decided."""
+    wait = action.wait
+    if wait is not None and wait.resume is not None and wait.resume.request_id == event.event_id:
+        return "resume accepted" + (f" by {event.requested_by}" if event.requested_by else "")
+    if wait is not None and wait.refused and not action.finished:
+        return f"resume refused: {wait.refused}"
+    return f"resume request ignored (the action is {action.status})"

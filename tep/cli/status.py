@@ -25,7 +25,9 @@ examples:
   tep status exe_018f2a9c3b1d4e5f6a7b --at 2025-01-31T12:00:00Z
 
 Without --at the state comes from the projected view (run `tep projector`); with --at it is
-folded from the execution's history in the log, up to that sequence or moment.
+folded from the execution's history in the log, up to that sequence or moment. A waiting
+action's note says what it waits for and until when (a waitpoint: how to `tep resume` it; a
+sleep: when it wakes) and the last resume refused, if any; --json has it under "wait".
 exit codes: 0 ok, 2 unknown execution or bad --at, 3 NATS unreachable.
 """
 
@@ -103,7 +105,7 @@ def status_lines(state: ExecutionState, *, at: str | None = None) -> list[str]:
     """The human-readable status: a header block, then one row per action."""
     counts = state.counts
     parts = [f"{counts.total} total"]
-    for name in ("completed", "failed", "skipped", "running", "pending", "cancelled"):
+    for name in ("completed", "failed", "skipped", "running", "waiting", "pending", "cancelled"):
         value = getattr(counts, name)
         if value:
             parts.append(f"{value} {name}")

@@ -160,14 +160,22 @@ def run(args: argparse.Namespace) -> int:
     return anyio.run(_up, args)
 
 
-async def _try_connect(settings: TepSettings) -> NatsClient | None:
-    """A connection to a server already answering at the URL (``None`` if none answers)."""
+async def _try_connect(settings: TepSettings, lock: DataDirLock) -> NatsClient | None:
+    """A connection to a server already answering at the URL (``None`` if none answers, or
+    one that refuses us and is not this data dir's: starting ours then says the port is taken).
+
+    Raises:
+        DataDirInUseError: the server is the embedded one of a ``tep up`` on this data dir.
+    """
     try:
         return await connect_as(
             settings, Role.ADMIN, name="tep-up", timeout_s=min(settings.connect_timeout_s, 1.5)
         )
     except NatsAuthorizationError:
-        raise
+        # E.g. a `tep up` on this data dir that has not noted its credentials yet.
+        if await is_embedded_server_of(lock.directory, settings.nats_url):
+            lock.check_free()
+        return None
     except NatsUnavailableError:
         return None
 
@@ -207,7 +215,7 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
     lock = DataDirLock(args.data_dir)
     server: EmbeddedServer | None = None
     creds_dir: Path | None = None
-    nc = await _try_connect(settings)
+    nc = await _try_connect(settings, lock)
     try:
         if nc is not None:
             # The server of a `tep up` holding this data dir belongs to that stack, which is

@@ -27,8 +27,9 @@ examples:
   tep watch exe_018f2a9c3b1d4e5f6a7b --plain | tee run.log
 
 On a terminal the view is redrawn in place (status, attempts, duration per action and an overall
-progress bar); otherwise (or with --plain) one line is printed per change. Either way a summary
-ends the output.
+progress bar); otherwise (or with --plain) one line is printed per change. A waiting action
+shows what it waits for and until when (a waitpoint: how to `tep resume` it; a sleep: when it
+wakes); each resume request is shown accepted or refused (and why). A summary ends the output.
 exit codes: 0 completed, 1 failed or cancelled, 2 unknown execution, 3 NATS unreachable,
 124 --timeout ran out.
 """

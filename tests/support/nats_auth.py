@@ -23,9 +23,9 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from eventstore.access import ROLES, Role
 from eventstore.config import TepSettings
 from eventstore.jetstream.connection import NatsClient, connect_as
-from eventstore.jetstream.provision import ensure_log
 from projections.buckets import ensure_current_view
 from tep.creds import AUTH_FILE, init_credentials, public_key, seed_path
+from tep.provision import provision as provision_all
 from tep.server import EmbeddedServer
 
 __all__ = ["Admin", "AuthServer", "Violation", "provision", "violations"]
@@ -143,7 +143,7 @@ async def provision(server: AuthServer) -> AsyncIterator[Admin]:
     settings = server.settings(Role.ADMIN)
     nc = await connect_as(settings, Role.ADMIN, name="tests-admin")
     try:
-        await ensure_log(nc.jetstream(), settings)
+        await provision_all(nc.jetstream(), settings)
         _, pointer, _ = await ensure_current_view(nc.jetstream(), settings)
         yield Admin(nc, settings, pointer.bucket)
     finally:

@@ -12,11 +12,14 @@ Each role gets the least it needs to do its job:
     ``execution.*``, no view.
 ``orchestrator``
     consumes its decisions' consumer and publishes decisions (dispatches, skips, cancels,
-    waits and their outcomes, execution ends, deadlines and timers) and its lease.
+    waits and their outcomes, execution ends, deadlines and timers) and its lease; submits the
+    executions of schedule ticks and records the schedules' state (``$KV.tep_schedules.state.>``),
+    never their definitions.
 ``projector``
     writes the view buckets and the view pointer.
 ``admin``
-    everything: provisioning, rebuilds, queue limits, manual action results.
+    everything: provisioning, rebuilds, queue limits, schedule definitions, manual action
+    results.
 
 The JetStream API (``$JS.API.>``) is narrowed the same way: every role may look at stream
 metadata and read (direct get, ephemeral consumers); only the owners of the two durable
@@ -134,17 +137,7 @@ def permissions(
             subscribe_allow=(*own, "$KV.tep_meta.>"),
         )
     if role is Role.EXECUTOR:
-        durable: list[str] = []
-        for queue in queues:
-            consumer = f"queue-{queue}"
-            durable += [
-                f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
-                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}",
-                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}.>",
-                f"{_API}.CONSUMER.INFO.{stream}.{consumer}",
-                f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                f"$JS.ACK.{stream}.{consumer}.>",
-            ]
+        durable = [s for queue in queues for s in _owned_durable(stream, f"queue-{queue}")]
         return Permissions(
             publish_allow=(
                 *common,
@@ -161,16 +154,10 @@ def permissions(
             allow_responses=True,
         )
     if role is Role.ORCHESTRATOR:
-        consumer = orchestrator_consumer
         return Permissions(
             publish_allow=(
                 *common,
-                f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
-                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}",
-                f"{_API}.CONSUMER.CREATE.{stream}.{consumer}.>",
-                f"{_API}.CONSUMER.INFO.{stream}.{consumer}",
-                f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-                f"$JS.ACK.{stream}.{consumer}.>",
+                *_owned_durable(stream, orchestrator_consumer),
                 "action.execute.requested.>",
                 "action.skipped.*.*",
                 "action.cancelled.*.*",
@@ -184,7 +171,9 @@ def permissions(
                 "execution.cancelled.*",
                 "execution.cancel.requested.*",
                 "plan.deadline.*",
+                "plan.submitted.*",  # schedule ticks
                 f"$KV.{lease_bucket}.>",
+                "$KV.tep_schedules.state.>",
                 f"{DEADLETTER_PREFIX}.orchestrator.>",
             ),
             publish_deny=protected,
@@ -206,6 +195,18 @@ def permissions(
             "$KV.tep_schedules.>",
         ),
         subscribe_allow=(*own, "$KV.tep_meta.>"),
+    )
+
+
+def _owned_durable(stream: str, consumer: str) -> tuple[str, ...]:
+    """What the owner of a durable consumer may do with it: create, inspect, pull, ack."""
+    return (
+        f"{_API}.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+        f"{_API}.CONSUMER.CREATE.{stream}.{consumer}",
+        f"{_API}.CONSUMER.CREATE.{stream}.{consumer}.>",
+        f"{_API}.CONSUMER.INFO.{stream}.{consumer}",
+        f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
     )
 
 

@@ -38,7 +38,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventstore.errors import TepError
@@ -284,6 +284,8 @@ def _first_change(
     start: datetime, end: datetime, offset: timedelta, zone: tzinfo
 ) -> datetime | None:
     """The first instant in ``(start, end]`` whose UTC offset is not ``offset``, if any."""
+    if isinstance(zone, timezone):
+        return None  # a fixed offset, UTC included
     low = start
     while low < end:
         high = min(low + _PROBE, end)

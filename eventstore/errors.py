@@ -17,6 +17,8 @@ that raises them::
     │                               eventstore.templates / conditions / dag / patterns
     ├── WriteConflictError          eventstore.jetstream.kv_batch: a KV batch lost a CAS race
     ├── QueueConfigError (ValueError)  eventstore.jetstream.queues: a bad queue name or limit
+    ├── CronError, TimeZoneError (ValueError)  eventstore.cron: a bad cron expression or zone
+    ├── ScheduleError (ValueError)  eventstore.schedules: a schedule unknown, taken or unstorable
     ├── UnroutableMessageError      orchestrator.intake: a subject names no execution
     ├── ActionError                 executor.errors: an attempt failed, retry policy as data
     │   ├── RetryableError

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from eventstore.cron import CronError, TimeZoneError
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.schedules import ScheduleStore, Stored, submit_scheduled
 from eventstore.schedules import (
@@ -82,6 +81,8 @@ class Scheduler:
         self.poll_s = poll_s
         self.limit = limit
         self.clock = clock
+        self.looks = 0
+        """Looks completed so far (each read every schedule once)."""
         self._broken: dict[str, str] = {}
 
     async def run(self) -> None:
@@ -119,11 +120,19 @@ class Scheduler:
         now = self.clock()
         wake = now + timedelta(seconds=self.poll_s)
         schedules = await store.read_all()
+        for key, problem in schedules.unreadable.items():
+            self._report_broken(key, f"unreadable: {problem}")
         for name, stored in schedules.definitions.items():
             state = schedules.states.get(name)
-            upcoming = await self._fire_due(store, stored.value, state, now, missed_until)
+            try:
+                upcoming = await self._fire_due(store, stored.value, state, now, missed_until)
+            except Exception as exc:  # one schedule's trouble must not hold up the others
+                self._report_broken(name, f"{type(exc).__name__}: {exc}")
+                continue
+            self._broken.pop(name, None)
             if upcoming is not None:
                 wake = min(wake, upcoming)
+        self.looks += 1
         return wake
 
     async def _fire_due(
@@ -134,14 +143,10 @@ class Scheduler:
         now: datetime,
         missed_until: datetime,
     ) -> datetime | None:
-        """Fire the schedule's due ticks; its next tick (``None``: paused or unusable)."""
+        """Fire the schedule's due ticks; its next tick (``None``: paused, or never again)."""
         if definition.paused:
             return None
-        try:
-            cron, zone = definition.schedule(), definition.zone()
-        except (CronError, TimeZoneError) as exc:
-            self._report_broken(definition, str(exc))
-            return None
+        cron, zone = definition.schedule(), definition.zone()
         after = baseline(definition, state.value if state else None)
         plan = plan_ticks(
             cron,
@@ -181,13 +186,8 @@ class Scheduler:
             )
         return cron.next_after(max(now, after), zone)
 
-    def _report_broken(self, definition: ScheduleDefinition, problem: str) -> None:
-        if self._broken.get(definition.name) == problem:
-            return
-        self._broken[definition.name] = problem
-        _log.warning(
-            "schedule %s cannot fire: %s",
-            definition.name,
-            problem,
-            extra={"schedule": definition.name},
-        )
+    def _report_broken(self, name: str, problem: str) -> None:
+        if self._broken.get(name) == problem:
+            return  # once, not at every look
+        self._broken[name] = problem
+        _log.warning("schedule %s cannot fire: %s", name, problem, extra={"schedule": name})

@@ -19,7 +19,6 @@ from eventstore.errors import PlanValidationError
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.jetstream.schedules import ScheduleStore, Stored, submit_scheduled
-from eventstore.plan_validation import parse_plan
 from eventstore.schedules import (
     CATCH_UP_POLICIES,
     DEFAULT_CATCH_UP,
@@ -43,7 +42,7 @@ from tep.cli.common import (
 )
 from tep.cli.executions import open_log
 from tep.cli.render import format_table
-from tep.cli.validate import read_plan_document
+from tep.cli.submit import load_plan
 
 __all__ = ["register"]
 
@@ -161,20 +160,6 @@ def _input(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _with_input(raw: bytes, values: dict[str, Any]) -> bytes | dict[str, Any]:
-    if not values:
-        return raw
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return raw  # parse_plan reports it with line and column
-    if not isinstance(document, dict):
-        return raw
-    current = document.get("input")
-    document["input"] = {**(current if isinstance(current, dict) else {}), **values}
-    return document
-
-
 def run_add(args: argparse.Namespace) -> int:
     """Handle ``tep schedule add``."""
     settings = settings_from(args)
@@ -186,9 +171,7 @@ def run_add(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     values = _input(args.input)
     try:
-        plan = parse_plan(
-            _with_input(read_plan_document(args.plan), values), limits=settings.plan_limits
-        )
+        plan = load_plan(args.plan, values, settings)
     except PlanValidationError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"tep: {args.plan}: {problem}\n")

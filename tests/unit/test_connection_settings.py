@@ -37,7 +37,7 @@ def test_identities_do_not_mix_and_a_password_needs_a_user(tmp_path: Path) -> No
 
 
 def test_a_list_setting_that_is_not_json_is_one_line() -> None:
-    with pytest.raises(SettingsError, match="handler_modules.*expected a JSON list"):
+    with pytest.raises(SettingsError, match=r"handler_modules.*expected a JSON list"):
         ExecutorConfig.from_env({"TEP_EXECUTOR_HANDLER_MODULES": "not json"})
 
 

@@ -91,7 +91,7 @@ def resume_refusal(action: ActionState, event: ActionResumeRequested) -> str | N
     if wait.reason != "waitpoint":
         return f"action {action.action_id} is a sleep; only waitpoints are resumed"
     if wait.resume is not None or wait.timer is not None:
-        return f"action {action.action_id} was already resumed"
+        return f"action {action.action_id} {'was already resumed' if wait.resume else 'timed out'}"
     if event.token is not None and (
         wait.token is None or not hmac.compare_digest(event.token, wait.token)
     ):

@@ -12,7 +12,7 @@ timeout of a waitpoint (``action.timer.fired``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
@@ -24,12 +24,16 @@ from orchestrator import ids
 
 __all__ = ["schedule_message", "schedule_wait_timer", "wait_timer_message"]
 
+_ROUND_UP = timedelta(microseconds=999)
+
 
 def schedule_message(
     holder: str, event: Event, at: datetime, message_id: str
 ) -> tuple[str, bytes, dict[str, str]]:
     """Subject, payload and headers of the schedule that stores ``event`` at ``at``."""
-    stamp = at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Rounded up to the millisecond: a timer never fires before ``at``.
+    stamp = (at.astimezone(UTC) + _ROUND_UP).isoformat(timespec="milliseconds")
+    stamp = stamp.replace("+00:00", "Z")
     headers = {
         h.SCHEDULE: f"@at {stamp}",
         h.SCHEDULE_TARGET: subject_for(event),

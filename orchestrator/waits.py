@@ -144,7 +144,7 @@ def _outcome_of(execution: str, action: ActionState, cause: str) -> Event | None
     }
     resume = wait.resume
     if resume is not None and resume.reject is not None:
-        error = ErrorInfo(message=f"rejected: {resume.reject}", code=ErrorCode.REJECTED)
+        error = ErrorInfo(message=resume.reject, code=ErrorCode.REJECTED)
         return ActionFailed(**common, error=error)
     if resume is not None:
         data = resume.data

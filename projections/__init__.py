@@ -18,7 +18,9 @@ if TYPE_CHECKING:
         ActionNotFoundError,
         ExecutionNotFoundError,
         InvalidTransitionError,
+        ResumeTimeoutError,
         ViewTimeoutError,
+        WaitpointRefusedError,
     )
     from projections.history import At
     from projections.projector import Projector
@@ -37,9 +39,11 @@ __all__ = [
     "Projector",
     "RebuildProgress",
     "RebuildReport",
+    "ResumeTimeoutError",
     "StateManager",
     "ViewStats",
     "ViewTimeoutError",
+    "WaitpointRefusedError",
     "rebuild",
 ]
 
@@ -48,6 +52,8 @@ _HOMES = {
     "ExecutionNotFoundError": "projections.errors",
     "InvalidTransitionError": "projections.errors",
     "ViewTimeoutError": "projections.errors",
+    "ResumeTimeoutError": "projections.errors",
+    "WaitpointRefusedError": "projections.errors",
     "At": "projections.history",
     "Projector": "projections.projector",
     "RebuildProgress": "projections.view_rebuild",

@@ -9,7 +9,9 @@ __all__ = [
     "ExecutionNotFoundError",
     "InvalidExecutionIdError",
     "InvalidTransitionError",
+    "ResumeTimeoutError",
     "ViewTimeoutError",
+    "WaitpointRefusedError",
 ]
 
 
@@ -56,3 +58,50 @@ class InvalidTransitionError(TepError, ValueError):
 
 class ViewTimeoutError(TepError, TimeoutError):
     """The view did not reach the awaited state (a sequence, a terminal status) in time."""
+
+
+class WaitpointRefusedError(TepError, ValueError):
+    """A resume request that cannot end the waitpoint: nothing it asked for happened.
+
+    Raised before anything is appended when the execution's history already says why (the
+    words are the fold's, see :func:`eventstore.waits.resume_refusal`), or after the request
+    was appended when something else ended the wait first (another resume, the timeout).
+
+    Attributes:
+        execution_id: the execution (empty when a token named none).
+        action_id: the waitpoint (empty when a token named none).
+        reason: why, in one line.
+        problems: each way the data does not match the waitpoint's schema, as
+            ``<path>: <message>`` (empty when the refusal has another reason).
+        appended: whether the request was appended (it lost a race) or refused beforehand.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        execution_id: str = "",
+        action_id: str = "",
+        problems: tuple[str, ...] = (),
+        appended: bool = False,
+    ) -> None:
+        self.execution_id = execution_id
+        self.action_id = action_id
+        self.reason = reason
+        self.problems = problems
+        self.appended = appended
+        super().__init__(reason)
+
+
+class ResumeTimeoutError(TepError, TimeoutError):
+    """A resume request was accepted, but its outcome was not in the log in time.
+
+    The request stands: an orchestrator records the outcome once one runs.
+
+    Attributes:
+        sequence: the stream sequence of the accepted request.
+    """
+
+    def __init__(self, message: str, sequence: int) -> None:
+        self.sequence = sequence
+        super().__init__(message)

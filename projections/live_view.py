@@ -43,8 +43,8 @@ from projections.view import (
     decode_checkpoint,
     decode_state,
     decode_stats,
-    decode_summary,
     exec_key,
+    summaries_of,
 )
 
 __all__ = ["LiveView"]
@@ -114,9 +114,7 @@ class LiveView:
             except _VIEW_GONE:
                 await self.refresh()
                 continue
-            summaries = [decode_summary(value) for value in entries.values()]
-            summaries.sort(key=lambda s: (s.submitted_at or "", s.execution_id))
-            return summaries
+            return summaries_of(entries, pattern)
         return []
 
     async def stats(self) -> ViewStats:

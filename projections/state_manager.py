@@ -36,7 +36,7 @@ from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
-from eventstore.state import EXECUTION_STATUSES, ActionState, ExecutionState
+from eventstore.state import ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
 from projections.availability import available_actions
 from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
@@ -45,15 +45,25 @@ from projections.history import At, fold_as_of
 from projections.live_view import LiveView
 from projections.plan_cache import PlanCache
 from projections.transitions import ActionResult, result_event, status_event
-from projections.view import ExecutionSummary, ViewStats, detached_state, index_filter
+from projections.view import (
+    LISTING_STATUSES,
+    ExecutionSummary,
+    ViewStats,
+    detached_state,
+    index_filter,
+)
+from projections.waitpoints import WaitpointOperations
 
 __all__ = ["StateManager"]
 
 _WRITE_RETRIES = 5
 
 
-class StateManager:
+class StateManager(WaitpointOperations):
     """Facade over the event log (writes) and the projected KV view (reads).
+
+    Waitpoints are completed with :meth:`complete_waitpoint` and :meth:`complete_by_token`
+    (see :mod:`projections.waitpoints`).
 
     Build it with :meth:`connect`, or around an existing connection and call :meth:`open`.
     Use it as an async context manager, or call :meth:`close`.
@@ -335,14 +345,16 @@ class StateManager:
     ) -> list[ExecutionSummary]:
         """Executions, optionally only those in ``status`` and/or of ``plan_id``, oldest first.
 
-        Served from the view's index (cost grows with the matches, not with the view).
+        ``status="waiting"`` lists the running executions with a waitpoint waiting for
+        someone to resume it. Served from the view's index (cost grows with the matches, not
+        with the view).
 
         Raises:
-            ValueError: ``status`` is not an execution status.
+            ValueError: ``status`` is neither an execution status nor ``waiting``.
         """
-        if status is not None and status not in EXECUTION_STATUSES:
+        if status is not None and status not in LISTING_STATUSES:
             raise ValueError(
-                f"unknown execution status {status!r}; one of {', '.join(EXECUTION_STATUSES)}"
+                f"unknown execution status {status!r}; one of {', '.join(LISTING_STATUSES)}"
             )
         await self._await_sequence(min_sequence, timeout)
         return await self._view.summaries(index_filter(status, plan_id))

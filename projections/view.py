@@ -4,6 +4,7 @@ A view bucket (``tep_view_<generation>``) holds::
 
     exec.<execution_id>                          ExecutionState as JSON, without the plan
     idx.<status>.<plan_token>.<execution_id>     ExecutionSummary (one entry per execution)
+    idx.waiting.<plan_token>.<execution_id>      ExecutionSummary, while a waitpoint waits
     stats                                        ViewStats: executions and actions by status
     meta.checkpoint                              last stream sequence fully applied
 
@@ -17,6 +18,7 @@ import base64
 import functools
 import gzip
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -33,8 +35,10 @@ __all__ = [
     "CHECKPOINT_KEY",
     "EXEC_PREFIX",
     "INDEX_PREFIX",
+    "LISTING_STATUSES",
     "STATS_KEY",
     "TRUNCATED_MARKER",
+    "WAITING_INDEX",
     "ExecutionSummary",
     "StateTooLargeError",
     "ViewStats",
@@ -52,7 +56,9 @@ __all__ = [
     "index_filter",
     "index_key",
     "plan_token",
+    "summaries_of",
     "summary_of",
+    "waits_for_person",
 ]
 
 EXEC_PREFIX = "exec."
@@ -61,6 +67,11 @@ STATS_KEY = "stats"
 CHECKPOINT_KEY = "meta.checkpoint"
 TRUNCATED_MARKER = "tep_truncated"
 """Key of the object that replaces an action output too large for the view."""
+WAITING_INDEX = "waiting"
+"""The index of running executions with a waitpoint waiting for a person (not a status: the
+execution itself stays ``running``; its entry is in both indexes)."""
+LISTING_STATUSES: tuple[str, ...] = (*EXECUTION_STATUSES, WAITING_INDEX)
+"""What an index listing can select: an execution status, or ``waiting``."""
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -130,9 +141,42 @@ def index_key(status: str, plan_id: str, execution_id: str) -> str:
 
 
 def index_filter(status: str | None = None, plan_id: str | None = None) -> str:
-    """A key pattern matching the index entries of a status and/or plan (``None`` = any)."""
+    """A key pattern matching the index entries of a status (or ``waiting``) and/or plan
+    (``None`` = any; see :func:`summaries_of` for reading what it matches)."""
     plan = "*" if plan_id is None else plan_token(plan_id)
     return f"{INDEX_PREFIX}{status or '*'}.{plan}.*"
+
+
+def summaries_of(entries: Mapping[str, bytes], pattern: str) -> list[ExecutionSummary]:
+    """The executions of the index entries ``pattern`` matched, oldest submission first.
+
+    A pattern for any status also matches the ``waiting`` entries: those are left out, so
+    each execution is listed once (by its status).
+    """
+    waiting = f"{INDEX_PREFIX}{WAITING_INDEX}."
+    every_status = pattern.startswith(f"{INDEX_PREFIX}*.")
+    summaries = [
+        decode_summary(value)
+        for key, value in entries.items()
+        if not (every_status and key.startswith(waiting))
+    ]
+    summaries.sort(key=lambda s: (s.submitted_at or "", s.execution_id))
+    return summaries
+
+
+def waits_for_person(state: ExecutionState) -> bool:
+    """Whether a waitpoint of the (unfinished) execution waits to be resumed: its entry in
+    the ``waiting`` index exists exactly while this holds."""
+    if state.terminal:
+        return False
+    return any(
+        action.status == "waiting"
+        and action.wait is not None
+        and action.wait.reason == "waitpoint"
+        and action.wait.resume is None
+        and action.wait.timer is None
+        for action in state.actions.values()
+    )
 
 
 def summary_of(state: ExecutionState) -> ExecutionSummary:

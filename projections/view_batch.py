@@ -18,6 +18,7 @@ from eventstore.records import RawRecord, RecordedEvent
 from eventstore.state import ExecutionState
 from projections.poison import Poison, classify_undecodable
 from projections.view import (
+    WAITING_INDEX,
     ExecutionSummary,
     StateTooLargeError,
     ViewStats,
@@ -27,6 +28,7 @@ from projections.view import (
     exec_key,
     index_key,
     summary_of,
+    waits_for_person,
 )
 
 __all__ = [
@@ -45,8 +47,9 @@ _log = logging.getLogger("tep.projector")
 _INDEX_TOMBSTONE_TTL = "60s"
 _UNKNOWN_SIZE = 4096
 _BATCH_BYTES = 8 * 1024 * 1024
-# Per execution: its state, an index entry and a tombstone; plus counters and checkpoint.
-_MAX_EXECUTIONS = (MAX_BATCH - 2) // 3
+# Per execution: its state, an index entry and a tombstone, its waiting entry (or that
+# entry's tombstone); plus counters and checkpoint.
+_MAX_EXECUTIONS = (MAX_BATCH - 2) // 4
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Touched:
     size: int = 0
     before: ExecutionSummary | None = None
     before_stats: ViewStats | None = None
+    before_waiting: bool = False
     changed: bool = False
 
 
@@ -149,6 +153,7 @@ def fold_range(batch: RecordRange, states: Mapping[str, CachedState | None]) -> 
                     size=cached.size,
                     before=summary_of(cached.state),
                     before_stats=contribution(cached.state),
+                    before_waiting=waits_for_person(cached.state),
                 )
             touched[execution_id] = entry
         if entry.state is None and not isinstance(item, PlanSubmitted):
@@ -171,7 +176,7 @@ def fold_range(batch: RecordRange, states: Mapping[str, CachedState | None]) -> 
 def state_writes(
     touched: Mapping[str, Touched], value_limit: int
 ) -> tuple[list[KvWrite], dict[str, tuple[int, int]]]:
-    """State and index writes of the changed executions.
+    """State and index writes (by status, and the ``waiting`` index) of the changed executions.
 
     Each state is written with compare-and-set on the revision it was read at. Returns the
     writes and, per execution written, (position of its state in the writes, value size). A
@@ -204,7 +209,22 @@ def state_writes(
                         ttl=_INDEX_TOMBSTONE_TTL,
                     )
                 )
+        writes.extend(_waiting_writes(entry, state, after))
     return writes, sizes
+
+
+def _waiting_writes(
+    entry: Touched, state: ExecutionState, after: ExecutionSummary
+) -> list[KvWrite]:
+    """The execution's entry in the ``waiting`` index: written when a waitpoint starts waiting
+    (and rewritten when its summary changes meanwhile), removed when none waits any more."""
+    key = index_key(WAITING_INDEX, state.plan_id, state.execution_id)
+    waiting = waits_for_person(state)
+    if waiting and (not entry.before_waiting or after != entry.before):
+        return [KvWrite(key, encode_summary(after))]
+    if entry.before_waiting and not waiting:
+        return [KvWrite(key, delete=True, ttl=_INDEX_TOMBSTONE_TTL)]
+    return []
 
 
 def stats_delta(touched: Mapping[str, Touched], written: Mapping[str, object]) -> ViewStats:

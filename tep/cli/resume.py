@@ -28,7 +28,7 @@ from tep.cli.common import (
     add_nats_url,
     print_json,
 )
-from tep.cli.executions import open_log
+from tep.cli.executions import open_log, require_execution
 
 __all__ = ["register"]
 
@@ -162,6 +162,7 @@ async def _resume(args: argparse.Namespace, data: Any) -> Resumed:
     async with open_log(args) as log:
         if args.execution_id is None:
             return await resume_by_token(log, args.token, data, **options)
+        await require_execution(log, args.execution_id)
         return await resume(
             log, args.execution_id, args.action_id, data, token=args.token, **options
         )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 from nats.js.kv import KeyValue
+from support.wait_histories import STAGES, wait_history
 
 from eventstore.config import TepSettings
 from eventstore.errors import TepError
@@ -81,6 +82,34 @@ async def test_rebuild_equals_the_live_view_key_by_key(
     assert decode_checkpoint(rebuilt[CHECKPOINT_KEY]) == last
     assert await _generation(nc, settings) == 2
     assert await view_bucket_exists(nc.jetstream(), 1)
+
+
+async def test_rebuild_equals_the_live_view_with_waits_in_every_stage(
+    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
+) -> None:
+    # Waitpoints and sleeps: waiting, refused, resumed, completed, timed out. The live view
+    # takes every history in two parts (both actions waiting first, then the rest), so its
+    # waiting-index entries are written and removed as it goes; the rebuild takes it all at
+    # once, next to ordinary runs.
+    stages = {f"w-{stage}-{n}": stage for n in range(3) for stage in STAGES}
+    histories = {e: wait_history(e, stage) for e, stage in stages.items()}
+    _, last = await _append_runs(event_log, 20, seed=5)
+    async with running_projector(nc, settings, batch_size=7):
+        for part in (slice(0, 3), slice(3, None)):
+            results = await event_log.append_many([e for h in histories.values() for e in h[part]])
+            last = max(last, results[-1].sequence) if results else last
+            await sm.wait_for_sequence(last, timeout=30)
+        live = await scan_keys(nc, "tep_view_1")
+        waiting = await sm.list_executions(status="waiting")
+        report = await rebuild(nc, settings, keep_old=True, batch_size=500)
+
+    rebuilt = await scan_keys(nc, "tep_view_2")
+    expected = sorted(e for e, stage in stages.items() if stage in ("waiting", "refused"))
+    assert report.checkpoint == last
+    assert _comparable(rebuilt) == _comparable(live)
+    assert sorted(s.execution_id for s in waiting) == expected
+    assert sorted(k.rsplit(".", 1)[1] for k in rebuilt if k.startswith("idx.waiting.")) == expected
+    assert len(await sm.list_executions()) == 20 + len(stages)
 
 
 async def test_readers_never_miss_an_execution_during_a_rebuild(

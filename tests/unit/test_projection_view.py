@@ -54,9 +54,11 @@ def test_public_api_is_pinned() -> None:
         "Projector",
         "RebuildProgress",
         "RebuildReport",
+        "ResumeTimeoutError",
         "StateManager",
         "ViewStats",
         "ViewTimeoutError",
+        "WaitpointRefusedError",
         "rebuild",
     ]
 

@@ -89,13 +89,17 @@ def decide(
         return []
     if state.cancel_requested:
         return cancel_all(state, event.event_id)
-    if isinstance(event, ActionResumeRequested | ActionTimerFired):
-        outcome = wait_outcome(state, event.action_id, event.event_id)
-        return [] if outcome is None else [outcome]
     if now is None:
         now = datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
     decision = _Decision(state, event.event_id, now, tokens)
     source = event.action_id if isinstance(event, ActionEvent) else None
+    if isinstance(event, ActionResumeRequested | ActionTimerFired):
+        # The wait's one outcome, and what it makes ready, in one decision: its dependents
+        # need not wait for the outcome to come back through the consumer.
+        outcome = wait_outcome(state, event.action_id, event.event_id)
+        if outcome is None:
+            return []
+        decision.finish_wait(event.action_id, outcome)
     if source is not None:
         decision.refill(source)
     decision.advance(_candidates(decision.graph, event), source)
@@ -293,18 +297,25 @@ class _Decision:
         self.decided[spec.id] = started.state
         if started.outcome is None:
             return False
-        self.events.append(started.outcome)
-        finished = ActionState(action_id=spec.id, wait=started.state.wait)
-        if isinstance(started.outcome, ActionFailed):
-            finished.status, finished.error = "failed", started.outcome.error
-            if not spec.allow_failure:
-                self.blocking.append(spec.id)
+        self.finish_wait(spec.id, started.outcome, started.state)
+        return True
+
+    def finish_wait(
+        self, action_id: str, outcome: Event, waiting: ActionState | None = None
+    ) -> None:
+        """Append a wait's outcome and count its action finished in this decision."""
+        self.events.append(outcome)
+        before = waiting or self.view[action_id]
+        finished = ActionState(action_id=action_id, wait=before.wait, queue=before.queue)
+        if isinstance(outcome, ActionFailed):
+            finished.status, finished.error = "failed", outcome.error
+            if not self.graph.specs[action_id].allow_failure:
+                self.blocking.append(action_id)
         else:
             finished.status = "completed"
-            finished.output = getattr(started.outcome, "output", None)
-        self.decided[spec.id] = finished
+            finished.output = getattr(outcome, "output", None)
+        self.decided[action_id] = finished
         self.finished_now += 1
-        return True
 
     def _skip(self, spec: Action, reason: SkipReason, detail: str) -> None:
         self.events.append(

@@ -20,6 +20,7 @@ from eventstore.events import (
     Event,
     ExecutionCancelRequested,
     ExecutionCompleted,
+    ExecutionFailed,
     PlanSubmitted,
 )
 from eventstore.plan_validation import parse_plan
@@ -127,12 +128,13 @@ def test_resume_data_becomes_the_output_and_the_dependents_run() -> None:
         },
     )
     resume = ActionResumeRequested(execution_id="e", action_id="approve", data={"approved": True})
-    [outcome] = step(state, resume)
+    outcome, dispatch = step(state, resume)
     assert isinstance(outcome, ActionCompleted) and outcome.output == {"approved": True}
     assert outcome.causation_id == resume.event_id
-    [dispatch] = step(state, outcome)
     assert isinstance(dispatch, ActionExecuteRequested)
     assert dispatch.request is not None and dispatch.request.url == "http://x/true"
+    # The outcome coming back through the consumer decides nothing more.
+    assert step(state, outcome) == []
 
 
 def test_data_that_fails_the_schema_is_refused_and_the_wait_goes_on() -> None:
@@ -149,7 +151,8 @@ def test_data_that_fails_the_schema_is_refused_and_the_wait_goes_on() -> None:
 def test_a_second_resume_and_a_late_timeout_change_nothing() -> None:
     state, _ = start(APPROVE)
     first = ActionResumeRequested(execution_id="e", action_id="approve", reject="no budget")
-    [outcome] = step(state, first)
+    outcome, end = step(state, first)
+    assert isinstance(end, ExecutionFailed) and end.failed_actions == ["approve"]
     assert isinstance(outcome, ActionFailed) and outcome.error.code == "rejected"
     assert outcome.error.message == "no budget"
     again = ActionResumeRequested(execution_id="e", action_id="approve", data={"approved": True})
@@ -163,9 +166,9 @@ def test_the_timeout_fails_the_waitpoint_and_a_racing_resume_gets_the_same_event
     state, _ = start(APPROVE)
     fired = ActionTimerFired(execution_id="e", action_id="approve", kind="timeout", due_at="x")
     twin, _ = start(APPROVE)
-    [timeout] = step(state, fired)
+    timeout = step(state, fired)[0]
     resume = ActionResumeRequested(execution_id="e", action_id="approve", data={"approved": True})
-    [resumed] = step(twin, resume)
+    resumed = step(twin, resume)[0]
     assert isinstance(timeout, ActionFailed) and timeout.error.code == "timeout"
     assert timeout.event_id == resumed.event_id  # the log's dedupe keeps only the first
 
@@ -190,8 +193,8 @@ def test_a_sleep_wakes_on_its_timer_and_not_on_a_resume() -> None:
     wrong = ActionTimerFired(execution_id="e", action_id="nap", kind="timeout", due_at="x")
     assert step(state, wrong) == []
     wake = ActionTimerFired(execution_id="e", action_id="nap", kind="wake", due_at="x")
-    [woke] = step(state, wake)
-    assert isinstance(woke, ActionCompleted)
+    woke, end = step(state, wake)
+    assert isinstance(woke, ActionCompleted) and isinstance(end, ExecutionCompleted)
     assert woke.output == {"slept_until": "2030-01-01T13:00:00.000000Z"}
 
 
@@ -244,6 +247,6 @@ def test_the_outcome_is_guarded_on_the_waiting_event_being_the_last() -> None:
     fold.apply(state, RecordedEvent(7, "action.waiting.e.approve", waiting))
     resume = ActionResumeRequested(execution_id="e", action_id="approve", data={"approved": True})
     fold.apply(state, RecordedEvent(9, "action.resume.requested.e.approve", resume))
-    [outcome] = decide(state, resume, now=NOW, tokens=tokens)
+    outcome = decide(state, resume, now=NOW, tokens=tokens)[0]
     guard = guard_for(outcome, state)
     assert (guard.last_sequence, guard.subject) == (7, "action.*.e.approve")

@@ -1,0 +1,183 @@
+"""A `tep up` stack for benchmarks: start it in a scratch directory, find its processes by role,
+read their health documents, sample their RSS and CPU time (Linux /proc).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tep.server import find_free_port
+
+__all__ = ["RssSampler", "Stack", "start_stack"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stack:
+    """A running `tep up` in a scratch directory."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    nats_url: str = ""
+
+    def processes(self) -> dict[int, str]:
+        """The stack's live processes, pid -> name (role, `nats-server`, `tep up`)."""
+        found = {self.process.pid: "tep up"}
+        for pid in _descendants(self.process.pid):
+            args = _command_line(pid)
+            if args and Path(args[0]).name == "nats-server":
+                found[pid] = "nats-server"
+            elif "tep.cli.main" in args and args.index("tep.cli.main") + 1 < len(args):
+                role = args[args.index("tep.cli.main") + 1]
+                if role != "demo-target":
+                    found[pid] = role
+        return found
+
+    def health(self, role: str) -> dict[str, Any]:
+        """The ``/healthz`` document of the first process of ``role`` (empty if none answers)."""
+        for pid, name in self.processes().items():
+            args = _command_line(pid)
+            if name == role and "--health-port" in args:
+                port = args[args.index("--health-port") + 1]
+                try:
+                    document: dict[str, Any] = httpx.get(
+                        f"http://127.0.0.1:{port}/healthz", timeout=5
+                    ).json()
+                except (httpx.HTTPError, ValueError):
+                    return {}
+                return document
+        return {}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_stack(directory: Path, env: dict[str, str], executors: int, demo_port: int) -> Stack:
+    """Start `tep up` with its data in ``directory`` and the demo target on ``demo_port``;
+    return once it says it is ready (exits the bench if it does not within a minute)."""
+    stdout = directory / "up.out"
+    command = [sys.executable, "-m", "tep.cli.main", "up", "--data-dir", str(directory / "data")]
+    command += ["--port", str(find_free_port()), "--executors", str(executors)]
+    command += ["--with-demo-target", "--demo-port", str(demo_port)]
+    with stdout.open("wb") as out, (directory / "up.err").open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            process_group=0,
+        )
+    stack = Stack(process, stdout)
+    deadline = time.monotonic() + 60
+    while "ready:" not in stdout.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stack.stop()
+            raise SystemExit(f"tep up did not start:\n{stdout.read_text()}")
+        time.sleep(0.1)
+    for line in stdout.read_text().splitlines():
+        if line.strip().startswith("nats"):
+            stack.nats_url = line.split()[1]
+    return stack
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                if kid not in found:
+                    found.add(kid)
+                    frontier.append(kid)
+    return found
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RssSampler:
+    """Samples every process's RSS and CPU time, labelled with the phase the bench is in."""
+
+    stack: Stack
+    phase: str = "idle"
+    samples: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    cpu_at_end: dict[str, dict[str, float]] = field(default_factory=dict)
+    """phase -> label -> the process's CPU seconds at the phase's last sample."""
+
+    async def run(self, interval: float = 0.25) -> None:
+        while True:
+            processes = self.stack.processes()
+            counts: dict[str, int] = {}
+            for pid in sorted(processes):
+                name = processes[pid]
+                counts[name] = counts.get(name, 0) + 1
+                label = name if name != "executor" else f"executor-{counts[name]}"
+                kb, cpu = _rss_kb(pid), _cpu_s(pid)
+                if kb is not None:
+                    self.samples.setdefault(self.phase, {}).setdefault(label, []).append(kb)
+                if cpu is not None:
+                    self.cpu_at_end.setdefault(self.phase, {})[label] = cpu
+            await asyncio.sleep(interval)
+
+    def cpu(self, start: str, end: str, label: str) -> float | None:
+        """CPU seconds ``label`` used from the end of phase ``start`` to the end of ``end``."""
+        before = self.cpu_at_end.get(start, {}).get(label)
+        after = self.cpu_at_end.get(end, {}).get(label)
+        return after - before if before is not None and after is not None else None
+
+    def peak(self, phase: str, label: str) -> float | None:
+        values = self.samples.get(phase, {}).get(label)
+        return max(values) / 1024 if values else None
+
+    def labels(self) -> list[str]:
+        order = {"orchestrator": 0, "executor": 1, "projector": 2, "nats-server": 3, "tep up": 4}
+        names = {label for phase in self.samples.values() for label in phase}
+        return sorted(names, key=lambda n: (order.get(n.split("-")[0], 1), n))

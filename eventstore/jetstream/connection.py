@@ -21,6 +21,23 @@ _log = logging.getLogger("tep.nats")
 _PERMISSIONS = "permissions violation"
 _AUTHORIZATION = "authorization violation"
 _denials: list[str] = []
+# OpenSSL's X509_V_ERR_ codes of a certificate whose issuer is not among the trusted CAs.
+_UNKNOWN_ISSUER = {18, 19, 20}
+_EOF_OVER_TLS = "returning true from eof_received() has no effect when using ssl"
+
+
+class _EofOverTlsFilter(logging.Filter):
+    """Drops asyncio's warning at the end of every TLS connection of nats-py.
+
+    nats-py upgrades a connection to TLS under a stream protocol that is never told it runs
+    over TLS; asyncio then warns, harmlessly, when the server ends the stream.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _EOF_OVER_TLS
+
+
+logging.getLogger("asyncio").addFilter(_EofOverTlsFilter())
 
 
 def last_permission_denial() -> str | None:
@@ -50,7 +67,8 @@ async def connect(
     ``timeout_s`` so an unreachable server is reported within seconds.
 
     Raises:
-        NatsUnavailableError: no server answered in time.
+        NatsUnavailableError: no server answered in time, or the TLS handshake failed (at
+            once: a refused certificate is not retried).
     """
     servers = [u.strip() for u in url.split(",") if u.strip()]
     connected = False
@@ -64,6 +82,10 @@ async def connect(
         if _PERMISSIONS in text.lower():
             _denials.append(text[text.lower().index(_PERMISSIONS) + len(_PERMISSIONS) :].strip())
             del _denials[:-8]
+        if not connected and isinstance(exc, ssl.SSLError):
+            # A refused certificate stays refused: fail at once. Retrying would also hang, as
+            # nats-py never finishes closing a failed TLS upgrade (nats-io/nats.py#718).
+            raise exc
         # Failures of the first connection become one NatsUnavailableError, not a log line each.
         if connected:
             await _log_error(exc)
@@ -81,6 +103,8 @@ async def connect(
             **options,
         )
     except Exception as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise NatsUnavailableError(_tls_failure(url, exc)) from exc
         if refused or isinstance(exc, AuthorizationError) or _AUTHORIZATION in str(exc).lower():
             how = "the credentials given" if _has_identity(options) else "no credentials"
             raise NatsAuthorizationError(
@@ -98,6 +122,26 @@ async def connect(
 
 def _has_identity(options: dict[str, Any]) -> bool:
     return any(options.get(k) for k in ("user_credentials", "nkeys_seed", "user"))
+
+
+def _tls_failure(url: str, exc: ssl.SSLError) -> str:
+    """One line naming why the TLS handshake with NATS at ``url`` failed, and what to give."""
+    failed = f"TLS with NATS at {url} failed"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = ""
+        if exc.verify_code in _UNKNOWN_ISSUER:
+            hint = ": give the CA that signed it with --tls-ca (TEP_TLS_CA)"
+        return f"{failed}: the server's certificate is not trusted ({exc.verify_message}){hint}"
+    reason = str(exc.reason or "")
+    if "CERTIFICATE_REQUIRED" in reason:
+        return (
+            f"{failed}: the server requires a client certificate: give --tls-cert and "
+            "--tls-key (TEP_TLS_CERT, TEP_TLS_KEY)"
+        )
+    if "ALERT" in reason:
+        # e.g. TLSV1_ALERT_UNKNOWN_CA: the server does not trust this process's certificate.
+        return f"{failed}: the server refused the handshake ({reason.lower().replace('_', ' ')})"
+    return f"{failed}: {exc}"
 
 
 def auth_options(settings: TepSettings, role: Role | str) -> dict[str, Any]:

@@ -80,11 +80,32 @@ done
 declare -a ids=()
 history_id=""
 status=0
+approve() {  # a waitpoint waits for a person: play the approver once it waits
+  local id=$1
+  for _ in $(seq $((DEADLINE_S * 5))); do
+    if "${TEP[@]}" resume "$id" approve --data '{"approved": true, "amount": 120}' \
+      >/dev/null 2>&1; then
+      echo "resumed: tep resume ${id} approve --data '{\"approved\": true, \"amount\": 120}'"
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
 for plan in "${plans[@]}"; do
-  step "tep submit ${plan} --wait"
   set +e
-  output=$("${TEP[@]}" submit "$plan" --wait --timeout "$DEADLINE_S")
-  code=$?
+  if [ "$plan" = examples/approval.json ]; then
+    step "tep submit ${plan}, then tep resume (a waitpoint waits for a person)"
+    id=$("${TEP[@]}" submit "$plan")
+    approve "$id"
+    "${TEP[@]}" watch "$id" --plain --timeout "$DEADLINE_S" >/dev/null
+    code=$?
+    output=$id
+  else
+    step "tep submit ${plan} --wait"
+    output=$("${TEP[@]}" submit "$plan" --wait --timeout "$DEADLINE_S")
+    code=$?
+  fi
   set -e
   echo "$output"
   id=$(head -n 1 <<<"$output")

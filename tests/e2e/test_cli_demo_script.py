@@ -25,7 +25,10 @@ def test_demo_script_runs_the_examples_and_stops_the_stack() -> None:
     for plan in ("sequential-pipeline", "fan-out-fan-in", "conditional-fallback"):
         assert f"tep submit examples/{plan}.json --wait" in out
         assert f"plan       {plan}" in out  # its tep status
-    assert out.count("status     completed") == 3
+    assert "tep submit examples/approval.json, then tep resume" in out
+    assert "resumed: tep resume " in out  # the waitpoint, resumed by the demo's approver
+    examples = len(list((ROOT / "examples").glob("*.json")))
+    assert out.count("status     completed") == examples
     assert "action.attempt.failed" in out and "execution.completed" in out  # the history
     assert out.rstrip().endswith("stopped")
     # Nothing it started is left: no process still runs from its temporary data dir.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -414,4 +415,6 @@ if __name__ == "__main__":
         help="the baseline's first schedule is due this long after it starts publishing "
         "(default %(default)s)",
     )
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the stack started is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     asyncio.run(main(parser.parse_args()))

@@ -62,7 +62,7 @@ MAX_CATCH_UP = 1000
 """The most missed ticks policy ``all`` fires at once (the newest ones; older ones are
 skipped)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _MANUAL = "-manual"
 _TICK_FORMAT = "%Y%m%dT%H%M%SZ"
 

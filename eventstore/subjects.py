@@ -64,7 +64,7 @@ EVENT_SUBJECT_ROOTS = ("plan.>", "action.>", "execution.>")
 DEADLETTER_PREFIX = "tep.deadletter"
 PLAN_SUBMITTED_PREFIX = "plan.submitted."
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 # Words that appear as the third token of longer event types. An execution with one of these
 # ids would make the action-version filter match other executions' subjects.
 RESERVED_IDS = frozenset({"failed", "requested"})

@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_OUTPUT_BYTES", "ExecutorConfig", 
 
 DEFAULT_CONCURRENCY = 32
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
-_QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def new_executor_id() -> str:

@@ -49,7 +49,7 @@ __all__ = [
 Handler = Callable[[ActionExecuteRequested], Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 
-_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class HandlerResult(msgspec.Struct, frozen=True, kw_only=True):

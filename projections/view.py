@@ -73,7 +73,7 @@ execution itself stays ``running``; its entry is in both indexes)."""
 LISTING_STATUSES: tuple[str, ...] = (*EXECUTION_STATUSES, WAITING_INDEX)
 """What an index listing can select: an execution status, or ``waiting``."""
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,200}\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 _encoder = msgspec.json.Encoder()

@@ -33,7 +33,7 @@ __all__ = ["AUTH_FILE", "CredentialsError", "init_credentials", "public_key", "s
 
 AUTH_FILE = "auth.conf"
 _QUEUES_FILE = "queues.json"
-_QUEUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class CredentialsError(TepError):

@@ -8,7 +8,7 @@ import os
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import projections
@@ -107,6 +107,7 @@ def test_a_state_that_cannot_fit_raises() -> None:
 
 
 @given(st.text(min_size=1, max_size=80))
+@example("0\n")  # `$` alone would let a trailing newline through
 def test_any_plan_id_becomes_one_valid_key_token(plan_id: str) -> None:
     token = plan_token(plan_id)
     key = index_key("running", plan_id, "e1")

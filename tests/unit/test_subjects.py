@@ -75,5 +75,6 @@ def test_version_filter_matches_decision_relevant_events_of_one_execution_only()
 def test_execution_ids_that_break_subjects_are_rejected() -> None:
     assert execution_id_problem("exe_01H") is None
     assert execution_id_problem("has.dot") is not None
+    assert execution_id_problem("e1\n") is not None  # a trailing newline is no token
     assert execution_id_problem("") is not None
     assert execution_id_problem("failed") is not None

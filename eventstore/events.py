@@ -27,6 +27,7 @@ __all__ = [
     "ActionEvent",
     "ActionExecuteRequested",
     "ActionFailed",
+    "ActionItemsStarted",
     "ActionResumeRequested",
     "ActionSkipped",
     "ActionStarted",
@@ -39,6 +40,8 @@ __all__ = [
     "ExecutionCancelled",
     "ExecutionCompleted",
     "ExecutionFailed",
+    "ExecutionRetried",
+    "ParentLink",
     "PlanSubmitted",
     "SkipReason",
     "TimerKind",
@@ -97,10 +100,23 @@ class ActionEvent(EventBase, frozen=True, kw_only=True):
     action_id: str
 
 
+class ParentLink(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a child execution comes from: the parent's execution and the key of its
+    sub-plan action; ``depth`` is 1 for a child of a top-level execution."""
+
+    execution_id: str
+    action_id: str
+    depth: int = 1
+
+
 class PlanSubmitted(EventBase, frozen=True, kw_only=True, tag="plan.submitted"):
-    """A client asked for a plan to run; this event starts the execution."""
+    """A client asked for a plan to run; this event starts the execution.
+
+    ``parent`` is set when the execution is the child of a sub-plan action.
+    """
 
     plan: Plan
+    parent: ParentLink | None = None
 
 
 class ActionExecuteRequested(
@@ -220,6 +236,28 @@ class ActionTimerFired(ActionEvent, frozen=True, kw_only=True, tag="action.timer
     due_at: str
 
 
+class ActionItemsStarted(ActionEvent, frozen=True, kw_only=True, tag="action.items.started"):
+    """A for-each action began: its ``count`` items run at most ``concurrency`` at a time,
+    each as its own action key (``<id>@<index>``, see :mod:`eventstore.action_keys`)."""
+
+    count: int
+    concurrency: int
+
+
+class ExecutionRetried(EventBase, frozen=True, kw_only=True, tag="execution.retried"):
+    """Someone re-opened the execution: the ``reset`` actions (named by ``from_actions`` and
+    everything downstream, or the failed ones with ``only_failed``) run again as run ``run``
+    of the execution; upstream outputs are kept. History is not rewritten: earlier runs stay
+    in the log and in each action's ``runs``."""
+
+    run: int
+    reset: list[str]
+    from_actions: list[str] = []
+    only_failed: bool = False
+    requested_by: str | None = None
+    reason: str | None = None
+
+
 class ExecutionCompleted(EventBase, frozen=True, kw_only=True, tag="execution.completed"):
     """Every action completed or was skipped by a condition."""
 
@@ -257,6 +295,8 @@ Event = (
     | ActionWaiting
     | ActionResumeRequested
     | ActionTimerFired
+    | ActionItemsStarted
+    | ExecutionRetried
     | ExecutionCompleted
     | ExecutionFailed
     | ExecutionCancelRequested
@@ -275,6 +315,8 @@ EVENT_CLASSES: tuple[type[EventBase], ...] = (
     ActionWaiting,
     ActionResumeRequested,
     ActionTimerFired,
+    ActionItemsStarted,
+    ExecutionRetried,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCancelRequested,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from eventstore.action_keys import parse_action_key
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionAttemptFailed,
@@ -35,6 +36,7 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
+from eventstore.items import apply_item_event
 from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState, Inconsistency
 from eventstore.waits import apply_resume, apply_timer, apply_waiting
@@ -192,9 +194,18 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
         return None  # events of an execution whose plan.submitted we have not seen
     if isinstance(event, ActionEvent):
         action = state.actions.get(event.action_id)
-        if action is None:
+        if action is not None and action.run == 1:
+            _apply_action_event(state, action, event, sequence)
             return state
-        _apply_action_event(state, action, event, sequence)
+        key = parse_action_key(event.action_id)
+        if key is None or (action := state.actions.get(key.action_id)) is None:
+            return state
+        if key.run != action.run:
+            return state  # a late event of an earlier run: in the log, not in this run
+        if key.item is not None:
+            apply_item_event(state, action, key.item, event, sequence)
+        else:
+            _apply_action_event(state, action, event, sequence)
         return state
     if isinstance(event, _ENDS) and (problem := end_problem(state, event)) is not None:
         _refuse(state, event, sequence, problem)
@@ -318,5 +329,5 @@ def blocking_failures(state: ExecutionState) -> list[str]:
         spec.id
         for spec in state.plan.actions
         if (status := state.actions[spec.id].status) == "cancelled"
-        or (status == "failed" and not spec.allow_failure)
+        or (status == "failed" and not spec.continue_on_error)
     ]

@@ -156,10 +156,10 @@ def retry_with_fallback(
     Raises:
         PlanValidationError: the actions do not make a valid plan.
     """
-    first = msgspec.structs.replace(primary, retry=retry, allow_failure=True)
+    first = msgspec.structs.replace(primary, retry=retry, continue_on_error=True)
     second = msgspec.structs.replace(
         _after(fallback, primary.id),
-        run_on_dependency_failure=True,
+        run_if="always",
         when=Condition(path=f"actions.{primary.id}.status", equals="failed"),
     )
     return _finish(plan_id, [first, second], input)

@@ -12,6 +12,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_ACTION_TYPE",
+    "SUBPLAN_TYPE",
     "WAIT_TYPES",
     "Action",
     "Condition",
@@ -20,6 +21,7 @@ __all__ = [
     "QueueConfig",
     "RequestSpec",
     "RetryPolicy",
+    "RunIf",
 ]
 
 DEFAULT_ACTION_TYPE = "http"
@@ -27,6 +29,9 @@ WAIT_TYPES = frozenset({"wait", "sleep"})
 """Action types the orchestrator runs itself: a waitpoint and a sleep."""
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+RunIf = Literal["success", "failed", "always"]
+SUBPLAN_TYPE = "plan"
+"""The action type whose action runs a sub-plan as a child execution."""
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -74,9 +79,18 @@ class Action(
 ):
     """One step of a plan.
 
-    ``allow_failure`` lets the execution complete even if this action fails;
-    ``run_on_dependency_failure`` runs the action although a dependency failed or was skipped
-    (a fallback step).
+    Control flow: ``run_if`` says when the action runs once its dependencies finished
+    (``success``: all completed, the default; ``failed``: one failed, an error route;
+    ``always``: however they ended). ``on_error`` names error routes of this action (each runs
+    only when it fails); a failure an error route runs for counts as handled.
+    ``continue_on_error`` lets the execution go on although this action (or, with
+    ``for_each``, one of its items) failed.
+
+    ``for_each`` (a template or a literal array) runs the action once per element, at most
+    ``concurrency`` at a time, with ``{{item}}`` and ``{{index}}`` in its request.
+
+    Type ``plan`` runs a sub-plan: ``plan`` inline or ``plan_ref`` (a plan registry name),
+    with ``input``. ``output_schema`` (JSON Schema) checks the output of a step.
 
     Two types are run by the orchestrator itself, never by an executor: ``wait`` (a waitpoint:
     it waits for ``tep resume`` or its token, at most ``timeout_s``; resume data must match
@@ -92,8 +106,14 @@ class Action(
     timeout_s: float | None = None
     retry: RetryPolicy | None = None
     when: Condition | None = None
-    allow_failure: bool = False
-    run_on_dependency_failure: bool = False
+    run_if: RunIf = "success"
+    on_error: list[str] = []
+    continue_on_error: bool = False
+    for_each: str | list[Any] | None = None
+    concurrency: int | None = None
+    plan: Plan | None = None
+    plan_ref: str | None = None
+    output_schema: dict[str, Any] | None = None
     schema: dict[str, Any] | None = None
     duration_s: float | None = None
     until: str | None = None
@@ -102,6 +122,11 @@ class Action(
     def waits(self) -> bool:
         """Whether the orchestrator runs this action itself (``wait`` or ``sleep``)."""
         return self.type in WAIT_TYPES
+
+    @property
+    def runs_plan(self) -> bool:
+        """Whether this action runs a sub-plan (type ``plan``)."""
+        return self.type == SUBPLAN_TYPE
 
     @property
     def queue_name(self) -> str:
@@ -129,6 +154,7 @@ class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     timeout_s: float | None = None
     queues: dict[str, QueueConfig] = {}
     description: str | None = None
+    input_schema: dict[str, Any] | None = None
 
     def action(self, action_id: str) -> Action:
         """Return the action with this id (``KeyError`` if there is none)."""

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from eventstore.events import ErrorInfo
+from eventstore.events import ErrorInfo, ParentLink
 from eventstore.plan import Plan
 
 __all__ = [
@@ -14,12 +14,15 @@ __all__ = [
     "EXECUTION_STATUSES",
     "FINISHED_ACTION_STATUSES",
     "TERMINAL_EXECUTION_STATUSES",
+    "ActionRun",
     "ActionState",
     "ActionStatus",
     "Counts",
     "ExecutionState",
     "ExecutionStatus",
     "Inconsistency",
+    "ItemState",
+    "ItemsState",
     "Resume",
     "WaitState",
 ]
@@ -80,8 +83,53 @@ class WaitState(msgspec.Struct, kw_only=True):
     refused: str | None = None
 
 
+class ItemState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One item of a for-each action (its own attempts, like an action of its own)."""
+
+    index: int
+    status: ActionStatus = "pending"
+    attempts: int = 0
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+
+
+class ItemsState(msgspec.Struct, kw_only=True):
+    """A for-each action's items: how many, how many at once, and each one so far
+    (``items[i]`` is item ``i``; items not dispatched yet are pending)."""
+
+    count: int
+    concurrency: int
+    dispatched: int = 0
+    completed: int = 0
+    failed: int = 0
+    items: list[ItemState] = []
+
+
+class ActionRun(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How one earlier run of an action ended (before ``tep retry`` reset it)."""
+
+    run: int
+    status: ActionStatus
+    attempts: int = 0
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    skip_reason: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: float | None = None
+
+
 class ActionState(msgspec.Struct, kw_only=True):
-    """One action's result so far."""
+    """One action's result so far.
+
+    ``run`` counts the action's runs (a ``tep retry`` that resets it starts the next one);
+    ``runs`` lists the earlier ones, the latest first. ``handled_by`` names the error route
+    that ran for this action's failure; ``items`` are a for-each action's items;
+    ``child_execution_id`` is the execution a sub-plan action started.
+    """
 
     action_id: str
     status: ActionStatus = "pending"
@@ -96,6 +144,11 @@ class ActionState(msgspec.Struct, kw_only=True):
     duration_ms: float | None = None
     wait: WaitState | None = None
     early_timer: Literal["wake", "timeout"] | None = None
+    handled_by: str | None = None
+    items: ItemsState | None = None
+    child_execution_id: str | None = None
+    run: int = 1
+    runs: list[ActionRun] = []
 
     @property
     def finished(self) -> bool:
@@ -137,6 +190,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     ``version`` is the sequence of the newest event on the execution's version filter (see
     :mod:`eventstore.jetstream.log`), the value to pass as ``expected_version``.
     ``inconsistent`` lists the newest events the fold refused (see :class:`Inconsistency`).
+    ``parent`` links a child execution to the sub-plan action that started it; ``run`` counts
+    the execution's runs (each ``execution.retried`` starts the next).
     """
 
     execution_id: str
@@ -156,6 +211,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     version: int = 0
     event_count: int = 0
     inconsistent: list[Inconsistency] = []
+    parent: ParentLink | None = None
+    run: int = 1
     plan: Plan | None = None
 
     @property

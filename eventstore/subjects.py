@@ -8,7 +8,8 @@ Subjects start with the event type and carry the execution id as a token::
     action.attempt.failed.<execution>.<action>
     action.resume.requested.<execution>.<action>
     action.timer.fired.<execution>.<action>    (written by the server when a timer is due)
-    execution.<completed|failed|cancelled>.<execution>
+    action.items.started.<execution>.<action>  (a for-each action began)
+    execution.<completed|failed|cancelled|retried>.<execution>
     execution.cancel.requested.<execution>
     plan.deadline.<execution>                     (a schedule holder, not an event)
     plan.timer.<execution>.<action>.hold          (a schedule holder, not an event)
@@ -101,8 +102,10 @@ def execution_filters(execution_id: str) -> list[str]:
         f"action.attempt.failed.{e}.*",
         f"action.resume.requested.{e}.*",
         f"action.timer.fired.{e}.*",
+        f"action.items.started.{e}.*",
         *(f"action.{t}.{e}.*" for t in _ACTION_TYPES_2),
         *(f"execution.{t}.{e}" for t in _EXECUTION_TYPES_2),
+        f"execution.retried.{e}",
         f"execution.cancel.requested.{e}",
     ]
 

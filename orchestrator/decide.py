@@ -219,7 +219,7 @@ class _Decision:
         return (
             action.status == "pending"
             and action.dispatched_at is None
-            and not self.graph.specs[action_id].run_on_dependency_failure
+            and self.graph.specs[action_id].run_if == "success"
         )
 
     def _ready(self, action_id: str) -> bool:
@@ -244,12 +244,12 @@ class _Decision:
         upstream = [self.view[d] for d in spec.depends_on]
         failed = [a for a in upstream if a.status in _FAILED]
         skipped = [a for a in upstream if a.status == "skipped"]
-        if (failed or skipped) and not spec.run_on_dependency_failure:
+        if (failed or skipped) and spec.run_if == "success":
             culprit = (failed or skipped)[0]
             reason: SkipReason = "dependency_failed" if failed else "dependency_skipped"
             self._skip(spec, reason, f"dependency {culprit.action_id} {culprit.status}")
             return True
-        if self.blocking and not spec.run_on_dependency_failure:
+        if self.blocking and spec.run_if == "success":
             return False  # the execution is failing: start nothing new
         if spec.when is not None:
             try:
@@ -309,7 +309,7 @@ class _Decision:
         finished = ActionState(action_id=action_id, wait=before.wait, queue=before.queue)
         if isinstance(outcome, ActionFailed):
             finished.status, finished.error = "failed", outcome.error
-            if not self.graph.specs[action_id].allow_failure:
+            if not self.graph.specs[action_id].continue_on_error:
                 self.blocking.append(action_id)
         else:
             finished.status = "completed"
@@ -347,7 +347,7 @@ class _Decision:
         )
         self.decided[spec.id] = ActionState(action_id=spec.id, status="failed", error=error)
         self.finished_now += 1
-        if not spec.allow_failure:
+        if not spec.continue_on_error:
             self.blocking.append(spec.id)
 
     # ------------------------------------------------------------------- ending

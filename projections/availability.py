@@ -30,7 +30,7 @@ def available_actions(state: ExecutionState) -> list[str]:
     available = []
     for action_id in ready_actions(state):
         spec = specs[action_id]
-        if not spec.run_on_dependency_failure:
+        if spec.run_if == "success":
             if failing:
                 continue
             if any(state.actions[d].status != "completed" for d in spec.depends_on):

@@ -122,7 +122,7 @@ actions = st.fixed_dictionaries(
             )
         ),
         "when": _maybe(st.fixed_dictionaries({"path": _maybe(st.text(max_size=20))})),
-        "allow_failure": json_values,
+        "continue_on_error": json_values,
     },
 )
 plan_shaped = st.fixed_dictionaries(

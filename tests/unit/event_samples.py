@@ -8,6 +8,7 @@ from eventstore.events import (
     ActionCompleted,
     ActionExecuteRequested,
     ActionFailed,
+    ActionItemsStarted,
     ActionResumeRequested,
     ActionSkipped,
     ActionStarted,
@@ -19,6 +20,7 @@ from eventstore.events import (
     ExecutionCancelRequested,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionRetried,
     PlanSubmitted,
 )
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec, RetryPolicy
@@ -43,7 +45,7 @@ PLAN = Plan(
             depends_on=["fetch"],
             when=Condition(path="actions.fetch.output.tier", in_=["gold", "premium"]),
             request=RequestSpec(method="POST", url="http://127.0.0.1:8080/send", json={"a": 1}),
-            allow_failure=True,
+            continue_on_error=True,
         ),
     ],
     queues={"http": QueueConfig(concurrency_limit=2)},
@@ -91,6 +93,8 @@ ONE_OF_EACH: list[Event] = [
     ActionTimerFired(
         action_id="approve", kind="timeout", due_at="2030-01-01T00:00:00.000000Z", **COMMON
     ),
+    ActionItemsStarted(action_id="send", count=3, concurrency=2, **COMMON),
+    ExecutionRetried(run=2, reset=["send"], from_actions=["send"], requested_by="ops", **COMMON),
     ExecutionCompleted(**COMMON),
     ExecutionFailed(error=ERROR, failed_actions=["send"], **COMMON),
     ExecutionCancelRequested(reason="user", **COMMON),

@@ -246,11 +246,11 @@ def test_allowed_failure_with_fallback_completes() -> None:
     plan = Plan(
         id="fallback",
         actions=[
-            http("primary", allow_failure=True),
+            http("primary", continue_on_error=True),
             http(
                 "fallback",
                 "primary",
-                run_on_dependency_failure=True,
+                run_if="always",
                 when=Condition(path="actions.primary.status", equals="failed"),
             ),
             http("use-primary", "primary"),
@@ -269,11 +269,11 @@ def test_fallback_is_skipped_when_the_primary_succeeds() -> None:
     plan = Plan(
         id="fallback",
         actions=[
-            http("primary", allow_failure=True),
+            http("primary", continue_on_error=True),
             http(
                 "fallback",
                 "primary",
-                run_on_dependency_failure=True,
+                run_if="always",
                 when=Condition(path="actions.primary.status", equals="failed"),
             ),
         ],
@@ -290,7 +290,7 @@ def test_failure_handler_runs_although_the_execution_is_failing() -> None:
         id="p",
         actions=[
             http("a"),
-            http("notify", "a", run_on_dependency_failure=True),
+            http("notify", "a", run_if="always"),
         ],
     )
     run = Run(plan)

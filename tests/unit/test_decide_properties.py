@@ -59,8 +59,8 @@ def plans(draw: st.DrawFn) -> Plan:
                 type="noop",
                 depends_on=[f"a{d}" for d in deps],
                 when=when,
-                allow_failure=draw(st.booleans()),
-                run_on_dependency_failure=draw(st.booleans()),
+                continue_on_error=draw(st.booleans()),
+                run_if=draw(st.sampled_from(["success", "always"])),
                 queue=draw(st.sampled_from(QUEUES)),
             )
         )
@@ -141,7 +141,7 @@ def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data
     assert state.counts.pending == state.counts.running == 0
 
     specs = {a.id: a for a in plan.actions}
-    blocking = [a for a, ok in outcomes.items() if not ok and not specs[a].allow_failure]
+    blocking = [a for a, ok in outcomes.items() if not ok and not specs[a].continue_on_error]
     if isinstance(ends[0], ExecutionCancelled):
         assert cancel_at is not None
     elif blocking:
@@ -155,10 +155,10 @@ def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data
         (
             i
             for i, e in enumerate(log)
-            if isinstance(e, ActionFailed) and not specs[e.action_id].allow_failure
+            if isinstance(e, ActionFailed) and not specs[e.action_id].continue_on_error
         ),
         None,
     )
     if first_blocking is not None:
         late = [e.action_id for e in log[first_blocking:] if isinstance(e, ActionExecuteRequested)]
-        assert all(specs[a].run_on_dependency_failure for a in late), late
+        assert all(specs[a].run_if != "success" for a in late), late

@@ -96,7 +96,7 @@ def test_a_failure_cancels_the_waiting_actions_and_the_handler_waits_its_turn() 
         http("a"),
         http("b"),
         http("c"),
-        http("handler", "a", run_on_dependency_failure=True),
+        http("handler", "a", run_if="always"),
     )
     run = Run(plan)
 

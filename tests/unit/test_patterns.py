@@ -128,9 +128,9 @@ def test_retry_with_fallback_wires_primary_and_fallback() -> None:
 
     primary, fallback = plan.actions
     assert primary.retry == retry
-    assert primary.allow_failure is True
+    assert primary.continue_on_error is True
     assert fallback.depends_on == ["primary"]
-    assert fallback.run_on_dependency_failure is True
+    assert fallback.run_if == "always"
     assert fallback.when == Condition(path="actions.primary.status", equals="failed")
     assert_valid_document(plan)
 

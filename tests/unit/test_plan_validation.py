@@ -118,10 +118,10 @@ def test_typescript_camel_case_aliases_are_accepted() -> None:
     plan = parse_plan(document)
 
     a, b = plan.actions
-    assert a.allow_failure is True
+    assert a.continue_on_error is True
     assert a.timeout_s == 2.5
     assert b.depends_on == ["a"]
-    assert b.run_on_dependency_failure is True
+    assert b.run_if == "always"
     assert b.retry == RetryPolicy(
         max_attempts=5, min_backoff_ms=100, max_backoff_ms=800, backoff_factor=3, jitter=False
     )

@@ -40,7 +40,7 @@ CHAIN = Plan(
     actions=[
         Action(id="a", type="noop"),
         Action(id="b", type="noop", depends_on=["a"]),
-        Action(id="fallback", type="noop", depends_on=["a"], run_on_dependency_failure=True),
+        Action(id="fallback", type="noop", depends_on=["a"], run_if="always"),
     ],
 )
 
@@ -78,7 +78,7 @@ def test_a_failing_execution_starts_nothing_new_unless_failure_is_allowed() -> N
     tolerant = Plan(
         id="p",
         actions=[
-            Action(id="x", type="noop", allow_failure=True),
+            Action(id="x", type="noop", continue_on_error=True),
             Action(id="y", type="noop"),
             Action(id="z", type="noop", depends_on=["y"]),
         ],

@@ -8,6 +8,10 @@ Supported references::
     {{actions.approve.token}}               a waitpoint's token (once it waits; it need not be
                                             upstream, e.g. for the link asking for approval)
     {{secrets.API_TOKEN}}                   resolved by the executor at call time only
+    {{env.REGION}}                          the executor's allow-listed environment (call time)
+    {{item}} {{item.sku}} {{index}}         a for-each action's element and its index
+    {{execution.id}} {{plan.id}}            the execution's and the plan's ids
+    {{now}}                                 the moment the orchestrator decided (ISO-8601 UTC)
 
 A string that is exactly one template takes the referenced value with its JSON type; templates
 inside a longer string are rendered as text.
@@ -26,9 +30,12 @@ from eventstore.state import ActionState
 
 __all__ = [
     "ACTION_FIELDS",
+    "CALL_TIME_KINDS",
     "MISSING",
+    "REFERENCE_ROOTS",
     "TEMPLATE",
     "Reference",
+    "ReferenceKind",
     "TemplateError",
     "action_view",
     "find_references",
@@ -57,10 +64,30 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+ReferenceKind = Literal[
+    "input", "actions", "secrets", "env", "item", "index", "execution", "plan", "now"
+]
+REFERENCE_ROOTS: tuple[str, ...] = (
+    "input",
+    "actions",
+    "secrets",
+    "env",
+    "item",
+    "index",
+    "execution",
+    "plan",
+    "now",
+)
+"""Every namespace a template may start with; anything else is rejected."""
+_IDS = {"execution": ("id", "run"), "plan": ("id",)}
+CALL_TIME_KINDS = frozenset({"secrets", "env"})
+"""Kinds the executor resolves when it calls the target; they stay templates in the log."""
+
+
 class Reference(msgspec.Struct, frozen=True):
     """A parsed reference: ``actions.a.output.x`` has kind ``actions``, target ``a``."""
 
-    kind: Literal["input", "actions", "secrets"]
+    kind: ReferenceKind
     target: str | None
     path: tuple[str | int, ...]
     text: str
@@ -112,7 +139,24 @@ def parse_reference(text: str) -> Reference:
                 ".token)"
             )
         return Reference("actions", path[1], path[2:], body)
-    raise TemplateError(f"{{{{{body}}}}}: must start with input., actions. or secrets.")
+    if root == "env":
+        if len(path) != 2 or not isinstance(path[1], str):
+            raise TemplateError(f"{{{{{body}}}}}: an environment value is referenced as env.NAME")
+        return Reference("env", path[1], (), body)
+    if root == "item":
+        return Reference("item", None, path[1:], body)
+    if root in ("index", "now"):
+        if len(path) != 1:
+            raise TemplateError(f"{{{{{body}}}}}: {root} has no fields")
+        return Reference("index" if root == "index" else "now", None, (), body)
+    if root in _IDS:
+        fields = _IDS[str(root)]
+        if len(path) != 2 or path[1] not in fields:
+            allowed = " or ".join(f"{root}.{f}" for f in fields)
+            raise TemplateError(f"{{{{{body}}}}}: use {allowed}")
+        return Reference("execution" if root == "execution" else "plan", None, path[1:], body)
+    roots = ", ".join(f"{r}" for r in REFERENCE_ROOTS)
+    raise TemplateError(f"{{{{{body}}}}}: unknown namespace {root!r}; templates start with {roots}")
 
 
 def find_references(value: Any) -> list[Reference]:
@@ -175,7 +219,7 @@ def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
     return node
 
 
-_SECRET_TEMPLATE = re.compile(r"\{\{\s*secrets\.")
+_SECRET_TEMPLATE = re.compile(r"\{\{\s*(?:secrets|env)\.")
 
 
 def _holds_secret_template(value: Any) -> bool:
@@ -189,20 +233,26 @@ def _holds_secret_template(value: Any) -> bool:
 
 
 def _lookup(ref: Reference, context: Mapping[str, Any]) -> Any:
-    if ref.kind == "input":
-        found = resolve_path(context.get("input", {}), ref.path)
-    elif ref.kind == "secrets":
-        return context.get("secrets", {}).get(ref.target, MISSING)
-    else:
+    kind = ref.kind
+    if kind == "actions":
         actions = context.get("actions", {})
         if ref.target not in actions:
             return MISSING
         found = resolve_path(actions[ref.target], ref.path)
+    elif kind in CALL_TIME_KINDS:
+        return context.get(kind, {}).get(ref.target, MISSING)
+    elif kind in ("index", "now"):
+        return context.get(kind, MISSING)
+    elif kind in context:
+        found = resolve_path(context[kind], ref.path)
+    else:
+        return MISSING
     # Data substituted now must not smuggle in a secret reference that a later stage (the
     # executor) would resolve: an upstream response could otherwise exfiltrate a secret.
     if found is not MISSING and _holds_secret_template(found):
         raise TemplateError(
-            f"{{{{{ref.text}}}}} holds a {{{{secrets.*}}}} template; refusing to substitute it"
+            f"{{{{{ref.text}}}}} holds a {{{{secrets.*}}}} or {{{{env.*}}}} template; refusing "
+            "to substitute it"
         )
     return found
 
@@ -210,8 +260,9 @@ def _lookup(ref: Reference, context: Mapping[str, Any]) -> Any:
 def render(value: Any, context: Mapping[str, Any], *, kinds: frozenset[str]) -> Any:
     """Substitute references of the given ``kinds`` in a JSON value; leave others untouched.
 
-    ``context`` holds ``input`` (dict), ``actions`` (id -> {output, status, ...}) and
-    ``secrets`` (name -> value).
+    ``context`` holds ``input`` (dict), ``actions`` (id -> {output, status, ...}),
+    ``secrets`` and ``env`` (name -> value), and where they apply ``item``, ``index``,
+    ``execution`` ({id, run}), ``plan`` ({id}) and ``now``.
 
     Raises:
         TemplateError: a reference of a rendered kind resolves to nothing.

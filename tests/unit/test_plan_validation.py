@@ -486,11 +486,11 @@ def test_malformed_template_names_action_and_field() -> None:
 
 def test_template_with_unknown_root_is_rejected() -> None:
     document = welcome()
-    document["actions"][1]["request"]["headers"] = {"X": "{{env.HOME}}"}
+    document["actions"][1]["request"]["headers"] = {"X": "{{vars.HOME}}"}
 
     (problem,) = problems_of(document)
 
-    assert problem.startswith('action "send": request.headers: {{env.HOME}}: must start with')
+    assert problem.startswith('action "send": request.headers: {{vars.HOME}}: unknown namespace')
 
 
 def test_template_referencing_unknown_action() -> None:

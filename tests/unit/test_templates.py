@@ -64,7 +64,11 @@ def test_parse_reference_kinds() -> None:
     ("text", "message"),
     [
         ("", "empty template"),
-        ("env.HOME", "must start with input., actions. or secrets."),
+        ("vars.HOME", "unknown namespace 'vars'"),
+        ("env", "env.NAME"),
+        ("index.x", "index has no fields"),
+        ("execution.name", "use execution.id or execution.run"),
+        ("plan", "use plan.id"),
         ("secrets", "secrets.NAME"),
         ("secrets.A.B", "secrets.NAME"),
         ("actions.a", "actions.<id>.output"),
@@ -108,7 +112,7 @@ def test_unclosed_template_is_an_error(value: Any) -> None:
 
 
 def test_malformed_template_inside_a_value_is_an_error() -> None:
-    with pytest.raises(TemplateError, match="must start with"):
+    with pytest.raises(TemplateError, match="unknown namespace"):
         find_references({"headers": {"X": "{{nope.x}}"}})
 
 

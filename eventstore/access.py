@@ -3,9 +3,11 @@
 Each role gets the least it needs to do its job:
 
 ``client``
-    publishes ``plan.submitted.*``, ``execution.cancel.requested.*`` and
-    ``action.resume.requested.*.*`` (resuming a waitpoint); reads the view and the
-    history. Cannot write any other event, the view, or take work from a queue.
+    publishes ``plan.submitted.*``, ``execution.cancel.requested.*``,
+    ``action.resume.requested.*.*`` (resuming a waitpoint) and ``execution.retried.*``
+    (re-running an ended execution); puts plans into the plan registry
+    (``$KV.tep_plans.>``); reads the view, the registry and the history. Cannot write any other
+    event, the view, or take work from a queue.
 ``executor``
     takes requests from its queue's consumer (``queue-<name>``) and publishes the outcome
     events (``action.started|attempt.failed|completed|failed``); no ``plan.*``, no
@@ -13,13 +15,18 @@ Each role gets the least it needs to do its job:
 ``orchestrator``
     consumes its decisions' consumer and publishes decisions (dispatches, skips, cancels,
     waits and their outcomes, execution ends, deadlines and timers) and its lease; submits the
-    executions of schedule ticks and records the schedules' state (``$KV.tep_schedules.state.>``),
-    never their definitions.
+    executions of schedule ticks and sub-plans' children (and cancels the children of a
+    cancelled parent), and records the schedules' state (``$KV.tep_schedules.state.>``), never
+    their definitions; reads the plan registry, never writes it.
 ``projector``
     writes the view buckets and the view pointer.
 ``admin``
     everything: provisioning, rebuilds, queue limits, schedule definitions, manual action
     results.
+
+Clients, executors and orchestrators also store values too large for their events in the
+payload bucket (``$O.<bucket>.C.>`` chunks, ``$O.<bucket>.M.>`` metadata: put only, never
+purge or delete); every role may read it, as it reads the log.
 
 The JetStream API (``$JS.API.>``) is narrowed the same way: every role may look at stream
 metadata and read (direct get, ephemeral consumers); only the owners of the two durable
@@ -38,6 +45,8 @@ from enum import StrEnum
 
 import msgspec
 
+from eventstore.payloads import DEFAULT_PAYLOAD_BUCKET
+from eventstore.plan_registry import PLAN_BUCKET
 from eventstore.subjects import DEADLETTER_PREFIX
 
 __all__ = ["ROLES", "Permissions", "Role", "inbox_prefix", "permissions"]
@@ -81,6 +90,7 @@ def permissions(
     orchestrator_consumer: str = "orchestrator",
     lease_bucket: str = "tep_leases",
     queues: Iterable[str] = ("http",),
+    payload_bucket: str = DEFAULT_PAYLOAD_BUCKET,
 ) -> Permissions:
     """The permissions of ``role`` on a deployment with these stream and consumer names.
 
@@ -91,6 +101,7 @@ def permissions(
         orchestrator_consumer: the orchestrator's durable consumer.
         lease_bucket: the KV bucket of the orchestrator's lease.
         queues: the executor queues this executor identity may serve.
+        payload_bucket: the Object Store bucket of values stored by reference.
     """
     role = Role(role)
     if role is Role.ADMIN:
@@ -130,6 +141,9 @@ def permissions(
                 "plan.submitted.*",
                 "execution.cancel.requested.*",
                 "action.resume.requested.*.*",
+                "execution.retried.*",
+                f"$KV.{PLAN_BUCKET}.>",
+                *_payload_writer(payload_bucket),
                 f"{_API}.CONSUMER.LIST.*",
                 f"{_API}.CONSUMER.NAMES.*",
             ),
@@ -147,6 +161,7 @@ def permissions(
                 "action.completed.*.*",
                 "action.failed.*.*",
                 "tep.executor.probe.*",
+                *_payload_writer(payload_bucket),
                 f"{DEADLETTER_PREFIX}.executor.>",
             ),
             publish_deny=protected,
@@ -165,6 +180,7 @@ def permissions(
                 # Waits: the pause, its timer's schedule, and its one outcome.
                 "action.waiting.*.*",
                 "action.completed.*.*",
+                "action.started.*.*",  # a sub-plan action started its child
                 "plan.timer.*.*.hold",
                 "execution.completed.*",
                 "execution.failed.*",
@@ -174,6 +190,7 @@ def permissions(
                 "plan.submitted.*",  # schedule ticks
                 f"$KV.{lease_bucket}.>",
                 "$KV.tep_schedules.state.>",
+                *_payload_writer(payload_bucket),
                 f"{DEADLETTER_PREFIX}.orchestrator.>",
             ),
             publish_deny=protected,
@@ -193,6 +210,7 @@ def permissions(
             f"$KV.{lease_bucket}.>",
             "$KV.tep_queues.>",
             "$KV.tep_schedules.>",
+            f"$KV.{PLAN_BUCKET}.>",
         ),
         subscribe_allow=(*own, "$KV.tep_meta.>"),
     )
@@ -208,6 +226,12 @@ def _owned_durable(stream: str, consumer: str) -> tuple[str, ...]:
         f"{_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
         f"$JS.ACK.{stream}.{consumer}.>",
     )
+
+
+def _payload_writer(bucket: str) -> tuple[str, ...]:
+    """Storing values by reference: an object's chunks and its metadata. (Reading them is
+    direct gets and named consumers, which every role may do.) No purge, no delete."""
+    return (f"$O.{bucket}.C.>", f"$O.{bucket}.M.>")
 
 
 def _reader() -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from eventstore.errors import TepError
+from eventstore.payload_reading import PayloadUnavailableError, expand_all
 from eventstore.plan import Condition
 from eventstore.state import ActionState, ExecutionState
 from eventstore.templates import (
@@ -156,7 +157,10 @@ def evaluate(
             overlays the actions it already decided on).
 
     Raises:
-        ConditionError: the path is malformed or no operator is set.
+        ConditionError: the path is malformed, no operator is set, or it leads into a value
+            stored by reference that cannot be read.
+        PayloadNeeded: it leads into one that is not at hand (fetch it, then evaluate again;
+            see :mod:`eventstore.payload_reading`).
 
     Example:
         >>> evaluate(Condition(path="input.tier", equals="gold"), state)  # doctest: +SKIP
@@ -168,7 +172,12 @@ def evaluate(
         raise ConditionError(f"when.path: {exc}") from exc
     if path[0] not in ("input", "actions"):
         raise ConditionError(f"when.path {condition.path!r} must start with input. or actions.")
-    value = _value_at(path, state, actions)
+    try:
+        value = _value_at(path, state, actions)
+        if operators_of(condition)[:1] in (["equals"], ["not_equals"], ["in"]):
+            value = expand_all(value)  # a comparison looks inside a value stored by reference
+    except (TemplateError, PayloadUnavailableError) as exc:
+        raise ConditionError(f"when on {condition.path!r}: {exc}") from exc
     if condition.equals is not msgspec.UNSET:
         return value is not MISSING and json_equal(value, condition.equals)
     if condition.not_equals is not msgspec.UNSET:

@@ -30,11 +30,26 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from eventstore.errors import SettingsError
+from eventstore.payloads import (
+    DEFAULT_INLINE_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PAYLOAD_BUCKET,
+    PayloadLimits,
+)
 from eventstore.plan_validation import DEFAULT_PLAN_LIMITS, PlanLimits
 
-__all__ = ["DEFAULT_NATS_URL", "SettingsBase", "SettingsError", "TepSettings", "default_state_dir"]
+__all__ = [
+    "DEFAULT_NATS_URL",
+    "PAYLOAD_ENVELOPE_BYTES",
+    "SettingsBase",
+    "SettingsError",
+    "TepSettings",
+    "default_state_dir",
+]
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+PAYLOAD_ENVELOPE_BYTES = 16 * 1024
+"""Room an inline value leaves in its message for the event around it (ids, times, headers)."""
 
 
 def default_state_dir() -> Path:
@@ -200,6 +215,14 @@ class TepSettings(SettingsBase):
         description="deepest nesting of arrays and objects in a plan document (the document "
         "is level 1); at most 256, as the roles walk plan values recursively",
     )
+    max_subplan_depth: int = Field(
+        DEFAULT_PLAN_LIMITS.max_subplan_depth,
+        ge=1,
+        le=32,
+        description="deepest a sub-plan's child execution may run below its top-level "
+        "execution (depth 0): deeper inline plans are invalid, and a child that would start "
+        "deeper (e.g. a registry plan that runs itself) fails its sub-plan action",
+    )
     creds: Path | None = Field(
         None,
         description="NATS credentials file (JWT and seed, `.creds`) of this process's identity. "
@@ -245,19 +268,64 @@ class TepSettings(SettingsBase):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="the lowest level logged"
     )
+    max_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="how long the log keeps events and the payload bucket the values stored "
+        "by reference, in seconds (the streams' `max_age`); 0 keeps them forever. Applied "
+        "when `tep provision` creates the streams; an existing stream with another value is "
+        "reported, not changed",
+    )
+    payload_bucket: str = Field(
+        DEFAULT_PAYLOAD_BUCKET,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the JetStream Object Store bucket (stream `OBJ_<name>`) of action outputs, "
+        "plan inputs and resume data too large to travel inline",
+    )
+    payload_inline_bytes: int = Field(
+        DEFAULT_INLINE_BYTES,
+        gt=0,
+        description="an action output, plan input or resume data whose JSON encoding is larger "
+        "is stored in the payload bucket and its event carries a reference "
+        '(`{"$ref": {"digest", "size", "bucket"}}`); at most what fits one message beside its '
+        "event (`TEP_MAX_MSG_BYTES` less 16 KiB)",
+    )
+    payload_max_bytes: int = Field(
+        DEFAULT_MAX_BYTES,
+        gt=0,
+        description="the hard cap on one value: a larger action output fails the action with "
+        "`output_too_large` (the executor stops reading a response there), a larger plan input "
+        "or resume data is refused",
+    )
 
     @property
     def plan_limits(self) -> PlanLimits:
         """The plan limits these settings set.
 
-        From ``TEP_MAX_ACTIONS``, ``TEP_MAX_PLAN_BYTES``, ``TEP_MAX_JSON_DEPTH`` and
-        ``TEP_MAX_MSG_BYTES`` (the ``plan.submitted`` event must fit one message).
+        From ``TEP_MAX_ACTIONS``, ``TEP_MAX_PLAN_BYTES``, ``TEP_MAX_JSON_DEPTH``,
+        ``TEP_MAX_SUBPLAN_DEPTH`` and ``TEP_MAX_MSG_BYTES`` (the ``plan.submitted`` event must
+        fit one message).
         """
         return PlanLimits(
             max_actions=self.max_actions,
             max_plan_bytes=self.max_plan_bytes,
             max_json_depth=self.max_json_depth,
+            max_subplan_depth=self.max_subplan_depth,
             max_event_bytes=self.max_msg_bytes,
+        )
+
+    @property
+    def payload_limits(self) -> PayloadLimits:
+        """When values are stored by reference and how large they may be.
+
+        From ``TEP_PAYLOAD_INLINE_BYTES`` (bounded by what fits one message beside its event),
+        ``TEP_PAYLOAD_MAX_BYTES`` and ``TEP_PAYLOAD_BUCKET``.
+        """
+        inline = min(self.payload_inline_bytes, self.max_msg_bytes - PAYLOAD_ENVELOPE_BYTES)
+        return PayloadLimits(
+            inline_bytes=max(inline, 1),
+            max_bytes=max(self.payload_max_bytes, inline),
+            bucket=self.payload_bucket,
         )
 
     @field_validator("log_level", mode="before")
@@ -291,6 +359,15 @@ class TepSettings(SettingsBase):
     def has_credentials(self) -> bool:
         """Whether an identity (creds, nkey or user) is configured explicitly."""
         return any(x is not None for x in (self.creds, self.nkey, self.user))
+
+    @model_validator(mode="after")
+    def _payload_limits(self) -> Self:
+        if self.payload_inline_bytes > self.payload_max_bytes:
+            raise ValueError(
+                f"payload_inline_bytes ({self.payload_inline_bytes}) must not exceed "
+                f"payload_max_bytes ({self.payload_max_bytes})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _plan_fits_a_message(self) -> Self:

@@ -28,6 +28,10 @@ class ErrorCode(StrEnum):
     """The target answered 5xx (retried)."""
     OUTPUT_TOO_LARGE = "output_too_large"
     """The response body or handler output exceeds the cap (not retried)."""
+    OUTPUT_INVALID = "output_invalid"
+    """The output does not match the action's ``output_schema``; the message names each
+    mismatch by path, e.g. ``output.items[2].price: 'x' is not of type 'number'`` (not
+    retried)."""
     INVALID_REQUEST = "invalid_request"
     """Not an absolute http(s) URL, a malformed header, no request, or a request that cannot be
     built from its templates (not retried)."""
@@ -58,5 +62,17 @@ class ErrorCode(StrEnum):
     """``execution.failed``: the submitted plan is invalid."""
     ACTION_FAILED = "action_failed"
     """``execution.failed``: an action failed and nothing handled it."""
+    ITEM_FAILED = "item_failed"
+    """A for-each action without ``continue_on_error`` failed because one of its items did
+    (the message names the first failed item and its error)."""
     FAILED = "failed"
     """An action marked failed through ``StateManager.update_action_status``."""
+    SUBPLAN_FAILED = "subplan_failed"
+    """A sub-plan action's child execution failed or was cancelled (the message names the
+    child and its error)."""
+    PLAN_NOT_FOUND = "plan_not_found"
+    """A sub-plan action's ``plan_ref`` names no plan in the plan registry."""
+    SUBPLAN_TOO_DEEP = "subplan_too_deep"
+    """A sub-plan action's child would run deeper than ``TEP_MAX_SUBPLAN_DEPTH``."""
+    INPUT_INVALID = "input_invalid"
+    """A sub-plan action's input does not match the child plan's ``input_schema``."""

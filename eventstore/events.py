@@ -124,8 +124,10 @@ class ActionExecuteRequested(
 ):
     """The orchestrator dispatched an action to the executors of ``queue``.
 
-    ``request`` has plan input and upstream outputs already substituted; ``{{secrets.*}}`` stay
-    as templates until the executor resolves them at call time.
+    ``request`` has plan input and upstream outputs already substituted; ``{{secrets.*}}`` and
+    ``{{env.*}}`` stay as templates until the executor resolves them at call time.
+    ``output_schema`` (absent when the action has none) is the JSON Schema the executor checks
+    the output against: a mismatch fails the action with ``output_invalid``, not retried.
     """
 
     action_type: str
@@ -134,19 +136,25 @@ class ActionExecuteRequested(
     input: Any = None
     retry: RetryPolicy = RetryPolicy()
     timeout_s: float | None = None
+    output_schema: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ActionStarted(ActionEvent, frozen=True, kw_only=True, tag="action.started"):
-    """An executor began an attempt.
+    """An executor began an attempt, or the orchestrator started a sub-plan's child.
 
     ``interruption`` counts how often this same attempt was cut off before (an executor
     crashed, was paused past its lease or lost its connection) and is started again: ``0`` on
     its first start. Interruptions do not use up the attempts of the action's retry policy.
+
+    ``child_execution_id`` is set (and ``executor_id`` is not) when a sub-plan action started
+    its child execution: the orchestrator writes it with the child's ``plan.submitted``, and
+    the action's one outcome when the child ends.
     """
 
     attempt: int
     executor_id: str | None = None
     interruption: int = 0
+    child_execution_id: str | None = None
 
 
 class ActionAttemptFailed(ActionEvent, frozen=True, kw_only=True, tag="action.attempt.failed"):
@@ -177,7 +185,9 @@ class ActionFailed(ActionEvent, frozen=True, kw_only=True, tag="action.failed"):
     error: ErrorInfo
 
 
-SkipReason = Literal["condition_false", "dependency_failed", "dependency_skipped"]
+SkipReason = Literal["condition_false", "dependency_failed", "dependency_skipped", "no_failure"]
+"""``no_failure``: an error route (``run_if: "failed"``) whose dependencies all ended without
+failing."""
 
 
 class ActionSkipped(ActionEvent, frozen=True, kw_only=True, tag="action.skipped"):

@@ -7,7 +7,9 @@ The fold believes only what the orchestrator's rules allow, whoever stored the e
 ``plan.submitted`` changes nothing, and an execution ends only as it can (completed once every
 action finished and nothing blocking failed; failed once every action finished and one that
 blocks failed, or for an invalid plan before anything ran; cancelled after a cancel request).
-Any other end, and any end after the first, is refused and noted in ``state.inconsistent``.
+Any other end, and any second end of a run, is refused and noted in ``state.inconsistent``.
+An ended execution re-opens with ``execution.retried`` (see :mod:`eventstore.runs`); its next
+run then ends by the same rules.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from eventstore.events import (
     ActionEvent,
     ActionExecuteRequested,
     ActionFailed,
+    ActionItemsStarted,
     ActionResumeRequested,
     ActionSkipped,
     ActionStarted,
@@ -34,10 +37,13 @@ from eventstore.events import (
     ExecutionCancelRequested,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionRetried,
     PlanSubmitted,
 )
-from eventstore.items import apply_item_event
+from eventstore.items import apply_item_event, items_output, start_items
 from eventstore.records import RecordedEvent
+from eventstore.routes import note_route, routes_by_source, unhandled_failures, with_routes
+from eventstore.runs import apply_retried
 from eventstore.state import ActionState, ActionStatus, Counts, ExecutionState, Inconsistency
 from eventstore.waits import apply_resume, apply_timer, apply_waiting
 
@@ -62,14 +68,19 @@ _VERSIONED = (
     ActionWaiting,
 )
 _ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
-_END_TYPES = frozenset(str(t.__struct_config__.tag) for t in _ENDS)
+# What shares the terminal filter with the ends (see eventstore.subjects.terminal_filter).
+_END_TYPES = frozenset(str(t.__struct_config__.tag) for t in (*_ENDS, ExecutionRetried))
 _MAX_INCONSISTENCIES = 20
 _LISTED_ACTIONS = 5
 
 
 def new_state(event: PlanSubmitted) -> ExecutionState:
-    """The state right after a plan was submitted: every action pending."""
-    plan = event.plan
+    """The state right after a plan was submitted: every action pending.
+
+    ``state.plan`` is the plan with its error routes as graph edges
+    (:func:`eventstore.routes.with_routes`): the graph everyone decides on.
+    """
+    plan = with_routes(event.plan)
     actions = {a.id: ActionState(action_id=a.id, queue=a.queue_name) for a in plan.actions}
     return ExecutionState(
         execution_id=event.execution_id,
@@ -78,6 +89,8 @@ def new_state(event: PlanSubmitted) -> ExecutionState:
         input=dict(plan.input),
         actions=actions,
         counts=Counts(total=len(actions), pending=len(actions)),
+        parent=event.parent,
+        routes=routes_by_source(plan),
         plan=plan,
     )
 
@@ -147,7 +160,7 @@ def end_problem(state: ExecutionState, event: Event) -> str | None:
             nothing_ran = all(
                 a.status == "pending" and a.dispatched_at is None for a in state.actions.values()
             )
-            if error.code == ErrorCode.INVALID_PLAN and nothing_ran:
+            if error.code == ErrorCode.INVALID_PLAN and nothing_ran and state.run == 1:
                 return None
             if unfinished:
                 return f"actions not finished: {_listed(unfinished)}"
@@ -168,14 +181,16 @@ def end_problem(state: ExecutionState, event: Event) -> str | None:
 
 
 def refused_end_sequence(state: ExecutionState | None) -> int:
-    """The sequence of the newest end event the fold refused (0: none).
+    """The sequence the execution's end must directly follow on its terminal filter (0: none).
 
-    The execution's true end must be stored after it: a guard on "no end exists yet" would
-    never hold again.
+    The newest of: an end (or ``execution.retried``) the fold refused, and the retry that
+    started the current run. The execution's true end must be stored after it: a guard on
+    "no end exists yet" would never hold again.
     """
     if state is None:
         return 0
-    return max((i.sequence for i in state.inconsistent if i.event_type in _END_TYPES), default=0)
+    refused = (i.sequence for i in state.inconsistent if i.event_type in _END_TYPES)
+    return max([state.retried_sequence, *refused])
 
 
 def _refuse(state: ExecutionState, event: Event, sequence: int, reason: str) -> None:
@@ -196,6 +211,7 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
         action = state.actions.get(event.action_id)
         if action is not None and action.run == 1:
             _apply_action_event(state, action, event, sequence)
+            note_route(state.routes, state.actions, action.action_id)
             return state
         key = parse_action_key(event.action_id)
         if key is None or (action := state.actions.get(key.action_id)) is None:
@@ -206,6 +222,11 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
             apply_item_event(state, action, key.item, event, sequence)
         else:
             _apply_action_event(state, action, event, sequence)
+        note_route(state.routes, state.actions, action.action_id)
+        return state
+    if isinstance(event, ExecutionRetried):
+        if (problem := apply_retried(state, event, sequence)) is not None:
+            _refuse(state, event, sequence, problem)
         return state
     if isinstance(event, _ENDS) and (problem := end_problem(state, event)) is not None:
         _refuse(state, event, sequence, problem)
@@ -252,9 +273,21 @@ def _apply_action_event(
             if state.status == "pending":
                 state.status = "running"
                 state.started_at = event.occurred_at
-        case ActionStarted(attempt=attempt):
+        case ActionItemsStarted():
+            if start_items(action, event):
+                if state.status == "pending":
+                    state.status = "running"
+                    state.started_at = event.occurred_at
+                _set_status(state, action, "running")
+        case ActionStarted(attempt=attempt, child_execution_id=child):
             if action.finished:
                 return
+            if child is not None:  # a sub-plan action started its child: no request before
+                action.child_execution_id = child
+                action.dispatched_at = action.dispatched_at or event.occurred_at
+                if state.status == "pending":
+                    state.status = "running"
+                    state.started_at = event.occurred_at
             action.attempts = max(action.attempts, attempt)
             action.started_at = action.started_at or event.occurred_at
             _set_status(state, action, "running")
@@ -267,7 +300,7 @@ def _apply_action_event(
             if action.finished:
                 return  # a late result after cancellation: recorded in the log, ignored here
             action.attempts = max(action.attempts, attempt)
-            action.output = output
+            action.output = output if action.items is None else items_output(action, output)
             action.error = None
             action.completed_at = event.occurred_at
             action.duration_ms = (
@@ -317,17 +350,13 @@ def ready_actions(state: ExecutionState) -> list[str]:
 def blocking_failures(state: ExecutionState) -> list[str]:
     """Actions whose end fails the execution, in plan order.
 
-    A cancelled action, or a failed one without ``allow_failure``. While any exists, nothing new
-    starts (except actions with ``run_on_dependency_failure``) and the execution fails once
-    nothing is running. The orchestrator's ``decide`` and the StateManager's available actions
-    both ask this one function.
+    A cancelled action, or a failed one without ``continue_on_error`` that no error route
+    handled or will handle (see :mod:`eventstore.routes`). While any exists, nothing new starts
+    (except routes: actions with ``run_if`` ``failed`` or ``always``) and the execution fails
+    once nothing is running. The orchestrator's ``decide`` and the StateManager's available
+    actions both ask this one function.
     """
     counts = state.counts
     if state.plan is None or (not counts.failed and not counts.cancelled):
         return []
-    return [
-        spec.id
-        for spec in state.plan.actions
-        if (status := state.actions[spec.id].status) == "cancelled"
-        or (status == "failed" and not spec.continue_on_error)
-    ]
+    return unhandled_failures(state.plan, state.actions)

@@ -21,6 +21,7 @@ __all__ = [
     "KV_OPERATION",
     "MARKER_REASON",
     "MSG_ID",
+    "ROLLUP",
     "SCHEDULE",
     "SCHEDULE_TARGET",
     "STATUS",
@@ -40,6 +41,8 @@ SCHEDULE_TARGET = "Nats-Schedule-Target"
 TTL = "Nats-TTL"
 MARKER_REASON = "Nats-Marker-Reason"
 KV_OPERATION = "KV-Operation"
+ROLLUP = "Nats-Rollup"
+"""``sub``: the message replaces every earlier one on its subject (an object's metadata)."""
 STATUS = "Status"
 """Set on the server's status messages (pull request ended, idle heartbeat...)."""
 STATUS_DESCRIPTION = "Description"

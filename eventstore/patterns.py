@@ -88,7 +88,8 @@ def fan_out_fan_in(
     """Run ``branches`` in parallel (after ``source``, if given), then ``join`` after them all.
 
     ``join`` may reference every branch's output. If a branch fails, ``join`` is skipped unless
-    it sets ``run_on_dependency_failure``.
+    it has ``run_if="always"`` (then it runs however the branches ended, and handles their
+    failures).
 
     Example:
         >>> from eventstore.plan import Action
@@ -148,21 +149,18 @@ def retry_with_fallback(
 ) -> Plan:
     """Try ``primary`` with ``retry``; run ``fallback`` only if it still failed.
 
-    ``primary`` gets ``allow_failure`` (its failure does not fail the execution) and the retry
-    policy. ``fallback`` depends on it with ``run_on_dependency_failure`` and the condition
-    ``actions.<primary>.status == "failed"``: when the primary succeeds, the fallback is skipped
-    by its condition; either way the execution completes (unless the fallback fails too).
+    ``primary`` gets the retry policy and ``fallback`` as its error route (``on_error``), and
+    ``fallback`` depends on it: the fallback runs only once the primary failed for good, and
+    then handles its failure; when the primary succeeds, the fallback is skipped
+    (``no_failure``). Either way the execution completes (unless the fallback fails too). The
+    fallback sees the primary's error as ``{{actions.<primary>.error.code}}`` / ``.message``.
 
     Raises:
         PlanValidationError: the actions do not make a valid plan.
     """
-    first = msgspec.structs.replace(primary, retry=retry, continue_on_error=True)
-    second = msgspec.structs.replace(
-        _after(fallback, primary.id),
-        run_if="always",
-        when=Condition(path=f"actions.{primary.id}.status", equals="failed"),
-    )
-    return _finish(plan_id, [first, second], input)
+    routes = list(dict.fromkeys([*primary.on_error, fallback.id]))
+    first = msgspec.structs.replace(primary, retry=retry, on_error=routes)
+    return _finish(plan_id, [first, _after(fallback, primary.id)], input)
 
 
 def batch(

@@ -97,15 +97,31 @@ class ItemState(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class ItemsState(msgspec.Struct, kw_only=True):
-    """A for-each action's items: how many, how many at once, and each one so far
-    (``items[i]`` is item ``i``; items not dispatched yet are pending)."""
+    """A for-each action's items: how many, how many at once, and each one so far.
+
+    Items are dispatched in index order: items ``0 .. dispatched - 1`` were dispatched (a
+    dispatched item not started yet is ``pending``). ``items[i]`` is item ``i``; the list
+    grows as items are dispatched, so items not dispatched yet take no room. Once the action
+    completed, the items' outputs are in its output (``{"items": [...]}``), not here too.
+    """
 
     count: int
     concurrency: int
     dispatched: int = 0
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
     items: list[ItemState] = []
+
+    @property
+    def finished(self) -> int:
+        """Items completed, failed or cancelled."""
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def in_flight(self) -> int:
+        """Items dispatched and not finished."""
+        return self.dispatched - self.finished
 
 
 class ActionRun(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -191,7 +207,11 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     :mod:`eventstore.jetstream.log`), the value to pass as ``expected_version``.
     ``inconsistent`` lists the newest events the fold refused (see :class:`Inconsistency`).
     ``parent`` links a child execution to the sub-plan action that started it; ``run`` counts
-    the execution's runs (each ``execution.retried`` starts the next).
+    the execution's runs (each ``execution.retried`` starts the next) and ``retried_sequence``
+    is the stream sequence of the ``execution.retried`` that started the current one (0 in run
+    1): the run's end is stored only while that is the last event on the execution's terminal
+    filter. ``routes`` maps each route (an action with ``run_if`` ``failed`` or ``always``) to
+    the actions whose failures it may handle, from the plan (see :mod:`eventstore.routes`).
     """
 
     execution_id: str
@@ -213,6 +233,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     inconsistent: list[Inconsistency] = []
     parent: ParentLink | None = None
     run: int = 1
+    retried_sequence: int = 0
+    routes: dict[str, list[str]] = {}
     plan: Plan | None = None
 
     @property

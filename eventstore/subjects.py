@@ -21,6 +21,7 @@ execution's history is read with the list of filters from :func:`execution_filte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -32,7 +33,11 @@ from eventstore.events import (
     ActionResumeRequested,
     ActionTimerFired,
     EventBase,
+    ExecutionCancelled,
     ExecutionCancelRequested,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionRetried,
     PlanSubmitted,
 )
 
@@ -54,6 +59,10 @@ __all__ = [
     "execution_id_problem",
     "executor_probe_subject",
     "orchestrator_subject_type",
+    "payload_chunk_subject",
+    "payload_meta_subject",
+    "payload_stream",
+    "payload_subjects",
     "plan_subject",
     "queue_filter",
     "subject_for",
@@ -185,6 +194,32 @@ def dead_letter_subject(role: str, original_subject: str) -> str:
     return f"{DEADLETTER_PREFIX}.{role}.{original_subject}"
 
 
+# The payload bucket is a JetStream Object Store, laid out as every NATS client lays one out:
+# stream OBJ_<bucket>, an object's metadata on $O.<bucket>.M.<base64url name>, its chunks on
+# $O.<bucket>.C.<nuid>.
+
+
+def payload_stream(bucket: str) -> str:
+    """The stream behind the payload bucket."""
+    return f"OBJ_{bucket}"
+
+
+def payload_subjects(bucket: str) -> list[str]:
+    """The subjects of the payload bucket's stream: chunks, then metadata."""
+    return [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"]
+
+
+def payload_meta_subject(bucket: str, name: str) -> str:
+    """Where the metadata of object ``name`` is kept (the name base64url-encoded)."""
+    encoded = base64.urlsafe_b64encode(name.encode()).decode()
+    return f"$O.{bucket}.M.{encoded}"
+
+
+def payload_chunk_subject(bucket: str, nuid: str) -> str:
+    """Where the chunks of one stored copy (``nuid``) of an object are kept."""
+    return f"$O.{bucket}.C.{nuid}"
+
+
 ORCHESTRATOR_FILTERS: tuple[str, ...] = (
     "plan.submitted.>",
     "action.completed.>",
@@ -192,6 +227,11 @@ ORCHESTRATOR_FILTERS: tuple[str, ...] = (
     "action.resume.requested.>",
     "action.timer.fired.>",
     "execution.cancel.requested.>",
+    # A child execution's end gives its parent's sub-plan action its outcome.
+    "execution.completed.>",
+    "execution.failed.>",
+    "execution.cancelled.>",
+    "execution.retried.>",
 )
 """The events the orchestrator decides on; everything else it writes or ignores."""
 
@@ -203,6 +243,10 @@ _CONSUMED: dict[str, tuple[type[EventBase], int, int]] = {
     "action.resume.requested.": (ActionResumeRequested, 5, 3),
     "action.timer.fired.": (ActionTimerFired, 5, 3),
     "execution.cancel.requested.": (ExecutionCancelRequested, 4, 3),
+    "execution.completed.": (ExecutionCompleted, 3, 2),
+    "execution.failed.": (ExecutionFailed, 3, 2),
+    "execution.cancelled.": (ExecutionCancelled, 3, 2),
+    "execution.retried.": (ExecutionRetried, 3, 2),
 }
 
 

@@ -14,11 +14,14 @@ Supported references::
     {{now}}                                 the moment the orchestrator decided (ISO-8601 UTC)
 
 A string that is exactly one template takes the referenced value with its JSON type; templates
-inside a longer string are rendered as text.
+inside a longer string are rendered as text. A value stored by reference (a large output or
+input, see :mod:`eventstore.payloads`) is looked into where a path goes further into it; taken
+whole it stays a reference (the executor resolves it at call time), and text gets it in full.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -26,6 +29,7 @@ from typing import Any, Literal
 import msgspec
 
 from eventstore.errors import TepError
+from eventstore.payload_reading import PayloadUnavailableError, expand, expand_all
 from eventstore.state import ActionState
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "ReferenceKind",
     "TemplateError",
     "action_view",
+    "as_text",
     "find_references",
     "parse_path",
     "parse_reference",
@@ -115,6 +120,7 @@ def parse_path(text: str) -> tuple[str | int, ...]:
     return tuple(segments)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_reference(text: str) -> Reference:
     """Parse the inside of one ``{{...}}``.
 
@@ -203,9 +209,19 @@ def action_view(action: ActionState) -> dict[str, Any]:
 
 
 def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
-    """Follow ``path`` into nested dicts and lists; :data:`MISSING` where it leads nowhere."""
+    """Follow ``path`` into nested dicts and lists; :data:`MISSING` where it leads nowhere.
+
+    A value stored by reference on the way is looked into (:mod:`eventstore.payload_reading`);
+    the value reached is returned as it is, so a reference to a whole stored value passes on
+    as a reference.
+
+    Raises:
+        PayloadNeeded: the path leads into a stored value that is not at hand.
+        TemplateError: it leads into one that cannot be read.
+    """
     node = root
     for segment in path:
+        node = _looked_into(node)
         if (
             isinstance(segment, int)
             and isinstance(node, list)
@@ -220,6 +236,36 @@ def resolve_path(root: Any, path: tuple[str | int, ...]) -> Any:
 
 
 _SECRET_TEMPLATE = re.compile(r"\{\{\s*(?:secrets|env)\.")
+
+
+def _looked_into(node: Any) -> Any:
+    try:
+        return expand(node)
+    except PayloadUnavailableError as exc:
+        raise TemplateError(str(exc)) from None
+
+
+def as_text(value: Any) -> str:
+    """A substituted value inside text: a string as it is, anything else as JSON, with values
+    stored by reference written out in full.
+
+    Raises:
+        PayloadNeeded: a stored value is not at hand.
+        TemplateError: one cannot be read, or it holds a ``{{secrets.*}}``/``{{env.*}}``
+            template (a later stage would resolve it).
+    """
+    if isinstance(value, str):
+        return value
+    try:
+        full = expand_all(value)
+    except PayloadUnavailableError as exc:
+        raise TemplateError(str(exc)) from None
+    if full is not value and _holds_secret_template(full):
+        raise TemplateError(
+            "a value stored by reference holds a {{secrets.*}} or {{env.*}} template; refusing "
+            "to substitute it"
+        )
+    return msgspec.json.encode(full).decode()
 
 
 def _holds_secret_template(value: Any) -> bool:
@@ -268,17 +314,12 @@ def render(value: Any, context: Mapping[str, Any], *, kinds: frozenset[str]) -> 
         TemplateError: a reference of a rendered kind resolves to nothing.
     """
 
-    def text_of(resolved: Any) -> str:
-        if isinstance(resolved, str):
-            return resolved
-        return msgspec.json.encode(resolved).decode()
-
     def substitute(node: Any) -> Any:
         if isinstance(node, str):
             if "{{" not in node:
                 return node
             whole = TEMPLATE.fullmatch(node)
-            if whole:
+            if whole and "}}" not in whole.group(1):  # one template, not "{{a}}-{{b}}"
                 ref = parse_reference(whole.group(1))
                 if ref.kind not in kinds:
                     return node
@@ -294,7 +335,7 @@ def render(value: Any, context: Mapping[str, Any], *, kinds: frozenset[str]) -> 
                 resolved = _lookup(ref, context)
                 if resolved is MISSING:
                     raise TemplateError(f"{{{{{ref.text}}}}} resolves to nothing")
-                return text_of(resolved)
+                return as_text(resolved)
 
             return TEMPLATE.sub(replace, node)
         if isinstance(node, Mapping):

@@ -5,7 +5,8 @@ here, in log order, the first valid one winning:
 
 - ``action.resume.requested`` on a waitpoint: accepted if the action is still waiting, nothing
   was accepted before, its token matches (when the request came with one) and its data matches
-  the waitpoint's schema (unless it rejects). A refused request changes nothing but
+  the waitpoint's schema (unless it rejects; data stored by reference was checked by the client
+  that stored it). A refused request changes nothing but
   ``wait.refused``, which says why;
 - ``action.timer.fired``: a sleep's wake-up or a waitpoint's timeout. A timer that fires before
   its ``action.waiting`` is stored (a race of the server's clock with the append) is kept in
@@ -18,12 +19,10 @@ The orchestrator then appends the one outcome (``action.completed`` or ``action.
 from __future__ import annotations
 
 import hmac
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from eventstore.events import ActionResumeRequested, ActionTimerFired, ActionWaiting
+from eventstore.json_schema import schema_problems
+from eventstore.payloads import is_payload_ref
 from eventstore.state import ActionState, Resume, WaitState
 
 __all__ = [
@@ -31,35 +30,7 @@ __all__ = [
     "apply_timer",
     "apply_waiting",
     "resume_refusal",
-    "schema_problem",
-    "schema_problems",
 ]
-
-_MAX_PROBLEMS = 5
-
-
-def schema_problem(schema: Any) -> str | None:
-    """Why ``schema`` is not a usable JSON Schema, or ``None``."""
-    if not isinstance(schema, dict):
-        return "schema must be a JSON object (a JSON Schema)"
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        return f"schema is not a valid JSON Schema at {where}: {exc.message}"
-    return None
-
-
-def schema_problems(schema: dict[str, Any], data: Any) -> list[str]:
-    """Each way ``data`` does not match ``schema``, as ``<path>: <message>`` (at most five)."""
-    validator = Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        problems.append(f"data{path}: {error.message}")
-        if len(problems) == _MAX_PROBLEMS:
-            break
-    return problems
 
 
 def apply_waiting(action: ActionState, event: ActionWaiting, sequence: int) -> bool:
@@ -96,7 +67,9 @@ def resume_refusal(action: ActionState, event: ActionResumeRequested) -> str | N
         wait.token is None or not hmac.compare_digest(event.token, wait.token)
     ):
         return "the token does not match this waitpoint"
-    if event.reject is None and wait.schema is not None:
+    # Data stored by reference was checked against the schema by the client that stored it
+    # (StateManager, tep resume): the fold, pure, cannot look inside.
+    if event.reject is None and wait.schema is not None and not is_payload_ref(event.data):
         problems = schema_problems(wait.schema, event.data)
         if problems:
             return "the data does not match the waitpoint's schema: " + "; ".join(problems)

@@ -50,6 +50,7 @@ from eventstore.events import (
 )
 from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore, store_large_output
 from eventstore.records import Guard
 from executor.action_log import (
     append_outcome,
@@ -60,7 +61,7 @@ from executor.action_log import (
 )
 from executor.config import ExecutorConfig
 from executor.errors import NonRetryableError
-from executor.handler_call import Outcome, call_handler, outcome_event, output_limit
+from executor.handler_call import Outcome, call_handler, outcome_event, output_limits
 from executor.handlers import AttemptInfo, Handler, set_current_attempt
 from executor.holders import Holder, Holders
 from executor.outcome import (
@@ -111,8 +112,9 @@ class AttemptRunner:
         resolve_handler: action type -> handler, or ``None`` for an unknown type.
         ack_wait_s: the consumer's ack wait; heartbeats go out every third of it. Run
             :attr:`heartbeats` (``heartbeats.run``) in a task beside the attempts.
-        env: where ``TEP_SECRET_*`` values are read (default: the process environment); its
-            grants (``TEP_SECRET_<NAME>_HOSTS``, the secrets file) are read once, here.
+        env: where ``TEP_SECRET_*`` values and the ``{{env.NAME}}`` variables the config
+            allows are read (default: the process environment); its grants
+            (``TEP_SECRET_<NAME>_HOSTS``, the secrets file) are read once, here.
         rng: jitter source (seeded in tests).
     """
 
@@ -134,8 +136,10 @@ class AttemptRunner:
         self.holders = Holders()
         self.env = env
         self.grants = SecretGrants.from_env(os.environ if env is None else env)
+        self.allowed_env = frozenset(config.allow_env)
         self.rng = rng
-        self.output_limit = output_limit(log, config)
+        self.limits = output_limits(log, config)
+        self.payloads = PayloadStore(log.nc, log.settings, limits=self.limits)
 
     def cancel_action(self, execution_id: str, action_id: str) -> bool:
         """The action was cancelled: abort its attempt in this process, if one runs."""
@@ -274,7 +278,8 @@ class AttemptRunner:
     ) -> Outcome | None:
         """Run the handler; the outcome event, or ``None`` when the holder was aborted.
 
-        ``secrets``: whether the request mentions ``{{secrets.*}}`` at all.
+        ``secrets``: whether the request mentions any template at all (``{{secrets.*}}``
+        and ``{{env.*}}`` are resolved now).
         """
         timeout = attempt_timeout_s(request, self.config.default_timeout_s)
         set_current_attempt(
@@ -288,7 +293,7 @@ class AttemptRunner:
                 idempotency_key=idempotency_key(request.execution_id, request.action_id),
             )
         )
-        scope = SecretScope(self.env, self.grants)
+        scope = SecretScope(self.env, self.grants, allowed_env=self.allowed_env)
         began = time.perf_counter()
         with holder.scope:
             result = await call_handler(
@@ -298,18 +303,22 @@ class AttemptRunner:
                 timeout_s=timeout,
                 queue=self.config.queue,
                 resolve_secrets=secrets,
+                payloads=self.payloads,
             )
         if holder.scope.cancelled_caught or holder.reason is not None:
             return None
-        return outcome_event(
+        outcome = outcome_event(
             request,
             attempt,
             result,
             duration_ms=(time.perf_counter() - began) * 1000,
             scope=scope,
-            max_output_bytes=self.output_limit,
+            max_output_bytes=self.limits.max_bytes,
             rng=self.rng,
         )
+        # Above the inline limit the output goes to the payload bucket first; the event
+        # carries its reference.
+        return await store_large_output(self.payloads, outcome)
 
     async def _record_outcome(
         self, outcome: Outcome, request: ActionExecuteRequested, guard: Guard

@@ -15,14 +15,14 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from eventstore.config import SettingsBase
 from eventstore.jetstream.queues import DEFAULT_ACK_WAIT_S
 from eventstore.plan import DEFAULT_ACTION_TYPE
+from executor.env_values import parse_env_name
 from executor.http_messages import DEFAULT_MAX_REDIRECTS
 from executor.outcome import DEFAULT_TIMEOUT_S
 from executor.target_policy import TargetPolicy, parse_allowed_cidr, parse_allowed_host
 
-__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_OUTPUT_BYTES", "ExecutorConfig", "new_executor_id"]
+__all__ = ["DEFAULT_CONCURRENCY", "ExecutorConfig", "new_executor_id"]
 
 DEFAULT_CONCURRENCY = 32
-DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
 _QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
@@ -54,13 +54,14 @@ class ExecutorConfig(SettingsBase):
         description="modules imported at start so their `@handler` types are served "
         "(a JSON list). Flag: `--handlers MODULE...`",
     )
-    max_output_bytes: int = Field(
-        DEFAULT_MAX_OUTPUT_BYTES,
+    max_output_bytes: int | None = Field(
+        None,
         gt=0,
         validation_alias="TEP_MAX_OUTPUT_BYTES",
-        description="largest response body / output kept; larger fails with "
-        "`output_too_large`; also bounded by what fits in one NATS message. "
-        "Flag: `--max-output-bytes`",
+        description="largest response body / output this executor keeps; larger fails with "
+        "`output_too_large` (the body is read no further). Default and upper bound: the hard "
+        "cap `TEP_PAYLOAD_MAX_BYTES`; outputs above `TEP_PAYLOAD_INLINE_BYTES` are stored in "
+        "the payload bucket. Flag: `--max-output-bytes`",
     )
     default_timeout_s: float = Field(
         DEFAULT_TIMEOUT_S, gt=0, description="an attempt's time limit when the action sets none"
@@ -110,6 +111,15 @@ class ExecutorConfig(SettingsBase):
         'them by default, e.g. `["10.20.0.0/16", "fd00:1::/64"]` (a JSON list, or '
         "comma-separated). Flag: `--allow-cidr CIDR` (repeatable; replaces the list)",
     )
+    allow_env: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="environment variables of this process that plans may read as "
+        '`{{env.NAME}}`, e.g. `["REGION", "STAGE"]` (a JSON list, or comma-separated). The '
+        "value is substituted at call time and NOT redacted (secrets belong in "
+        "`{{secrets.NAME}}`); a variable not listed is never read, and a reference to it "
+        "fails the action with `invalid_request`. Flag: `--allow-env NAME` (repeatable; "
+        "replaces the list)",
+    )
     executor_id: str = Field(
         default_factory=new_executor_id,
         description="recorded on `action.started`, and the name other executors ask whether "
@@ -124,7 +134,7 @@ class ExecutorConfig(SettingsBase):
             raise ValueError(f"queue {value!r} must match [A-Za-z0-9_-]{{1,64}}")
         return value
 
-    @field_validator("allow_hosts", "allow_cidrs", mode="before")
+    @field_validator("allow_hosts", "allow_cidrs", "allow_env", mode="before")
     @classmethod
     def _list(cls, value: object) -> object:
         return _split_list(value) if isinstance(value, str) else value
@@ -138,6 +148,11 @@ class ExecutorConfig(SettingsBase):
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(str(parse_allowed_cidr(cidr)) for cidr in value)
+
+    @field_validator("allow_env")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(parse_env_name(name) for name in value)
 
     def target_policy(self) -> TargetPolicy:
         """The addresses this executor's HTTP calls may connect to."""

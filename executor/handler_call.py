@@ -3,8 +3,11 @@
 The call runs under the attempt's time limit with ``{{secrets.*}}`` resolved, each secret only
 where it is granted (else the attempt fails with ``secret_not_allowed`` before any call);
 whatever it returns or raises becomes ``action.completed``, ``action.attempt.failed`` or
-``action.failed``, with secrets scrubbed from the output and the error, and outputs too large
-for one message failing with ``output_too_large``.
+``action.failed``, with secrets scrubbed from the output and the error, outputs above the hard
+cap (:func:`output_limits`) failing with ``output_too_large`` and outputs that do not match the
+action's ``output_schema`` with ``output_invalid`` (see :mod:`executor.output_check`). Values
+the request holds by reference are fetched for the call; an output above the inline limit is
+stored by reference before its event is appended (:mod:`executor.attempt`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from eventstore.config import PAYLOAD_ENVELOPE_BYTES
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionAttemptFailed,
@@ -23,31 +27,40 @@ from eventstore.events import (
     ActionFailed,
 )
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore
+from eventstore.payloads import PayloadLimits, format_size
 from eventstore.plan import DEFAULT_ACTION_TYPE, RequestSpec
 from executor.classify import error_for_exception
 from executor.config import ExecutorConfig
 from executor.errors import ActionError, NonRetryableError
 from executor.handlers import Handler, HandlerResult, current_attempt, set_current_attempt
 from executor.outcome import completed_event, failure_event
-from executor.output import encoded_size, output_from_value
+from executor.output import checked_size, output_from_value
+from executor.output_check import check_output
+from executor.request_payloads import with_payloads
 from executor.secret_grants import Destination
 from executor.secrets import SecretScope
 
-__all__ = ["ENVELOPE_RESERVE_BYTES", "Outcome", "call_handler", "outcome_event", "output_limit"]
-
-ENVELOPE_RESERVE_BYTES = 16 * 1024
-"""Room left in a message for the event around an output (ids, timestamps, headers)."""
+__all__ = ["Outcome", "call_handler", "outcome_event", "output_limits"]
 
 Outcome = ActionCompleted | ActionAttemptFailed | ActionFailed
 """The event that ends an attempt."""
 
 
-def output_limit(log: EventLog, config: ExecutorConfig) -> int:
-    """The largest output kept: the configured cap, bounded by what fits in one message."""
+def output_limits(log: EventLog, config: ExecutorConfig) -> PayloadLimits:
+    """Which outputs travel inline and which the payload bucket takes, and the largest kept.
+
+    The largest is the hard cap ``TEP_PAYLOAD_MAX_BYTES``, or the executor's lower
+    ``max_output_bytes``; inline are outputs up to ``TEP_PAYLOAD_INLINE_BYTES`` that also fit
+    one message of this server beside their event.
+    """
+    limits = log.settings.payload_limits
     message_limit = min(
         log.nc.max_payload or log.settings.max_msg_bytes, log.settings.max_msg_bytes
     )
-    return min(config.max_output_bytes, message_limit - ENVELOPE_RESERVE_BYTES)
+    largest = min(config.max_output_bytes or limits.max_bytes, limits.max_bytes)
+    inline = min(limits.inline_bytes, message_limit - PAYLOAD_ENVELOPE_BYTES, largest)
+    return msgspec.structs.replace(limits, inline_bytes=inline, max_bytes=largest)
 
 
 async def call_handler(
@@ -58,6 +71,7 @@ async def call_handler(
     timeout_s: float,
     queue: str,
     resolve_secrets: bool,
+    payloads: PayloadStore | None = None,
 ) -> HandlerResult | ActionError:
     """Run ``handler`` on ``request`` within ``timeout_s``; errors are returned, not raised.
 
@@ -68,6 +82,9 @@ async def call_handler(
         timeout_s: the attempt's time limit.
         queue: the queue served (named in the error of an unknown type).
         resolve_secrets: whether the request mentions secrets at all.
+        payloads: where values the request holds by reference are read (after secrets were
+            resolved, so a stored value's text is never taken for a template); ``None``: the
+            request holds none.
     """
     if handler is None:
         return NonRetryableError(
@@ -78,6 +95,8 @@ async def call_handler(
         if resolve_secrets:
             request = _with_secrets(request, scope)
         with anyio.fail_after(timeout_s):
+            if payloads is not None:
+                request = await with_payloads(request, payloads)
             value = await handler(request)
     except Exception as exc:
         return error_for_exception(exc, timeout_s=timeout_s)
@@ -100,12 +119,14 @@ def outcome_event(
     if isinstance(result, HandlerResult):
         try:
             output = scope.scrub(output_from_value(result.output))
-            size = encoded_size(output)
+            size = checked_size(output)
             if size > max_output_bytes:
                 raise NonRetryableError(
-                    f"output is {size} bytes; the limit is {max_output_bytes} bytes",
+                    f"output is {size} bytes; the limit is {max_output_bytes} bytes "
+                    f"({format_size(max_output_bytes)})",
                     code=ErrorCode.OUTPUT_TOO_LARGE,
                 )
+            check_output(request.output_schema, output)
         except ActionError as exc:
             result = exc
         else:

@@ -32,6 +32,7 @@ from yarl import URL
 
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import TepError
+from eventstore.payloads import format_size
 from executor.errors import ActionError, NonRetryableError, RetryableError
 from executor.http_messages import DEFAULT_MAX_REDIRECTS, HttpClient, HttpRequest, HttpResponse
 from executor.target_policy import TargetPolicy, literal_address
@@ -54,7 +55,7 @@ _CHUNK = 64 * 1024
 def _too_large(limit: int, seen: int | None = None) -> NonRetryableError:
     size = f"{seen} bytes" if seen is not None else f"more than {limit} bytes"
     return NonRetryableError(
-        f"response body is {size}; the output limit is {limit} bytes",
+        f"response body is {size}; the output limit is {limit} bytes ({format_size(limit)})",
         code=ErrorCode.OUTPUT_TOO_LARGE,
     )
 

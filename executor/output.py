@@ -16,11 +16,13 @@ from typing import Any
 import msgspec
 
 from eventstore.error_codes import ErrorCode
+from eventstore.payloads import REF_KEY, find_refs
 from executor.errors import NonRetryableError
 
 __all__ = [
     "KEPT_HEADERS",
     "MAX_HEADER_CHARS",
+    "checked_size",
     "encoded_size",
     "output_from_body",
     "output_from_value",
@@ -31,6 +33,7 @@ KEPT_HEADERS = ("content-type", "etag", "location", "x-request-id", "last-modifi
 MAX_HEADER_CHARS = 1024
 
 _encoder = msgspec.json.Encoder()
+_REF_TEXT = f'"{REF_KEY}"'.encode()
 
 
 def _is_json_type(content_type: str | None) -> bool:
@@ -93,13 +96,38 @@ def select_headers(
     return kept
 
 
+def _encoded(output: Mapping[str, Any]) -> bytes:
+    try:
+        return _encoder.encode(output)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        raise NonRetryableError(f"output is not JSON: {exc}", code=ErrorCode.HANDLER_ERROR) from exc
+
+
 def encoded_size(output: Mapping[str, Any]) -> int:
     """Bytes the output takes inside an event.
 
     Raises:
         NonRetryableError: ``handler_error`` when the output is not JSON-serialisable.
     """
-    try:
-        return len(_encoder.encode(output))
-    except (TypeError, ValueError, msgspec.EncodeError) as exc:
-        raise NonRetryableError(f"output is not JSON: {exc}", code=ErrorCode.HANDLER_ERROR) from exc
+    return len(_encoded(output))
+
+
+def checked_size(output: Mapping[str, Any]) -> int:
+    """:func:`encoded_size`, refusing an output that holds a payload reference.
+
+    Only the engine writes references (``{"$ref": {"digest": ...}}``, see
+    :mod:`eventstore.payloads`): one in a response or a handler's value would make readers
+    fetch whatever payload it names.
+
+    Raises:
+        NonRetryableError: ``handler_error`` when the output is not JSON-serialisable,
+            ``invalid_response`` when it holds a reference.
+    """
+    data = _encoded(output)
+    if _REF_TEXT in data and find_refs(output):
+        raise NonRetryableError(
+            f'the output holds a payload reference ({{"{REF_KEY}": {{"digest": ...}}}}), which '
+            "only the engine writes",
+            code=ErrorCode.INVALID_RESPONSE,
+        )
+    return len(data)

@@ -7,6 +7,9 @@ a request that would carry a secret anywhere it is not granted to (see
 remembers every value it handed out, so error texts, outputs and kept headers can be scrubbed
 in every spelling (see :mod:`executor.redaction`) before anything is written. Values are looked
 up as ``TEP_SECRET_<NAME>``, then with the name upper-cased and ``-`` turned into ``_``.
+
+``{{env.NAME}}`` is resolved in the same pass, from the allow-listed environment
+(:mod:`executor.env_values`); those values are not secrets and are not scrubbed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import SettingsError
-from eventstore.templates import TemplateError, find_references, render
+from eventstore.templates import CALL_TIME_KINDS, TemplateError, find_references, render
+from executor.env_values import env_values
 from executor.errors import NonRetryableError
 from executor.redaction import REDACTED, Redactor
 from executor.secret_grants import (
@@ -40,8 +44,6 @@ __all__ = [
 
 MIN_SECRET_CHARS = 8
 """The shortest secret value accepted: shorter ones would be found inside ordinary words."""
-
-_SECRETS_ONLY = frozenset({"secrets"})
 
 
 @lru_cache(maxsize=64)
@@ -89,8 +91,10 @@ class SecretScope:
     derived from them.
 
     Args:
-        env: where ``TEP_SECRET_*`` values are read (default: the process environment).
+        env: where ``TEP_SECRET_*`` values and ``{{env.NAME}}`` variables are read (default:
+            the process environment).
         grants: where each secret may go (default: read from ``env``).
+        allowed_env: the variables ``{{env.NAME}}`` may read (``--allow-env``).
 
     Example:
         >>> scope = SecretScope({"TEP_SECRET_TOKEN": "s3cr3t-t0ken",
@@ -103,10 +107,15 @@ class SecretScope:
     """
 
     def __init__(
-        self, env: Mapping[str, str] | None = None, grants: SecretGrants | None = None
+        self,
+        env: Mapping[str, str] | None = None,
+        grants: SecretGrants | None = None,
+        *,
+        allowed_env: frozenset[str] = frozenset(),
     ) -> None:
         self._env = os.environ if env is None else env
         self._grants = SecretGrants.from_env(self._env) if grants is None else grants
+        self._allowed_env = allowed_env
         self._values: dict[str, str] = {}
         self._redactor = _redactor(frozenset())
 
@@ -128,7 +137,8 @@ class SecretScope:
         return None
 
     def resolve(self, value: Any, *, destination: Callable[[Any], Destination]) -> Any:
-        """Substitute every ``{{secrets.NAME}}`` in a JSON value, if each may go there.
+        """Substitute every ``{{secrets.NAME}}`` in a JSON value, if each may go there, and
+        every ``{{env.NAME}}``, if the executor allows it.
 
         Args:
             value: the JSON value (a request spec, a handler's input).
@@ -139,18 +149,26 @@ class SecretScope:
             NonRetryableError: ``missing_secret`` naming each unset secret (never a value);
                 ``secret_not_allowed`` for a secret too short, or one not granted to the
                 destination (naming the variable that would grant it); ``invalid_request``
-                for a malformed template or a destination that cannot be told.
+                for a malformed template, a destination that cannot be told, or an
+                ``{{env.NAME}}`` not allowed or not set.
         """
         try:
-            references = [r for r in find_references(value) if r.kind == "secrets"]
+            references = [r for r in find_references(value) if r.kind in CALL_TIME_KINDS]
         except TemplateError as exc:
             raise NonRetryableError(str(exc), code=ErrorCode.INVALID_REQUEST) from exc
         if not references:
             return value
-        resolved = self._values_of(sorted({str(r.target) for r in references}))
+        environment = env_values(
+            (str(r.target) for r in references if r.kind == "env"), self._allowed_env, self._env
+        )
+        resolved = self._values_of(
+            sorted({str(r.target) for r in references if r.kind == "secrets"})
+        )
         self._values.update(resolved)
         self._redactor = _redactor(frozenset(self._values.values()))
-        rendered = render(value, {"secrets": resolved}, kinds=_SECRETS_ONLY)
+        rendered = render(value, {"secrets": resolved, "env": environment}, kinds=CALL_TIME_KINDS)
+        if not resolved:
+            return rendered
         try:
             target = destination(rendered)
         except ValueError as exc:

@@ -36,7 +36,7 @@ from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.attempt import AttemptRunner, Disposition
 from executor.cancellations import follow_cancellations
 from executor.config import ExecutorConfig
-from executor.handler_call import output_limit
+from executor.handler_call import output_limits
 from executor.handlers import Handler, HandlerRegistry, default_registry
 from executor.http_client import AiohttpClient, HttpClient
 from executor.http_handler import HttpHandler
@@ -116,7 +116,9 @@ class Executor:
         ack_wait = min(
             float(info.config.ack_wait or self.config.ack_wait_s), self.config.ack_wait_s
         )
-        http = HttpHandler(self._http_client, max_body_bytes=output_limit(self.log, self.config))
+        # A body is read no further than the hard cap: a larger one fails, whatever its size.
+        max_body_bytes = output_limits(self.log, self.config).max_bytes
+        http = HttpHandler(self._http_client, max_body_bytes=max_body_bytes)
         runner = self._runner = AttemptRunner(
             self.log, self.config, self._resolver(http), ack_wait_s=ack_wait, env=self._env
         )

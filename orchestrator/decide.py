@@ -4,22 +4,29 @@
 events to append, in order. Rules (see ``docs/orchestrator.md``):
 
 * Every ready action (pending, all dependencies finished) is decided at once: dispatched, or
-  skipped because its ``when`` is false (``condition_false``) or a dependency failed / was
-  skipped (``dependency_failed`` / ``dependency_skipped``; not for actions with
-  ``run_on_dependency_failure``). Skips propagate through the DAG within one decision.
+  skipped because its ``when`` is false (``condition_false``) or by how its dependencies ended
+  and its ``run_if`` (:func:`eventstore.routes.skip_for`). Skips propagate within one decision.
 * An action whose templates cannot be resolved fails at once (code ``invalid_request``).
 * A plan's ``queues: {Q: {concurrency_limit: N}}`` caps this execution alone: at most N of its
   actions of queue Q are dispatched and unfinished at once. A ready action beyond the cap waits;
   each outcome of a Q action dispatches the waiting ones, in plan order, into the freed slots.
-* A failure without ``allow_failure`` makes the execution fail: nothing new starts except
-  actions with ``run_on_dependency_failure``; once nothing is in flight, the actions that never
-  ran are cancelled (reason ``execution failed``) and ``execution.failed`` names the failures.
+* A failure that blocks (:mod:`eventstore.routes`: no ``continue_on_error``, no error route
+  ran or is undecided) fails the execution: nothing new starts except routes; once nothing is
+  in flight, what never ran is cancelled (``execution failed``), ``execution.failed`` follows.
 * Every action finished and nothing blocking failed: ``execution.completed``.
 * A ready ``wait`` or ``sleep`` action is not dispatched: it is recorded as waiting (see
   :mod:`orchestrator.waits`); a resume request or a fired timer gives it its one outcome.
   An action using a waitpoint's token is ready only once the waitpoint has one.
-* A cancel request: every unfinished action is cancelled, then ``execution.cancelled``.
+* A ready ``plan`` action starts its child execution (see :mod:`orchestrator.subplans`); the
+  child's end gives it its outcome.
+* A ready for-each action runs its items, at most ``concurrency`` at once, each counting as one
+  action of its queue; its last item's outcome gives it its own (see :mod:`orchestrator.items`).
+* A cancel request: every unfinished action is cancelled, every running child is asked to
+  cancel, then ``execution.cancelled``.
 * A terminal execution decides nothing.
+* ``execution.retried``: its ready reset actions are decided like a new plan's roots. Decisions
+  carry the key of the action's current run (:mod:`eventstore.action_keys`); an event of an
+  earlier run decides nothing.
 
 Decision events carry deterministic ids (:mod:`orchestrator.ids`), the triggering event's id as
 ``causation_id`` and the execution id as ``correlation_id``.
@@ -31,9 +38,11 @@ from collections import ChainMap, deque
 from collections.abc import Iterable
 from datetime import datetime
 
+from eventstore.action_keys import action_key
 from eventstore.conditions import ConditionError, evaluate
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
+    ActionCompleted,
     ActionEvent,
     ActionFailed,
     ActionResumeRequested,
@@ -42,23 +51,27 @@ from eventstore.events import (
     ErrorInfo,
     Event,
     ExecutionCompleted,
+    ExecutionRetried,
     PlanSubmitted,
     SkipReason,
 )
 from eventstore.fold import blocking_failures
 from eventstore.plan import Action
+from eventstore.routes import Blocking, skip_for
+from eventstore.runs import current_action
 from eventstore.state import FINISHED_ACTION_STATUSES, ActionState, ExecutionState
 from eventstore.templates import TemplateError
 from orchestrator import ids
 from orchestrator.dispatch import build_request
 from orchestrator.ending import EXECUTION_FAILED_REASON, cancel_all, failure_end
 from orchestrator.graph import LimitedQueue, PlanGraph, graph_of
+from orchestrator.items import ItemsStep, item_outcome, start_items
+from orchestrator.subplans import NO_SUBPLANS, SubplanContext, start_child
 from orchestrator.waits import TokenSource, new_token, start_wait, wait_outcome
 
 __all__ = ["EXECUTION_FAILED_REASON", "decide"]
 
-_FAILED = frozenset({"failed", "cancelled"})
-_NOT_SUCCEEDED = _FAILED | {"skipped"}
+_NOT_SUCCEEDED = frozenset({"failed", "cancelled", "skipped"})
 
 
 def decide(
@@ -67,15 +80,19 @@ def decide(
     *,
     now: datetime | None = None,
     tokens: TokenSource = new_token,
+    subplans: SubplanContext = NO_SUBPLANS,
 ) -> list[Event]:
     """The events to append after ``event`` (already folded into ``state``).
 
     Args:
         state: the execution's state including ``event``; ``None`` if no plan was seen.
         event: the event that triggered the decision.
-        now: the moment sleeps and waitpoint timeouts count from (default: when ``event``
-            occurred); the orchestrator passes the moment the log stored ``event``.
+        now: the moment sleeps and waitpoint timeouts count from, and ``{{now}}`` in
+            requests (default: when ``event`` occurred); the orchestrator passes the moment
+            the log stored ``event``, so a decision taken again renders the same requests.
         tokens: makes a waitpoint's token.
+        subplans: the registry plans the execution's ``plan_ref`` actions name and the depth
+            limit, for starting sub-plans (see :mod:`orchestrator.subplans`).
 
     Returns:
         Decisions in the order they must be appended; empty when there is nothing to do.
@@ -91,18 +108,28 @@ def decide(
         return cancel_all(state, event.event_id)
     if now is None:
         now = datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
-    decision = _Decision(state, event.event_id, now, tokens)
-    source = event.action_id if isinstance(event, ActionEvent) else None
+    source = None
+    if isinstance(event, ActionEvent):
+        source = current_action(state, event.action_id)
+        if source is None:
+            return []  # an event of an earlier run (or of no action of the plan)
+    elif isinstance(event, ExecutionRetried) and event.run != state.run:
+        return []  # a retry the fold refused
+    decision = _Decision(state, event.event_id, now, tokens, subplans)
+    if isinstance(event, ActionCompleted | ActionFailed) and decision.item_done(event.action_id):
+        decision.conclude()
+        return decision.events
     if isinstance(event, ActionResumeRequested | ActionTimerFired):
+        assert source is not None
         # The wait's one outcome, and what it makes ready, in one decision: its dependents
         # need not wait for the outcome to come back through the consumer.
-        outcome = wait_outcome(state, event.action_id, event.event_id)
+        outcome = wait_outcome(state, source, event.event_id)
         if outcome is None:
             return []
-        decision.finish_wait(event.action_id, outcome)
+        decision.finish_wait(source, outcome)
     if source is not None:
         decision.refill(source)
-    decision.advance(_candidates(decision.graph, event), source)
+    decision.advance(_candidates(decision.graph, event, source), source)
     decision.conclude()
     return decision.events
 
@@ -113,11 +140,12 @@ def _dispatched_unfinished(action: ActionState) -> bool:
     )
 
 
-def _candidates(graph: PlanGraph, event: Event) -> Iterable[str]:
-    if isinstance(event, PlanSubmitted):
+def _candidates(graph: PlanGraph, event: Event, source: str | None) -> Iterable[str]:
+    if isinstance(event, PlanSubmitted | ExecutionRetried):
+        # A retry's reset actions are pending again; every other action is finished.
         return graph.specs.keys()
-    if isinstance(event, ActionEvent):
-        return graph.dependents.get(event.action_id, ())
+    if source is not None:
+        return graph.dependents.get(source, ())
     return ()
 
 
@@ -125,11 +153,17 @@ class _Decision:
     """One decision in progress: an overlay of the actions decided so far over the state."""
 
     def __init__(
-        self, state: ExecutionState, cause: str, now: datetime, tokens: TokenSource
+        self,
+        state: ExecutionState,
+        cause: str,
+        now: datetime,
+        tokens: TokenSource,
+        subplans: SubplanContext,
     ) -> None:
         assert state.plan is not None
         self.now = now
         self.tokens = tokens
+        self.subplans = subplans
         self.state = state
         self.execution = state.execution_id
         self.cause = cause
@@ -139,10 +173,14 @@ class _Decision:
         self.events: list[Event] = []
         self.finished_now = 0
         self.dispatched_now = 0
-        self.blocking = blocking_failures(state)
+        self.blocking = Blocking(blocking_failures(state), self.graph, self.view)
         # Queue -> its actions dispatched and unfinished, counted when a capped queue is
         # first looked at, then kept up to date by this decision's own dispatches.
         self.slots_used: dict[str, int] = {}
+
+    def key(self, action_id: str) -> str:
+        """The key of the action's current run: what its decisions are about."""
+        return action_key(action_id, self.state.actions[action_id].run)
 
     # ----------------------------------------------------------------- frontier
 
@@ -207,7 +245,7 @@ class _Decision:
                 else:
                     used += 1
             elif status == "running":
-                used += 1
+                used += 1 if action.items is None else action.items.in_flight
         self.slots_used[queue] = used
         return waiting
 
@@ -241,13 +279,9 @@ class _Decision:
 
     def _decide_action(self, spec: Action) -> bool:
         """Decide one ready action; ``True`` if it is finished by this decision."""
-        upstream = [self.view[d] for d in spec.depends_on]
-        failed = [a for a in upstream if a.status in _FAILED]
-        skipped = [a for a in upstream if a.status == "skipped"]
-        if (failed or skipped) and spec.run_if == "success":
-            culprit = (failed or skipped)[0]
-            reason: SkipReason = "dependency_failed" if failed else "dependency_skipped"
-            self._skip(spec, reason, f"dependency {culprit.action_id} {culprit.status}")
+        skip = skip_for(spec, [self.view[d] for d in spec.depends_on])
+        if skip is not None:
+            self._skip(spec, *skip)
             return True
         if self.blocking and spec.run_if == "success":
             return False  # the execution is failing: start nothing new
@@ -262,15 +296,22 @@ class _Decision:
                 return True
         if spec.waits:
             return self._wait(spec)
+        if spec.runs_plan:
+            return self._start_child(spec)
         if not self._has_slot(spec.queue_name):
             return False  # the plan's cap on the queue is reached: wait for a slot
+        if spec.for_each is not None:
+            return self._take_items(start_items(self, spec, self._room(spec.queue_name)))
+        key = self.key(spec.id)
         try:
             request = build_request(
                 spec,
                 self.state,
-                event_id=ids.requested_id(self.execution, spec.id),
+                event_id=ids.requested_id(self.execution, key),
                 causation_id=self.cause,
                 actions=self.view,
+                key=key,
+                now=self.now,
             )
         except TemplateError as exc:
             self._fail(spec, ErrorCode.INVALID_REQUEST, f"cannot build the request: {exc}")
@@ -300,6 +341,51 @@ class _Decision:
         self.finish_wait(spec.id, started.outcome, started.state)
         return True
 
+    def _start_child(self, spec: Action) -> bool:
+        """Start a sub-plan's child execution; ``True`` if the action failed instead."""
+        started = start_child(
+            spec, self.state, self.view, cause=self.cause, now=self.now, context=self.subplans
+        )
+        if isinstance(started, ErrorInfo):
+            self._fail(spec, started.code, started.message)
+            return True
+        self.events.extend(started.events)
+        self.decided[spec.id] = started.state
+        self.dispatched_now += 1
+        return False
+
+    def item_done(self, key: str) -> bool:
+        """An item's outcome: its action's next items, or its outcome and what that makes
+        ready; ``False`` if ``key`` is no item of a running for-each action."""
+        step = item_outcome(self, key, self._room, bool(self.blocking))
+        if step is None:
+            return False
+        if self._take_items(step):
+            self.advance(self.graph.dependents[step.state.action_id], step.state.action_id)
+        self.refill(step.state.action_id)
+        return True
+
+    def _take_items(self, step: ItemsStep) -> bool:
+        """Take a for-each action's step into the decision; ``True`` if it finished now."""
+        action_id = step.state.action_id
+        self.events.extend(step.events)
+        self.decided[action_id] = step.state
+        self.dispatched_now += step.dispatched
+        queue = self.graph.specs[action_id].queue_name
+        if queue in self.slots_used:
+            self.slots_used[queue] += step.dispatched - step.freed
+        if step.state.finished:
+            self.finished_now += 1
+            self.blocking.note(action_id)
+        return step.state.finished
+
+    def _room(self, queue: str) -> int | None:
+        """How many more of the queue's actions may start under the plan's cap (or ``None``)."""
+        limited = self.graph.limited.get(queue)
+        if limited is None or not self._has_slot(queue):
+            return None if limited is None else 0
+        return limited.limit - self.slots_used[queue]
+
     def finish_wait(
         self, action_id: str, outcome: Event, waiting: ActionState | None = None
     ) -> None:
@@ -309,20 +395,20 @@ class _Decision:
         finished = ActionState(action_id=action_id, wait=before.wait, queue=before.queue)
         if isinstance(outcome, ActionFailed):
             finished.status, finished.error = "failed", outcome.error
-            if not self.graph.specs[action_id].continue_on_error:
-                self.blocking.append(action_id)
         else:
             finished.status = "completed"
             finished.output = getattr(outcome, "output", None)
         self.decided[action_id] = finished
         self.finished_now += 1
+        self.blocking.note(action_id)
 
     def _skip(self, spec: Action, reason: SkipReason, detail: str) -> None:
+        key = self.key(spec.id)
         self.events.append(
             ActionSkipped(
                 execution_id=self.execution,
-                action_id=spec.id,
-                event_id=ids.skipped_id(self.execution, spec.id),
+                action_id=key,
+                event_id=ids.skipped_id(self.execution, key),
                 causation_id=self.cause,
                 correlation_id=self.execution,
                 reason=reason,
@@ -331,14 +417,16 @@ class _Decision:
         )
         self.decided[spec.id] = ActionState(action_id=spec.id, status="skipped", skip_reason=reason)
         self.finished_now += 1
+        self.blocking.note_skipped(spec)
 
     def _fail(self, spec: Action, code: str, message: str) -> None:
         error = ErrorInfo(message=message, code=code)
+        key = self.key(spec.id)
         self.events.append(
             ActionFailed(
                 execution_id=self.execution,
-                action_id=spec.id,
-                event_id=ids.dispatch_failed_id(self.execution, spec.id),
+                action_id=key,
+                event_id=ids.dispatch_failed_id(self.execution, key),
                 causation_id=self.cause,
                 correlation_id=self.execution,
                 attempt=0,
@@ -347,8 +435,7 @@ class _Decision:
         )
         self.decided[spec.id] = ActionState(action_id=spec.id, status="failed", error=error)
         self.finished_now += 1
-        if not spec.continue_on_error:
-            self.blocking.append(spec.id)
+        self.blocking.note(spec.id)
 
     # ------------------------------------------------------------------- ending
 
@@ -363,7 +450,7 @@ class _Decision:
             self.events.append(
                 ExecutionCompleted(
                     execution_id=self.execution,
-                    event_id=ids.terminal_id(self.execution),
+                    event_id=ids.terminal_id(self.execution, self.state.run),
                     causation_id=self.cause,
                     correlation_id=self.execution,
                 )
@@ -372,10 +459,13 @@ class _Decision:
     def _in_flight(self) -> bool:
         if self.dispatched_now:
             return True
-        return any(_dispatched_unfinished(a) for a in self.state.actions.values())
+        return any(_dispatched_unfinished(self.view[a]) for a in self.graph.specs)
 
     def _fail_execution(self) -> None:
-        unfinished = [a for a in self.graph.specs if not self.view[a].finished]
+        unfinished = [self.key(a) for a in self.graph.specs if not self.view[a].finished]
+        failed = self.blocking.final()
         self.events.extend(
-            failure_end(self.execution, self.cause, unfinished, self.blocking, self.view)
+            failure_end(
+                self.execution, self.cause, unfinished, failed, self.view, run=self.state.run
+            )
         )

@@ -1,12 +1,17 @@
 """Turning a ready action into an ``action.execute.requested`` event. Pure.
 
-Plan input and upstream results are substituted now; ``{{secrets.*}}`` stay as written for the
-executor to resolve at call time, so a secret never enters the log.
+Plan input, upstream results and the execution's variables (``{{execution.id}}``,
+``{{execution.run}}``, ``{{plan.id}}``, ``{{now}}``) are substituted now; ``{{secrets.*}}`` and
+``{{env.*}}`` stay as written for the executor to resolve at call time, so a secret never
+enters the log. The action's ``output_schema`` goes along for the executor to check.
+A value stored by reference that a template takes whole (``{{actions.fetch.output}}`` of a
+large output) stays a reference in the request, and the executor fetches it at call time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -14,17 +19,13 @@ import msgspec
 from eventstore.events import ActionExecuteRequested
 from eventstore.plan import Action, RequestSpec, RetryPolicy
 from eventstore.state import ActionState, ExecutionState
-from eventstore.templates import render
-from orchestrator.context import template_context
+from eventstore.templates import as_text, render
+from orchestrator.context import CONTEXT_KINDS, template_context
 
 __all__ = ["DISPATCH_KINDS", "build_request", "render_request"]
 
-DISPATCH_KINDS = frozenset({"input", "actions"})
+DISPATCH_KINDS = CONTEXT_KINDS
 _DEFAULT_RETRY = RetryPolicy()
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def render_request(request: RequestSpec, context: Mapping[str, Any]) -> RequestSpec:
@@ -38,7 +39,7 @@ def render_request(request: RequestSpec, context: Mapping[str, Any]) -> RequestS
     """
 
     def text(value: str) -> str:
-        return _text(render(value, context, kinds=DISPATCH_KINDS)) if "{{" in value else value
+        return as_text(render(value, context, kinds=DISPATCH_KINDS)) if "{{" in value else value
 
     def texts(values: dict[str, str]) -> dict[str, str]:
         if not any("{{" in k or "{{" in v for k, v in values.items()):
@@ -62,6 +63,9 @@ def build_request(
     event_id: str,
     causation_id: str | None = None,
     actions: Mapping[str, ActionState] | None = None,
+    key: str | None = None,
+    now: datetime | None = None,
+    item: tuple[int, Any] | None = None,
 ) -> ActionExecuteRequested:
     """The dispatch event for ``action`` with every input/action reference resolved.
 
@@ -71,18 +75,21 @@ def build_request(
         event_id: the event's (deterministic) id.
         causation_id: the id of the event that made the action ready.
         actions: action states to read instead of ``state.actions``.
+        key: the action key the request is for (default: the action's id, its first run).
+        now: the moment of the decision, rendered for ``{{now}}``.
+        item: ``(index, element)`` when the request is for an item of a for-each action.
 
     Raises:
         TemplateError: a reference resolves to nothing (e.g. a field the upstream output lacks).
     """
-    context = template_context(state, actions)
+    context = template_context(state, actions, now=now, item=item)
     request = None if action.request is None else render_request(action.request, context)
     timeout_s = action.timeout_s
     if timeout_s is None and request is not None:
         timeout_s = request.timeout_s
     return ActionExecuteRequested(
         execution_id=state.execution_id,
-        action_id=action.id,
+        action_id=action.id if key is None else key,
         event_id=event_id,
         causation_id=causation_id,
         correlation_id=state.execution_id,
@@ -92,4 +99,5 @@ def build_request(
         input=render(action.input, context, kinds=DISPATCH_KINDS),
         retry=action.retry or _DEFAULT_RETRY,
         timeout_s=timeout_s,
+        output_schema=msgspec.UNSET if action.output_schema is None else action.output_schema,
     )

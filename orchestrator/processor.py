@@ -6,6 +6,11 @@ atomically with their guards (:mod:`orchestrator.guards`); the message is acknow
 after that. A guard conflict (another writer got there first) reloads the state from the log
 and decides again.
 
+Where a decision looks into a value stored by reference (a template or condition reaching into
+a large output or input), ``decide`` asks for it (:mod:`eventstore.payload_reading`): the
+processor fetches it from the payload bucket, keeps it in a cache, and decides again. A
+decision whose output is above the inline limit is stored by reference before it is appended.
+
 No message is retried forever. One no decision can come from (undecodable, on the wrong
 subject) and one whose processing raises anything but a failure of NATS (a ``RecursionError``
 from a hostile payload, a decision too large to store, a bug) go to the dead-letter stream at
@@ -21,6 +26,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 from datetime import datetime
+from functools import partial
 
 from anyio.abc import TaskGroup
 from nats.aio.msg import Msg
@@ -34,14 +40,20 @@ from eventstore.events import (
     ActionCompleted,
     ActionExecuteRequested,
     ActionFailed,
+    ActionStarted,
     ActionWaiting,
     Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
     ExecutionFailed,
     PlanSubmitted,
 )
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore, run_with_payloads, store_large_output
+from eventstore.payload_reading import PayloadCache, PayloadReader
 from eventstore.records import RawRecord, RecordedEvent
+from eventstore.runs import current_action
 from eventstore.state import ExecutionState
 from eventstore.subjects import PLAN_SUBMITTED_PREFIX, orchestrator_subject_type
 from orchestrator.cache import StateCache
@@ -50,11 +62,14 @@ from orchestrator.deadline import deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
 from orchestrator.intake import UnroutableMessageError, admit_plan
+from orchestrator.subplan_service import SubplanService
+from orchestrator.subplans import may_be_child
 from orchestrator.timers import schedule_wait_timer
 
 __all__ = ["EventProcessor", "execution_of"]
 
 _log = logging.getLogger("tep.orchestrator")
+_ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
 _RETRY_DELAY_S = 1.0
 _MAX_RETRY_DELAY_S = 60.0
 
@@ -134,6 +149,9 @@ class EventProcessor:
         self.cache = cache
         self.stats = stats
         self.background: TaskGroup | None = None
+        self.subplans = SubplanService(log, settings)
+        self.payloads = PayloadStore(log.nc, settings)
+        self.payload_cache = PayloadCache()
 
     async def handle(self, msg: Msg) -> None:
         """Process ``msg`` and settle it (ack, nak with a delay, or dead-letter); never raises."""
@@ -241,15 +259,35 @@ class EventProcessor:
 
     async def _decide(self, record: RecordedEvent, meta: Msg.Metadata) -> None:
         execution_id = record.event.execution_id
+        if isinstance(record.event, _ENDS) and not may_be_child(execution_id):
+            return  # an execution's end is consumed for a sub-plan's parent only
         for round_ in range(self.config.max_conflict_rounds):
             # After a conflict the log knows better than a first delivery: always read it.
             first_delivery = meta.num_delivered == 1 and round_ == 0
             state = await self._state_with(record, first_delivery=first_delivery)
-            decisions = decide(state, record.event, now=meta.timestamp)
+            if (
+                state is not None
+                and state.parent is not None
+                and state.terminal
+                and isinstance(record.event, _ENDS)
+            ):
+                # A sub-plan's child ended: its parent's action gets the outcome.
+                self._finished(state)
+                await self.subplans.child_ended(state, record.event.event_id)
+                return
+            subplans = await self.subplans.context_for(state)
+            # Templates may look into values stored by reference: fetched, then decided again.
+            decisions = await run_with_payloads(
+                self.payloads,
+                PayloadReader(self.payload_cache),
+                partial(decide, state, record.event, now=meta.timestamp, subplans=subplans),
+            )
             if state is None or not decisions:
                 return
+            decisions = [await store_large_output(self.payloads, d) for d in decisions]
             if isinstance(record.event, PlanSubmitted) and any(
-                isinstance(d, ActionExecuteRequested | ActionWaiting) for d in decisions
+                isinstance(d, ActionExecuteRequested | ActionWaiting | ActionStarted)
+                for d in decisions
             ):
                 await self._prepare(state, meta.timestamp)
             await self._schedule_timers(decisions)
@@ -263,6 +301,8 @@ class EventProcessor:
                 continue
             self.stats["appended"] += len(decisions)
             for decision, stored in zip(decisions, results, strict=True):
+                if decision.execution_id != execution_id:
+                    continue  # a sub-plan's child: an execution of its own
                 fold.apply_event(state, decision)
                 if isinstance(decision, ActionWaiting):
                     _note_wait_sequence(state, decision.action_id, stored.sequence)
@@ -341,8 +381,9 @@ class EventProcessor:
         self.stats["dead_lettered"] += 1
 
 
-def _note_wait_sequence(state: ExecutionState, action_id: str, sequence: int) -> None:
+def _note_wait_sequence(state: ExecutionState, key: str, sequence: int) -> None:
     """Where our own ``action.waiting`` landed: the guard of the wait's outcome."""
-    action = state.actions.get(action_id)
+    action_id = current_action(state, key)
+    action = state.actions[action_id] if action_id is not None else None
     if action is not None and action.wait is not None:
         action.wait.sequence = sequence

@@ -156,6 +156,7 @@ class Orchestrator:
             max_waiting=512,
             num_replicas=self.settings.replicas,
         )
+        # Create or update: a consumer an earlier version made gets today's filters.
         await self.js.add_consumer(self.settings.stream, config=config)
 
     def _ids(self) -> dict[str, str]:

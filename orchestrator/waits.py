@@ -14,15 +14,18 @@ meanwhile. The outcome is decided when the fold says the wait ended (see
 
 A resume and a timeout racing each other produce the same event id, and the outcome is
 appended guarded on the action's ``action.waiting`` being its last event: exactly one outcome.
+Every event of a wait carries the key of the action's current run (``<id>~<run>`` after a
+retry), and so do its token and its timer.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from eventstore.action_keys import action_key
 from eventstore.error_codes import ErrorCode
 from eventstore.events import ActionCompleted, ActionFailed, ActionWaiting, ErrorInfo, Event
 from eventstore.plan import Action
@@ -30,24 +33,17 @@ from eventstore.plan_validation.wait_checks import parse_until
 from eventstore.state import ActionState, ExecutionState, WaitState
 from eventstore.templates import TemplateError, render
 from orchestrator import ids
-from orchestrator.context import template_context
+from orchestrator.context import CONTEXT_KINDS, template_context, timestamp
 
 __all__ = ["TokenSource", "WaitStart", "new_token", "start_wait", "wait_outcome"]
 
 TokenSource = Callable[[str, str], str]
 """Makes the token of a waitpoint: ``(execution_id, action_id) -> token``."""
 
-_RENDERED = frozenset({"input", "actions"})
-
 
 def new_token(execution_id: str, action_id: str) -> str:
     """An unguessable token naming one waitpoint: ``<execution>.<action>.<192 random bits>``."""
     return f"{execution_id}.{action_id}.{secrets.token_urlsafe(24)}"
-
-
-def timestamp(moment: datetime) -> str:
-    """``moment`` as the log writes times (ISO-8601 UTC, ``Z``)."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class WaitStart:
@@ -76,12 +72,14 @@ def start_wait(
         TemplateError: ``until`` is a template that does not render to an ISO-8601 time.
     """
     execution = state.execution_id
+    run = state.actions[spec.id].run
+    key = action_key(spec.id, run)
     until = _until(spec, state, actions, now)
-    token = tokens(execution, spec.id) if spec.type == "wait" else None
+    token = tokens(execution, key) if spec.type == "wait" else None
     waiting = ActionWaiting(
         execution_id=execution,
-        action_id=spec.id,
-        event_id=ids.waiting_id(execution, spec.id),
+        action_id=key,
+        event_id=ids.waiting_id(execution, key),
         causation_id=cause,
         correlation_id=execution,
         reason="waitpoint" if spec.type == "wait" else "sleep",
@@ -102,7 +100,7 @@ def start_wait(
     if until is not None and until <= now and wait.timer is None:
         wait.timer = "wake" if spec.type == "sleep" else "timeout"
     action = ActionState(
-        action_id=spec.id, status="waiting", dispatched_at=waiting.occurred_at, wait=wait
+        action_id=spec.id, status="waiting", dispatched_at=waiting.occurred_at, wait=wait, run=run
     )
     outcome = _outcome_of(execution, action, cause) if wait.timer is not None else None
     return WaitStart(waiting, action, outcome)
@@ -116,7 +114,8 @@ def _until(
     if spec.duration_s is not None:
         return now + timedelta(seconds=spec.duration_s)
     assert spec.until is not None
-    text: Any = render(spec.until, template_context(state, actions), kinds=_RENDERED)
+    context = template_context(state, actions, now=now)
+    text: Any = render(spec.until, context, kinds=CONTEXT_KINDS)
     moment = parse_until(text) if isinstance(text, str) else None
     if moment is None:
         raise TemplateError(f"until {spec.until!r} is {text!r}, not an ISO-8601 time with a zone")
@@ -134,10 +133,11 @@ def wait_outcome(state: ExecutionState, action_id: str, cause: str) -> Event | N
 def _outcome_of(execution: str, action: ActionState, cause: str) -> Event | None:
     wait = action.wait
     assert wait is not None
+    key = action_key(action.action_id, action.run)
     common: dict[str, Any] = {
         "execution_id": execution,
-        "action_id": action.action_id,
-        "event_id": ids.wait_outcome_id(execution, action.action_id),
+        "action_id": key,
+        "event_id": ids.wait_outcome_id(execution, key),
         "causation_id": cause,
         "correlation_id": execution,
         "attempt": 1,

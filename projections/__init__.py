@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         ExecutionNotFoundError,
         InvalidTransitionError,
         ResumeTimeoutError,
+        RetryRefusedError,
         ViewTimeoutError,
         WaitpointRefusedError,
     )
@@ -40,6 +41,7 @@ __all__ = [
     "RebuildProgress",
     "RebuildReport",
     "ResumeTimeoutError",
+    "RetryRefusedError",
     "StateManager",
     "ViewStats",
     "ViewTimeoutError",
@@ -53,6 +55,7 @@ _HOMES = {
     "InvalidTransitionError": "projections.errors",
     "ViewTimeoutError": "projections.errors",
     "ResumeTimeoutError": "projections.errors",
+    "RetryRefusedError": "projections.errors",
     "WaitpointRefusedError": "projections.errors",
     "At": "projections.history",
     "Projector": "projections.projector",

@@ -10,6 +10,7 @@ __all__ = [
     "InvalidExecutionIdError",
     "InvalidTransitionError",
     "ResumeTimeoutError",
+    "RetryRefusedError",
     "ViewTimeoutError",
     "WaitpointRefusedError",
 ]
@@ -105,3 +106,11 @@ class ResumeTimeoutError(TepError, TimeoutError):
     def __init__(self, message: str, sequence: int) -> None:
         self.sequence = sequence
         super().__init__(message)
+
+
+class RetryRefusedError(TepError, ValueError):
+    """A retry that cannot re-open the execution: nothing was appended.
+
+    For example the execution still runs, an action named to run again from is not in its
+    plan, or nothing failed and no action was named (see :mod:`projections.retry`).
+    """

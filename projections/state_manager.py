@@ -19,10 +19,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client as NatsClient
 
 from eventstore.access import Role
@@ -30,9 +32,12 @@ from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, PlanValidationError
 from eventstore.events import ErrorInfo, Event, PlanSubmitted, new_execution_id
 from eventstore.fold import apply, fold
+from eventstore.input_payloads import detach_input
 from eventstore.jetstream.connection import connect_as
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore, run_with_payloads, store_large_output
 from eventstore.jetstream.provision import ensure_log
+from eventstore.payload_reading import PayloadReader
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
@@ -43,7 +48,10 @@ from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
 from projections.execution_watch import wait_until_ended, watch_states
 from projections.history import At, fold_as_of
 from projections.live_view import LiveView
+from projections.payload_reads import resolved_state
 from projections.plan_cache import PlanCache
+from projections.plan_registry import PlanRegistryOperations
+from projections.retry import retry
 from projections.transitions import ActionResult, result_event, status_event
 from projections.view import (
     LISTING_STATUSES,
@@ -59,11 +67,13 @@ __all__ = ["StateManager"]
 _WRITE_RETRIES = 5
 
 
-class StateManager(WaitpointOperations):
+class StateManager(WaitpointOperations, PlanRegistryOperations):
     """Facade over the event log (writes) and the projected KV view (reads).
 
     Waitpoints are completed with :meth:`complete_waitpoint` and :meth:`complete_by_token`
-    (see :mod:`projections.waitpoints`).
+    (see :mod:`projections.waitpoints`); the plan registry is filled and read with
+    :meth:`put_plan`, :meth:`get_plan` and :meth:`list_plans` (see
+    :mod:`projections.plan_registry`).
 
     Build it with :meth:`connect`, or around an existing connection and call :meth:`open`.
     Use it as an async context manager, or call :meth:`close`.
@@ -91,6 +101,8 @@ class StateManager(WaitpointOperations):
         self._owns_connection = owns_connection
         self._view = LiveView(nc, self.log.js)
         self._plans = PlanCache(self.log)
+        self.payloads = PayloadStore(nc, self.settings)
+        """The payload bucket: values too large for their events (see :meth:`output`)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -161,18 +173,27 @@ class StateManager(WaitpointOperations):
         Returns:
             The pending state; its ``last_sequence`` is the write's stream sequence.
 
+        An input above ``TEP_PAYLOAD_INLINE_BYTES`` is stored in the payload bucket and the
+        plan carries its reference (the returned state's ``input`` too).
+
         Raises:
-            PlanValidationError: the plan or the execution id is invalid (nothing published).
+            PlanValidationError: the plan or the execution id is invalid, or the input is
+                above ``TEP_PAYLOAD_MAX_BYTES`` (nothing published).
             ExecutionExistsError: ``execution_id`` is taken.
         """
+        document, payload = detach_input(
+            plan, self.settings.payload_limits, max_depth=self.settings.max_json_depth
+        )
         parsed = parse_plan(
-            plan,
+            document,
             limits=self.settings.plan_limits,
         )
         execution_id = execution_id or new_execution_id()
         problem = execution_id_problem(execution_id)
         if problem:
             raise PlanValidationError([problem])
+        if payload is not None:
+            await self.payloads.put(payload)
         event = PlanSubmitted(execution_id=execution_id, plan=parsed)
         result = await self.log.append(event)
         self._note_write(result.sequence)
@@ -211,6 +232,29 @@ class StateManager(WaitpointOperations):
 
         return await self._append_checked(execution_id, make)
 
+    async def retry(
+        self,
+        execution_id: str,
+        *,
+        from_actions: Sequence[str] = (),
+        only_failed: bool = False,
+        requested_by: str | None = None,
+        reason: str | None = None,
+    ) -> ExecutionState:
+        """Re-run an ended execution from ``from_actions`` (or what failed), keeping upstream
+        outputs: see :func:`projections.retry.retry` for the rules, returns and errors
+        (:class:`~projections.errors.RetryRefusedError`: refused, nothing appended)."""
+        state = await retry(
+            self.log,
+            execution_id,
+            from_actions=from_actions,
+            only_failed=only_failed,
+            requested_by=requested_by,
+            reason=reason,
+        )
+        self._note_write(state.last_sequence)
+        return detached_state(state)
+
     async def record_action_result(
         self, execution_id: str, action_id: str, result: ActionResult | Any
     ) -> int:
@@ -242,7 +286,7 @@ class StateManager(WaitpointOperations):
             state = fold(await self.log.read_execution(execution_id))
             if state is None:
                 raise ExecutionNotFoundError(execution_id)
-            event: Event = make(state)
+            event: Event = await store_large_output(self.payloads, make(state))
             try:
                 result = await self.log.append(event, expected_version=state.version)
             except ConcurrencyError:
@@ -265,6 +309,7 @@ class StateManager(WaitpointOperations):
         at: At | None = None,
         min_sequence: int | None = None,
         timeout: float | None = None,
+        resolve: bool = False,
     ) -> ExecutionState | None:
         """The execution's state, or ``None`` if it does not exist.
 
@@ -274,18 +319,26 @@ class StateManager(WaitpointOperations):
                 read from the view.
             min_sequence: wait until the view has applied this stream sequence first.
             timeout: how long to wait for ``min_sequence`` (default ``read_timeout``).
+            resolve: replace the references to values stored in the payload bucket (large
+                outputs, input, resume data) with the values; by default they stay
+                references ``{"$ref": {"digest", "size", "bucket"}}``.
 
         Raises:
             InvalidExecutionIdError: ``execution_id`` cannot name an execution.
             ViewTimeoutError: the view did not reach ``min_sequence`` in time.
             ValueError: ``at`` is neither a sequence nor a time.
+            PayloadMissingError: with ``resolve``, a value is no longer stored.
         """
         _check_id(execution_id)
         if at is not None:
-            state = fold_as_of(await self.log.read_execution(execution_id), at)
-            return None if state is None else detached_state(state)
-        await self._await_sequence(min_sequence, timeout)
-        return await self._view.state(execution_id)
+            folded = fold_as_of(await self.log.read_execution(execution_id), at)
+            state = None if folded is None else detached_state(folded)
+        else:
+            await self._await_sequence(min_sequence, timeout)
+            state = await self._view.state(execution_id)
+        if state is None or not resolve:
+            return state
+        return await resolved_state(self.payloads, state)
 
     get_full_state = get_execution_state
     """Alias of :meth:`get_execution_state` (the TypeScript ``getFullState``)."""
@@ -297,8 +350,12 @@ class StateManager(WaitpointOperations):
         *,
         min_sequence: int | None = None,
         timeout: float | None = None,
+        resolve: bool = False,
     ) -> ActionState | None:
         """One action's result so far (status, attempts, output, error, timings), or ``None``.
+
+        ``resolve``: as for :meth:`get_execution_state` (a large output stays a reference
+        unless given).
 
         Raises:
             InvalidExecutionIdError: ``execution_id`` cannot name an execution.
@@ -306,9 +363,34 @@ class StateManager(WaitpointOperations):
         state = await self.get_execution_state(
             execution_id, min_sequence=min_sequence, timeout=timeout
         )
-        if state is None:
+        action = None if state is None else state.actions.get(action_id)
+        if action is None or not resolve:
+            return action
+        full = await self.payloads.resolve(msgspec.to_builtins(action))
+        return msgspec.convert(full, ActionState)
+
+    async def output(
+        self,
+        execution_id: str,
+        action_id: str,
+        *,
+        min_sequence: int | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any] | None:
+        """The action's full output (fetched from the payload bucket when it is stored by
+        reference), or ``None`` while it has none.
+
+        Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+            PayloadMissingError: the output is no longer stored (it expired with the log).
+        """
+        action = await self.get_action_result(
+            execution_id, action_id, min_sequence=min_sequence, timeout=timeout
+        )
+        if action is None or action.output is None:
             return None
-        return state.actions.get(action_id)
+        full: dict[str, Any] = await self.payloads.resolve(action.output)
+        return full
 
     async def get_available_actions(
         self,
@@ -319,9 +401,9 @@ class StateManager(WaitpointOperations):
     ) -> list[str]:
         """Ids of the actions that may start now, in plan order.
 
-        Pending, not yet dispatched, every dependency completed (or, for an action with
-        ``run_on_dependency_failure``, finished in any way), nothing failing the execution,
-        and its ``when`` condition holding; see :mod:`projections.availability`.
+        Pending, not yet dispatched, every dependency completed (an error route, ``run_if:
+        "failed"``: one failed; ``run_if: "always"``: finished in any way), nothing failing the
+        execution, and its ``when`` condition holding; see :mod:`projections.availability`.
 
         Raises:
             InvalidExecutionIdError: ``execution_id`` cannot name an execution.
@@ -333,7 +415,10 @@ class StateManager(WaitpointOperations):
         if state is None:
             raise ExecutionNotFoundError(execution_id)
         state.plan = await self._plans.get(execution_id)
-        return available_actions(state)
+        # A `when` may look into a value stored by reference: fetched, then evaluated again.
+        return await run_with_payloads(
+            self.payloads, PayloadReader(), partial(available_actions, state)
+        )
 
     async def list_executions(
         self,

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from eventstore.errors import TepError
 from eventstore.state import (
@@ -205,8 +206,10 @@ def encode_state(state: ExecutionState, limit: int) -> bytes:
     """The view value of a state: JSON without the plan, at most ``limit`` bytes.
 
     Too large as JSON: gzip-compressed JSON. Still too large: the largest action outputs are
-    replaced, one at a time, by ``{"tep_truncated": true, "bytes": <size>}`` (the full outputs
-    stay in the log: ``tep events``). The state passed in is never changed.
+    replaced, one at a time, by ``{"tep_truncated": true, "bytes": <size>}``, then the outputs
+    of a for-each action's items by ``{"tep_truncated": true}`` (their statuses and counts
+    stay; the full outputs stay in the log: ``tep events``). The state passed in is never
+    changed.
 
     Raises:
         StateTooLargeError: even with every output truncated the value does not fit.
@@ -235,6 +238,14 @@ def _truncated(view: ExecutionState, limit: int) -> bytes:
         packed = gzip.compress(_encoder.encode(view), compresslevel=6)
         if len(packed) <= limit:
             return packed
+    for action_id, action in list(actions.items()):  # then a for-each action's item outputs
+        if action.items is not None and any(i.output is not None for i in action.items.items):
+            cut = {TRUNCATED_MARKER: True}
+            listed = [i if i.output is None else replace(i, output=cut) for i in action.items.items]
+            actions[action_id] = replace(action, items=replace(action.items, items=listed))
+            packed = gzip.compress(_encoder.encode(view), compresslevel=6)
+            if len(packed) <= limit:
+                return packed
     raise StateTooLargeError(
         f"the state of execution {view.execution_id} does not fit {limit} bytes "
         "even compressed and with every output truncated"

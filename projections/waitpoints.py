@@ -22,14 +22,18 @@ from typing import Any
 
 import msgspec
 
+from eventstore.action_keys import action_key, parse_action_key
 from eventstore.errors import EventDecodeError
 from eventstore.events import ActionResumeRequested
 from eventstore.fold import apply, fold
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore
+from eventstore.json_schema import schema_problems
 from eventstore.records import RecordedEvent
+from eventstore.runs import current_action
 from eventstore.state import ActionState, ExecutionState
 from eventstore.subjects import execution_filters, execution_id_problem
-from eventstore.waits import resume_refusal, schema_problems
+from eventstore.waits import resume_refusal
 from projections.errors import (
     ActionNotFoundError,
     ExecutionNotFoundError,
@@ -122,6 +126,8 @@ async def resume(
     Args:
         data: any JSON value; an object becomes the output as it is, anything else
             ``{"value": data}``. It must match the waitpoint's schema (unless rejecting).
+            Above ``TEP_PAYLOAD_INLINE_BYTES`` it is checked, then stored in the payload
+            bucket as that output, and the request carries its reference.
         reject: a reason: the waitpoint fails with code ``rejected`` (``data`` is ignored).
         token: the waitpoint's token, when the caller proves itself with it.
         requested_by: who asks, for the record.
@@ -136,6 +142,7 @@ async def resume(
         WaitpointRefusedError: the request cannot end the wait (nothing was appended), or it
             was appended and something else ended the wait first.
         ResumeTimeoutError: accepted, but no outcome within ``timeout`` (no orchestrator?).
+        PayloadTooLargeError: ``data`` is above ``TEP_PAYLOAD_MAX_BYTES`` (nothing appended).
     """
     problem = execution_id_problem(execution_id)
     if problem:
@@ -143,12 +150,14 @@ async def resume(
     state = fold(await log.read_execution(execution_id))
     if state is None:
         raise ExecutionNotFoundError(execution_id)
-    action = state.actions.get(action_id)
+    # An action id (or a token's key) names the waitpoint; the request is for its current run.
+    key = parse_action_key(action_id)
+    action = None if key is None else state.actions.get(key.action_id)
     if action is None:
         raise ActionNotFoundError(execution_id, action_id)
     request = ActionResumeRequested(
         execution_id=execution_id,
-        action_id=action_id,
+        action_id=action_key(action.action_id, action.run),
         correlation_id=execution_id,
         data=data,
         reject=reject,
@@ -156,6 +165,7 @@ async def resume(
         requested_by=requested_by,
     )
     _check(state, action, request)
+    request = await _data_by_reference(log, request)
     stored = await log.append(request)
     try:
         async with asyncio.timeout(timeout):
@@ -167,6 +177,19 @@ async def resume(
             "orchestrator running? The request stands",
             stored.sequence,
         ) from None
+
+
+async def _data_by_reference(
+    log: EventLog, request: ActionResumeRequested
+) -> ActionResumeRequested:
+    """The request as it is appended: data above the inline limit stored by reference, as
+    the output it becomes (an object as it is, anything else as ``{"value": data}``)."""
+    if request.reject is not None or request.data is None:
+        return request
+    data = request.data
+    output = data if isinstance(data, dict) else {"value": data}
+    kept = await PayloadStore(log.nc, log.settings).store(output, what="the resume data")
+    return request if kept is output else msgspec.structs.replace(request, data=kept)
 
 
 def _check(state: ExecutionState, action: ActionState, request: ActionResumeRequested) -> None:
@@ -204,7 +227,7 @@ async def _follow(
     wait: bool,
 ) -> Resumed:
     """Fold the execution's events after ``state`` until the request's fate is known."""
-    action_id = request.action_id
+    action_id = current_action(state, request.action_id) or request.action_id
     records = log.follow_raw(execution_filters(state.execution_id), state.last_sequence + 1)
     async with contextlib.aclosing(records) as batches:
         async for batch in batches:

@@ -133,6 +133,7 @@ def init_credentials(
                 orchestrator_consumer=orchestrator.consumer,
                 lease_bucket=orchestrator.lease_bucket,
                 queues=queues,
+                payload_bucket=settings.payload_bucket,
             )
             for role in ROLES
         }

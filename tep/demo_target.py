@@ -8,7 +8,9 @@ Endpoints (all JSON)::
     GET  /users/{id}/orders           the user's orders
     GET  /recommendations?user_id=    a few product ids
     *    /flaky/{key}?fail=N          503 for the first N calls, then 200 (counted per key and
-                                      Idempotency-Key, so every execution sees fresh failures)
+                                      Idempotency-Key, so every execution sees fresh failures;
+                                      with &per=key per key alone, so a retried run, whose
+                                      Idempotency-Key is new, finds it recovered)
     GET  /slow?ms=N                   answers after N milliseconds (at most 30 s)
     POST /score                       a score for {"tier", "orders"}
     POST /notify                      pretends to send a message; echoes the recipient
@@ -135,7 +137,8 @@ async def _flaky(request: web.Request) -> web.Response:
         fail = int(request.query.get("fail", "1"))
     except ValueError:
         raise web.HTTPBadRequest(text="fail must be an integer") from None
-    key = (request.match_info["key"], request.headers.get("Idempotency-Key", ""))
+    per_key = request.query.get("per") == "key"
+    key = (request.match_info["key"], "" if per_key else request.headers.get("Idempotency-Key", ""))
     attempts[key] += 1
     attempt = attempts[key]
     if attempt <= fail:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 
 from eventstore.config import TepSettings
+from eventstore.jetstream.payloads import ensure_payload_store
 from eventstore.jetstream.provision import ensure_kv, ensure_log
+from eventstore.plan_registry import PLAN_BUCKET
 from eventstore.schedules import SCHEDULE_BUCKET
 from orchestrator.config import OrchestratorConfig
 from projections.buckets import ensure_current_view
@@ -30,6 +32,8 @@ async def provision(js: JetStreamContext, settings: TepSettings) -> list[str]:
     lease_bucket = OrchestratorConfig.from_env().lease_bucket
     await ensure_kv(js, lease_bucket, replicas=settings.replicas)
     await ensure_kv(js, SCHEDULE_BUCKET, replicas=settings.replicas)
+    await ensure_kv(js, PLAN_BUCKET, replicas=settings.replicas)
+    payloads = await ensure_payload_store(js, settings)
     return [
         settings.stream,
         settings.deadletter_stream,
@@ -37,4 +41,6 @@ async def provision(js: JetStreamContext, settings: TepSettings) -> list[str]:
         f"KV_{pointer.bucket}",
         f"KV_{lease_bucket}",
         f"KV_{SCHEDULE_BUCKET}",
+        f"KV_{PLAN_BUCKET}",
+        payloads,
     ]

@@ -35,11 +35,13 @@ _CHECKED_FIELDS = (
     "allow_direct",
     "allow_atomic",
     "allow_msg_schedules",
+    "max_age",
 )
 
 
 def log_stream_config(settings: TepSettings) -> StreamConfig:
-    """The events stream: file storage, dedupe window, direct get, atomic batches, schedules."""
+    """The events stream: file storage, dedupe window, direct get, atomic batches, schedules,
+    and the retention ``TEP_MAX_AGE_S`` (0: forever)."""
     return StreamConfig(
         name=settings.stream,
         description="tep event log",
@@ -48,6 +50,7 @@ def log_stream_config(settings: TepSettings) -> StreamConfig:
         num_replicas=settings.replicas,
         duplicate_window=settings.duplicate_window_s,
         max_msg_size=settings.max_msg_bytes,
+        max_age=settings.max_age_s,
         discard=DiscardPolicy.OLD,
         allow_direct=True,
         allow_atomic=True,

@@ -10,13 +10,17 @@
    ``minTimeoutInMs``, ``maxTimeoutInMs``, ``factor``, ``randomize``, ``timeoutMs``, ...) and the
    camelCase spelling of any field are renamed, at their place in the document only (values under
    ``input``, ``request.json``, ``headers`` and ``query`` are user data and stay as they are),
-   :mod:`.aliases`;
+   :mod:`.aliases`; fields of earlier versions are reported with their replacement
+   (``allow_failure``: ``continue_on_error``), :mod:`.route_checks`;
 5. the shape: every field's type, unknown and missing fields, enum values, :mod:`.shape`;
 6. the meaning: ids, duplicates, dependencies, cycles (with their path), limits
    (:mod:`.semantics`), URLs, templates, retry policies, timeouts and queue names
-   (:mod:`.action_checks`), the range of every number (:mod:`.bounds`) and conditions
-   (:mod:`eventstore.conditions`);
-7. the size of the ``plan.submitted`` event that would carry the plan (``TEP_MAX_MSG_BYTES``),
+   (:mod:`.action_checks`), the range of every number (:mod:`.bounds`), conditions
+   (:mod:`eventstore.conditions`) and error routes (``on_error``, ``run_if``; the graph checks
+   see each route's edge to the action it handles), :mod:`.route_checks`;
+7. the plan's ``input`` against its ``input_schema``, each mismatch by path,
+   :mod:`.typed_checks`;
+8. the size of the ``plan.submitted`` event that would carry the plan (``TEP_MAX_MSG_BYTES``),
    :mod:`.limits`.
 
 Each problem is one line naming the action and the field, e.g.::
@@ -26,7 +30,7 @@ Each problem is one line naming the action and the field, e.g.::
     cycle: a -> b -> a
 
 Problems come in a deterministic order: document problems, then plan-level ones, then each
-action in plan order, then cycles, then the event size.
+action in plan order, then cycles, then the input's mismatches, then the event size.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ from eventstore.plan_validation.limits import (
     event_size_problem,
     too_deep_problem,
 )
+from eventstore.plan_validation.route_checks import explicit_run_if_problems
 from eventstore.plan_validation.semantics import salvage, semantic_problems
 from eventstore.plan_validation.shape import Shape, translate_msgspec_error
+from eventstore.plan_validation.typed_checks import input_problems
 
 __all__ = [
     "ACTION_ID_PATTERN",
@@ -57,6 +63,7 @@ __all__ = [
     "NAME_PATTERN",
     "PlanLimits",
     "PlanValidationError",
+    "input_problems",
     "parse_plan",
     "plan_problems",
 ]
@@ -101,6 +108,7 @@ def parse_plan(
         raise PlanValidationError(problems)
     document = normalise_plan(document, problems)
     Shape(document, problems).check(document, Plan, ())
+    problems.extend(explicit_run_if_problems(document))
     plan: Plan | None = None
     if not problems:
         try:
@@ -108,7 +116,16 @@ def parse_plan(
         except msgspec.ValidationError as exc:  # pragma: no cover - the shape check finds these
             problems.append(translate_msgspec_error(str(exc), document))
     nodes, plan_fields = salvage(document, plan)
-    problems.extend(semantic_problems(nodes, plan_fields, max_actions=limits.max_actions))
+    problems.extend(
+        semantic_problems(
+            nodes,
+            plan_fields,
+            max_actions=limits.max_actions,
+            max_subplan_depth=limits.max_subplan_depth,
+        )
+    )
+    if plan is not None:
+        problems.extend(input_problems(plan))
     too_large = None if plan is None else event_size_problem(plan, limits.max_event_bytes)
     if too_large is not None:
         problems.append(too_large)
@@ -132,5 +149,11 @@ def plan_problems(plan: Plan, *, limits: PlanLimits = DEFAULT_PLAN_LIMITS) -> li
     except RecursionError:
         return [too_deep_problem(limits.max_json_depth)]
     nodes, plan_fields = salvage(document, plan)
-    problems = semantic_problems(nodes, plan_fields, max_actions=limits.max_actions)
+    problems = semantic_problems(
+        nodes,
+        plan_fields,
+        max_actions=limits.max_actions,
+        max_subplan_depth=limits.max_subplan_depth,
+    )
+    problems.extend(input_problems(plan))
     return list(dict.fromkeys(problems))

@@ -22,6 +22,8 @@ from eventstore.plan_validation.bounds import (
     MAX_ATTEMPTS,
     bound_problems,
 )
+from eventstore.plan_validation.foreach_checks import for_each_problems, item_reference_problem
+from eventstore.plan_validation.typed_checks import output_schema_problems
 from eventstore.plan_validation.wait_checks import token_problem, wait_problems
 from eventstore.templates import TEMPLATE, TemplateError, find_references
 
@@ -51,6 +53,7 @@ def action_problems(
     """
     specs = specs or {}
     yield from wait_problems(label, action)
+    yield from output_schema_problems(label, action)
     for field, name in (("type", action.type), ("queue", action.queue)):
         if name is not None and not NAME_PATTERN.fullmatch(name):
             yield f'{label}: {field}: "{name}" must match [A-Za-z0-9_-]{{1,64}}'
@@ -71,6 +74,7 @@ def action_problems(
             )
         return None
 
+    yield from for_each_problems(label, action, upstream_problem)
     values: list[tuple[str, Any]] = [("input", action.input)]
     if action.until is not None:
         values.append(("until", action.until))
@@ -102,6 +106,8 @@ def action_problems(
                 problem = upstream_problem(where, f"template {{{{{ref.text}}}}}", ref.target)
                 if problem:
                     yield problem
+            elif problem := item_reference_problem(label, where, action, ref):
+                yield problem
         if where == "request.url":
             yield from _url_problems(label, value)
     if action.when is not None:

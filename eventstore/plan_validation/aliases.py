@@ -3,8 +3,8 @@
 Accepted are the camelCase spelling of any field and the names of the TypeScript TEP
 (``minTimeoutInMs``, ``maxTimeoutInMs``, ``factor``, ``randomize``, ``timeoutMs``, ...). Only the
 keys of the plan, its actions, their ``request``, ``retry`` and ``when`` and the queue configs are
-renamed; values under ``input``, ``request.json``, ``headers`` and ``query`` are user data and
-stay as they are.
+renamed (in inline sub-plans alike); values under ``input``, ``request.json``, ``headers`` and
+``query`` are user data and stay as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import msgspec
 
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec, RetryPolicy
 from eventstore.plan_validation.fields import action_label, snake, struct_fields
+from eventstore.plan_validation.route_checks import without_replaced_fields
 
 __all__ = ["normalise_plan"]
 
@@ -39,6 +40,7 @@ def normalise_plan(document: dict[str, Any], problems: list[str]) -> dict[str, A
         for index, action in enumerate(actions):
             if isinstance(action, dict):
                 where = action_label(index, action)
+                action = without_replaced_fields(action, where, problems)
                 action = _rename(action, Action, where, problems)
                 for key, struct in (
                     ("request", RequestSpec),
@@ -47,6 +49,8 @@ def normalise_plan(document: dict[str, Any], problems: list[str]) -> dict[str, A
                 ):
                     if isinstance(action.get(key), dict):
                         action[key] = _rename(action[key], struct, f"{where}: {key}", problems)
+                if isinstance(action.get("plan"), dict):  # an inline sub-plan
+                    action["plan"] = normalise_plan(action["plan"], problems)
             normalised.append(action)
         document["actions"] = normalised
     queues = document.get("queues")

@@ -19,6 +19,7 @@ from eventstore.codec import encode_event
 from eventstore.events import PlanSubmitted
 from eventstore.plan import Plan
 from eventstore.plan_validation.fields import action_label, struct_fields
+from eventstore.plan_validation.subplan_checks import DEFAULT_MAX_SUBPLAN_DEPTH
 from eventstore.subjects import plan_subject
 
 __all__ = [
@@ -42,12 +43,15 @@ class PlanLimits(msgspec.Struct, frozen=True, kw_only=True):
             level 1 (setting ``TEP_MAX_JSON_DEPTH``).
         max_event_bytes: the largest message; the ``plan.submitted`` event carrying the plan must
             fit it (setting ``TEP_MAX_MSG_BYTES``).
+        max_subplan_depth: the deepest inline sub-plans may nest (setting
+            ``TEP_MAX_SUBPLAN_DEPTH``).
     """
 
     max_actions: int = 2500
     max_plan_bytes: int = 900 * 1024
     max_json_depth: int = 64
     max_event_bytes: int = 1024 * 1024
+    max_subplan_depth: int = DEFAULT_MAX_SUBPLAN_DEPTH
 
 
 DEFAULT_PLAN_LIMITS = PlanLimits()

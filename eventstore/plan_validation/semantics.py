@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from eventstore.dag import Reachability, find_cycles
+from eventstore.json_schema import schema_problem
 from eventstore.plan import Action, Plan, QueueConfig
 from eventstore.plan_validation.action_checks import (
     ACTION_ID_PATTERN,
@@ -18,6 +19,8 @@ from eventstore.plan_validation.action_checks import (
     action_problems,
 )
 from eventstore.plan_validation.bounds import CONCURRENCY_LIMIT, PLAN_TIMEOUT_S, bound_problems
+from eventstore.plan_validation.route_checks import add_route_edges, route_problems
+from eventstore.plan_validation.subplan_checks import DEFAULT_MAX_SUBPLAN_DEPTH, subplan_problems
 
 __all__ = ["Node", "PlanFields", "salvage", "semantic_problems"]
 
@@ -38,13 +41,16 @@ class PlanFields(NamedTuple):
     action_count: int | None
     timeout_s: float | None
     queues: dict[str, QueueConfig] | None
+    input_schema: Any = None
 
 
 def salvage(document: Any, plan: Plan | None) -> tuple[list[Node], PlanFields]:
     """The parts of a document sound enough to check for meaning (all of ``plan`` if given)."""
     if plan is not None:
         nodes = [Node(i, a.id, list(a.depends_on), a) for i, a in enumerate(plan.actions)]
-        return nodes, PlanFields(plan.id, len(plan.actions), plan.timeout_s, plan.queues)
+        return nodes, PlanFields(
+            plan.id, len(plan.actions), plan.timeout_s, plan.queues, plan.input_schema
+        )
     nodes = []
     actions_field = document.get("actions")
     raw_actions = actions_field if isinstance(actions_field, list) else []
@@ -71,11 +77,27 @@ def salvage(document: Any, plan: Plan | None) -> tuple[list[Node], PlanFields]:
         len(raw_actions) if isinstance(actions_field, list) else None,
         timeout if isinstance(timeout, int | float) and not isinstance(timeout, bool) else None,
         queues,
+        schema if isinstance(schema := document.get("input_schema"), dict) else None,
     )
 
 
-def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions: int) -> list[str]:
-    """Plan-level problems, then each action's in plan order, then the cycles."""
+def semantic_problems(
+    nodes: list[Node],
+    plan_fields: PlanFields,
+    *,
+    max_actions: int,
+    max_subplan_depth: int = DEFAULT_MAX_SUBPLAN_DEPTH,
+) -> list[str]:
+    """Plan-level problems, then each action's in plan order, then the cycles.
+
+    An inline sub-plan is checked the same way, its problems prefixed with its action.
+    """
+
+    def check_plan(inline: Plan) -> list[str]:
+        return semantic_problems(
+            *salvage(None, inline), max_actions=max_actions, max_subplan_depth=max_subplan_depth
+        )
+
     problems: list[str] = []
     if plan_fields.id is not None and not plan_fields.id.strip():
         problems.append("plan: id must not be empty")
@@ -87,6 +109,10 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
             f"{max_actions} (setting TEP_MAX_ACTIONS)"
         )
     problems.extend(bound_problems("plan", "timeout_s", plan_fields.timeout_s, PLAN_TIMEOUT_S))
+    if plan_fields.input_schema is not None and (
+        schema := schema_problem(plan_fields.input_schema, "input_schema")
+    ):
+        problems.append(f"plan: {schema}")
     for name, config in (plan_fields.queues or {}).items():
         if not NAME_PATTERN.fullmatch(name):
             problems.append(f'plan: queues: queue name "{name}" must match [A-Za-z0-9_-]{{1,64}}')
@@ -101,8 +127,9 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
         else:
             first_index[node.id] = node.position
             edges[node.id] = list(node.depends_on)
-    reach = Reachability(edges)
     specs = {node.id: node.action for node in nodes if node.action is not None}
+    listed_by = add_route_edges(edges, specs)  # the graph as normalised: routes after sources
+    reach = Reachability(edges)
 
     for node in nodes:
         label = f'action "{node.id}"'
@@ -122,6 +149,10 @@ def semantic_problems(nodes: list[Node], plan_fields: PlanFields, *, max_actions
                 problems.append(f'{label}: depends_on references unknown action "{dependency}"')
         if node.action is not None:
             problems.extend(action_problems(label, node.action, edges, reach, specs))
+            problems.extend(route_problems(label, node.action, edges, listed_by))
+            problems.extend(
+                subplan_problems(label, node.action, check_plan, max_depth=max_subplan_depth)
+            )
 
     graph = {node: [d for d in deps if d != node] for node, deps in edges.items()}
     for cycle in find_cycles(graph):

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from eventstore.dag import Reachability
+from eventstore.json_schema import schema_problem
 from eventstore.plan import WAIT_TYPES, Action
 from eventstore.plan_validation.bounds import PLAN_TIMEOUT_S, bound_problems
 from eventstore.templates import TEMPLATE
-from eventstore.waits import schema_problem
 
 __all__ = ["parse_until", "token_problem", "wait_problems"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import os
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ __all__ = [
     "UsageError",
     "add_nats_url",
     "fail",
+    "local_user",
     "print_json",
     "settings_from",
     "single_errors",
@@ -75,6 +77,14 @@ def settings_from(args: argparse.Namespace) -> TepSettings:
     """TepSettings from the environment with ``--nats-url`` and the identity flags applied."""
     given = {field: getattr(args, field, None) for field in _CONNECTION_FLAGS}
     return TepSettings.from_env(nats_url=getattr(args, "nats_url", None), **given)
+
+
+def local_user() -> str | None:
+    """The local user name, recorded as who asked (``None`` where there is none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return None
 
 
 def print_json(document: Any) -> None:

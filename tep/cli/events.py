@@ -9,6 +9,7 @@ import anyio
 import msgspec
 
 from eventstore.errors import EventDecodeError
+from eventstore.jetstream.payloads import PayloadStore
 from eventstore.records import RawRecord
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json
 from tep.cli.executions import open_log, require_execution
@@ -22,7 +23,8 @@ examples:
   tep events exe_018f2a9c3b1d4e5f6a7b --json | jq '.events[] | .event.type'
 
 Columns: TIME (since the first event), SEQ (stream sequence), EVENT, ACTION, ATTEMPT and a
-DETAIL such as the HTTP status, error code, retry delay or skip reason. A record on the
+DETAIL such as the HTTP status, error code, retry delay or skip reason (and the size of an
+output stored by reference; --json --resolve writes such values out). A record on the
 execution's subjects that is no event of it (undecodable, or of another execution) is left out
 and named on stderr ("tep: skipped record SEQ ...").
 exit codes: 0 ok, 2 unknown execution, 3 NATS unreachable.
@@ -42,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("execution_id", metavar="ID", help="the execution id")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="with --json: write out values stored by reference instead of their "
+        '{"$ref": {"digest", "size", "bucket"}}',
+    )
     add_nats_url(parser)
     parser.set_defaults(handler=run)
 
@@ -60,6 +68,9 @@ async def _events(args: argparse.Namespace) -> int:
     async with open_log(args) as log:
         await require_execution(log, args.execution_id)
         records = await log.read_execution(args.execution_id, on_skipped=note)
+        events = [msgspec.to_builtins(r.event) for r in records] if args.json else []
+        if args.resolve and events:
+            events = await PayloadStore(log.nc, log.settings).resolve(events)
     for line in skipped:
         print(line, file=sys.stderr)
     if not records:
@@ -69,12 +80,8 @@ async def _events(args: argparse.Namespace) -> int:
             {
                 "execution_id": args.execution_id,
                 "events": [
-                    {
-                        "sequence": r.sequence,
-                        "subject": r.subject,
-                        "event": msgspec.to_builtins(r.event),
-                    }
-                    for r in records
+                    {"sequence": r.sequence, "subject": r.subject, "event": event}
+                    for r, event in zip(records, events, strict=True)
                 ],
             }
         )

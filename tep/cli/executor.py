@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from eventstore.jetstream.connection import NatsClient
-from executor.config import DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, ExecutorConfig
+from executor.config import DEFAULT_CONCURRENCY, ExecutorConfig
 from executor.errors import HandlerLoadError
 from executor.handlers import load_handler_modules
 from executor.secrets import check_secret_environment
@@ -23,6 +23,7 @@ examples:
   tep executor --queue http --concurrency 64 --health-port 8081
   tep executor --queue resize-image --handlers myapp.handlers
   tep executor --allow-host api.internal --allow-cidr 10.20.0.0/16
+  tep executor --allow-env REGION --allow-env STAGE
 
 Run as many executors per queue as you like: they share the queue's work. Secrets referenced
 as {{secrets.NAME}} are read from the environment variable TEP_SECRET_NAME at call time (at
@@ -30,6 +31,8 @@ least 8 characters), and go only to the hosts TEP_SECRET_NAME_HOSTS (or the JSON
 TEP_EXECUTOR_SECRETS_FILE) grants them, e.g. TEP_SECRET_NAME_HOSTS=api.example.com.
 HTTP calls to loopback, private, link-local, CGNAT, multicast and cloud-metadata addresses are
 refused (target_not_allowed) unless opened with --allow-host or --allow-cidr.
+{{env.NAME}} reads this process's variable NAME at call time, only if --allow-env NAME (or
+TEP_EXECUTOR_ALLOW_ENV) lists it; the value is not redacted, so keep secrets out of it.
 SIGTERM or Ctrl-C stops pulling, lets in-flight requests finish (--shutdown-grace), and hands
 the rest back to the queue.
 """
@@ -73,8 +76,8 @@ def register(subparsers: Any) -> None:
         type=int,
         default=None,
         metavar="BYTES",
-        help=f"largest response body / output kept; larger fails with output_too_large "
-        f"(default: $TEP_MAX_OUTPUT_BYTES or {DEFAULT_MAX_OUTPUT_BYTES})",
+        help="largest response body / output kept; larger fails with output_too_large "
+        "(default: $TEP_MAX_OUTPUT_BYTES, else the hard cap $TEP_PAYLOAD_MAX_BYTES, 64 MiB)",
     )
     parser.add_argument(
         "--shutdown-grace",
@@ -99,6 +102,14 @@ def register(subparsers: Any) -> None:
         help="let HTTP calls reach addresses in CIDR although they are internal (e.g. "
         "10.20.0.0/16, 127.0.0.0/8); repeatable (default: $TEP_EXECUTOR_ALLOW_CIDRS)",
     )
+    parser.add_argument(
+        "--allow-env",
+        metavar="NAME",
+        action="append",
+        default=None,
+        help="let plans read this process's environment variable NAME as {{env.NAME}} (not "
+        "redacted: no secrets); repeatable (default: $TEP_EXECUTOR_ALLOW_ENV)",
+    )
     add_health_options(parser, "connected and serving")
     add_nats_url(parser)
     parser.set_defaults(handler=run)
@@ -114,6 +125,7 @@ def config_from(args: argparse.Namespace) -> ExecutorConfig:
         shutdown_grace_s=args.shutdown_grace,
         allow_hosts=tuple(args.allow_host) if args.allow_host else None,
         allow_cidrs=tuple(args.allow_cidr) if args.allow_cidr else None,
+        allow_env=tuple(args.allow_env) if args.allow_env else None,
     )
 
 

@@ -12,6 +12,7 @@ from types import ModuleType
 
 from eventstore.errors import NatsUnavailableError, SettingsError, TepError
 from eventstore.jetstream.connection import last_permission_denial
+from eventstore.payloads import PayloadTooLargeError
 from tep import __version__
 from tep.cli.common import (
     EXIT_BAD_INPUT,
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "tep.cli.watch",
     "tep.cli.cancel",
     "tep.cli.resume",
+    "tep.cli.retry",
     "tep.demo_target",
     "tep.cli.up",
     "tep.cli.executor",
@@ -41,6 +43,7 @@ COMMAND_MODULES = (
     "tep.cli.list",
     "tep.cli.queue",
     "tep.cli.schedule",
+    "tep.cli.plan",
     "tep.cli.creds",
     "tep.cli.provision",
 )
@@ -93,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(exc), EXIT_BAD_INPUT)
     except NatsUnavailableError as exc:
         fail(str(exc), EXIT_NATS_UNAVAILABLE)
+    except PayloadTooLargeError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
     except TepError as exc:
         fail(str(exc), 1)
     except TimeoutError:

@@ -25,8 +25,11 @@ from eventstore.events import (
     ExecutionCancelled,
     ExecutionCancelRequested,
     ExecutionFailed,
+    ExecutionRetried,
     PlanSubmitted,
 )
+from eventstore.items import describe_items
+from eventstore.payloads import format_size, payload_ref
 from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ExecutionState
 
@@ -121,21 +124,26 @@ def _error_text(error: ErrorInfo | None) -> str:
 def describe_event(event: Event) -> str:
     """The interesting detail of one event, in a few words."""
     match event:
-        case PlanSubmitted(plan=plan):
-            return f"plan {plan.id}, {len(plan.actions)} actions"
+        case PlanSubmitted(plan=plan, parent=parent):
+            child = f", child of {parent.execution_id} {parent.action_id}" if parent else ""
+            return f"plan {plan.id}, {len(plan.actions)} actions{child}"
         case ActionExecuteRequested(queue=queue, request=request):
             target = f" {request.method} {request.url}" if request is not None else ""
             return f"queue {queue}{target}"
-        case ActionStarted(executor_id=executor_id):
+        case ActionStarted(executor_id=executor_id, child_execution_id=child):
+            if child is not None:
+                return f"child execution {child}"
             return f"executor {executor_id}" if executor_id else ""
         case ActionAttemptFailed(error=error, retry_in_ms=retry_in_ms):
             return f"{_error_text(error)}; retry in {retry_in_ms}ms"
-        case ActionCompleted(status_code=status_code, duration_ms=duration_ms):
+        case ActionCompleted(status_code=status_code, duration_ms=duration_ms, output=output):
             parts = []
             if status_code is not None:
                 parts.append(f"HTTP {status_code}")
             if duration_ms is not None:
                 parts.append(format_duration(duration_ms / 1000))
+            if (ref := payload_ref(output)) is not None:
+                parts.append(f"output {format_size(ref.size)} by reference")
             return ", ".join(parts)
         case ActionFailed(error=error):
             return _error_text(error)
@@ -156,6 +164,10 @@ def describe_event(event: Event) -> str:
             return _error_text(error) + suffix
         case ExecutionCancelRequested(reason=reason) | ExecutionCancelled(reason=reason):
             return reason or ""
+        case ExecutionRetried(run=run, reset=reset, requested_by=by, reason=reason):
+            who = f" by {by}" if by else ""
+            why = f": {reason}" if reason else ""
+            return f"run {run}{who}{why}; again: {', '.join(reset)}"
     return ""
 
 
@@ -226,9 +238,17 @@ def _action_note(execution_id: str, action: ActionState) -> str:
         return action.skip_reason or ""
     if action.status == "waiting":
         return wait_note(execution_id, action)
+    child_id = action.child_execution_id
+    child = f"child {child_id}" if child_id else ""
     if action.error is not None:
-        return _error_text(action.error)
-    return ""
+        error = _error_text(action.error)
+        if action.handled_by is not None:
+            error = f"handled by {action.handled_by}: {error}"
+        return f"{child}: {error}" if child_id and child_id not in error else error
+    if (ref := payload_ref(action.output)) is not None:
+        stored = f"output {format_size(ref.size)} by reference"
+        return f"{child}, {stored}" if child else stored
+    return child
 
 
 def _action_row(execution_id: str, action: ActionState, now: datetime | None) -> list[str]:
@@ -237,8 +257,16 @@ def _action_row(execution_id: str, action: ActionState, now: datetime | None) ->
         action.status,
         str(action.attempts) if action.attempts else "",
         format_duration(_action_duration(action, now)) if action.status != "pending" else "",
-        _action_note(execution_id, action),
+        _with_items(action, _action_note(execution_id, action)),
     ]
+
+
+def _with_items(action: ActionState, note: str) -> str:
+    """A for-each action's item progress before its note."""
+    if action.items is None:
+        return note
+    progress = describe_items(action.items)
+    return f"{progress}; {note}" if note else progress
 
 
 _ACTION_HEADERS = ("ACTION", "STATUS", "ATTEMPTS", "DURATION", "NOTE")

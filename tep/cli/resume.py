@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from tep.cli.common import (
     EXIT_TIMEOUT,
     UsageError,
     add_nats_url,
+    local_user,
     print_json,
 )
 from tep.cli.executions import open_log, require_execution
@@ -155,7 +155,7 @@ def _data(text: str | None) -> Any:
 async def _resume(args: argparse.Namespace, data: Any) -> Resumed:
     options: dict[str, Any] = {
         "reject": args.reject,
-        "requested_by": args.requested_by or _user(),
+        "requested_by": args.requested_by or local_user(),
         "wait": not args.no_wait,
         "timeout": args.timeout,
     }
@@ -166,13 +166,6 @@ async def _resume(args: argparse.Namespace, data: Any) -> Resumed:
         return await resume(
             log, args.execution_id, args.action_id, data, token=args.token, **options
         )
-
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user name in this environment
-        return None
 
 
 def _names(args: argparse.Namespace) -> tuple[str | None, str | None]:

@@ -28,6 +28,8 @@ Without --at the state comes from the projected view (run `tep projector`); with
 folded from the execution's history in the log, up to that sequence or moment. A waiting
 action's note says what it waits for and until when (a waitpoint: how to `tep resume` it; a
 sleep: when it wakes) and the last resume refused, if any; --json has it under "wait".
+An output, input or resume data above TEP_PAYLOAD_INLINE_BYTES is stored in the payload
+bucket: the table says so, --json shows its reference, --json --resolve the value.
 exit codes: 0 ok, 2 unknown execution or bad --at, 3 NATS unreachable.
 """
 
@@ -57,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="first wait (up to 10s) until the view has applied this stream sequence",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="with --json: write out values stored by reference (large outputs, input, resume "
+        'data) instead of their {"$ref": {"digest", "size", "bucket"}}',
+    )
     add_nats_url(parser)
     parser.set_defaults(handler=run)
 
@@ -95,7 +103,7 @@ async def _read(
     """The state, and (when there is none in the view) whether the log has the execution."""
     async with await StateManager.connect(settings=settings_from(args), name="tep-cli") as sm:
         state = await sm.get_execution_state(
-            args.execution_id, at=at, min_sequence=args.min_sequence
+            args.execution_id, at=at, min_sequence=args.min_sequence, resolve=args.resolve
         )
         in_log = state is None and at is None and await sm.in_log(args.execution_id)
         return state, in_log
@@ -119,6 +127,11 @@ def status_lines(state: ExecutionState, *, at: str | None = None) -> list[str]:
         f"actions    {', '.join(parts)}",
         f"sequence   {state.last_sequence}" + (f" (as of {at})" if at else ""),
     ]
+    if state.parent is not None:
+        link = state.parent
+        lines.append(
+            f"parent     {link.execution_id} (sub-plan action {link.action_id}, depth {link.depth})"
+        )
     if state.error is not None:
         lines.append(f"error      {state.error.code}: {state.error.message}")
     if state.cancel_reason:

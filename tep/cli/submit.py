@@ -14,7 +14,10 @@ from eventstore.config import TepSettings
 from eventstore.errors import ExecutionExistsError, PlanValidationError
 from eventstore.events import PlanSubmitted, new_execution_id
 from eventstore.fold import fold
+from eventstore.input_payloads import detach_input
+from eventstore.jetstream.payloads import PayloadStore
 from eventstore.jetstream.provision import ensure_log
+from eventstore.payloads import EncodedPayload
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.state import ExecutionState
@@ -35,6 +38,7 @@ from tep.cli.validate import read_plan_document
 __all__ = [
     "exit_code_for",
     "load_plan",
+    "load_submission",
     "register",
     "state_document",
 ]
@@ -145,11 +149,27 @@ def load_plan(source: str, overrides: dict[str, Any], settings: TepSettings) -> 
         UsageError: the file cannot be read.
         PlanValidationError: the plan is invalid (every problem listed).
     """
-    document = _with_input(read_plan_document(source), overrides)
-    return parse_plan(
-        document,
-        limits=settings.plan_limits,
-    )
+    plan, _ = load_submission(source, overrides, settings, detach=False)
+    return plan
+
+
+def load_submission(
+    source: str, overrides: dict[str, Any], settings: TepSettings, *, detach: bool = True
+) -> tuple[Plan, EncodedPayload | None]:
+    """:func:`load_plan`, with an input above ``TEP_PAYLOAD_INLINE_BYTES`` replaced by its
+    reference and returned as the payload to store before the plan is published.
+
+    Raises:
+        UsageError: the file cannot be read.
+        PlanValidationError: the plan is invalid, or its input is above the hard cap.
+    """
+    document: Any = _with_input(read_plan_document(source), overrides)
+    payload = None
+    if detach:
+        document, payload = detach_input(
+            document, settings.payload_limits, max_depth=settings.max_json_depth
+        )
+    return parse_plan(document, limits=settings.plan_limits), payload
 
 
 def state_document(state: ExecutionState) -> Any:
@@ -168,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``tep submit``."""
     settings = settings_from(args)
     try:
-        plan = load_plan(args.plan, _input_overrides(args.input, args.input_json), settings)
+        plan, payload = load_submission(
+            args.plan, _input_overrides(args.input, args.input_json), settings
+        )
     except PlanValidationError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"tep: {args.plan}: {problem}\n")
@@ -176,12 +198,16 @@ def run(args: argparse.Namespace) -> int:
     execution_id = check_execution_id(args.execution_id or new_execution_id())
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
-    return anyio.run(_submit, args, plan, execution_id)
+    return anyio.run(_submit, args, plan, execution_id, payload)
 
 
-async def _submit(args: argparse.Namespace, plan: Plan, execution_id: str) -> int:
+async def _submit(
+    args: argparse.Namespace, plan: Plan, execution_id: str, payload: EncodedPayload | None
+) -> int:
     async with open_log(args) as log:
         await ensure_log(log.js, log.settings)
+        if payload is not None:
+            await PayloadStore(log.nc, log.settings).put(payload)
         try:
             result = await log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
         except ExecutionExistsError:

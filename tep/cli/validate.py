@@ -9,6 +9,7 @@ from pathlib import Path
 from eventstore.config import TepSettings
 from eventstore.dag import topological_levels
 from eventstore.errors import PlanValidationError
+from eventstore.input_payloads import detach_input
 from eventstore.plan_validation import parse_plan
 from tep.cli.common import EXIT_BAD_INPUT, EXIT_OK, UsageError, print_json
 
@@ -67,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     settings = TepSettings.from_env()
     document = read_plan_document(args.plan)
     try:
+        # A large input is stored by reference when submitted: the plan is checked without it.
+        detached, _ = detach_input(
+            document, settings.payload_limits, max_depth=settings.max_json_depth
+        )
         plan = parse_plan(
-            document,
+            detached,
             limits=settings.plan_limits,
         )
     except PlanValidationError as exc:

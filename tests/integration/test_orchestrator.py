@@ -400,6 +400,13 @@ async def test_poison_outcome_is_dead_lettered_and_consumption_goes_on(
         assert isinstance(await c.wait_end("after-poison"), ExecutionCompleted)
         dead = await dead_letters.next_msg(timeout=5)
 
+        async def settled() -> bool:
+            # The execution's end is consumed too (a sub-plan's parent would be told).
+            info = await js.consumer_info(settings.stream, "orchestrator")
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await eventually(settled, timeout=5, message="the orchestrator did not settle")
+
     assert dead.subject == "tep.deadletter.orchestrator.action.completed.e1.a"
     assert dead.data == b"\xff garbage"
     assert dead.headers is not None

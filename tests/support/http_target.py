@@ -17,6 +17,10 @@ Routes (any method unless noted; ``{tail}`` is free text to tell actions apart):
 ``/slow/{tail}?delay=S``       sleeps S seconds (default 1), then 200 ``{"slept": S}``
 ``/big/{size}/{tail}``         a JSON string body of ``size`` bytes; ``?chunked=1`` streams it
                                without Content-Length
+``/json/{size}/{tail}``        a JSON object of about ``size`` bytes: ``{"tail", "user":
+                               {"email"}, "rows": [...]}`` (see :meth:`HttpTarget.large_json`)
+``/stream/{size}/{tail}``      ``size`` bytes of one JSON string, streamed without
+                               Content-Length; :attr:`HttpTarget.streamed` counts what was sent
 ``/text/{tail}?body=...``      ``text/plain`` body (default ``hello``)
 ``/empty/{tail}``              204, no body
 ``/headers/{tail}?h=v...``     200 ``{}`` with each query parameter as a response header
@@ -72,6 +76,8 @@ class HttpTarget:
         self.in_flight = 0
         self.max_in_flight = 0
         self._failures: Counter[str] = Counter()
+        self.streamed: Counter[str] = Counter()
+        """Bytes each ``/stream/`` path got out before the body ended or the client left."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -85,6 +91,8 @@ class HttpTarget:
         app.router.add_route("*", "/flaky/{n:\\d+}{tail:.*}", self._flaky)
         app.router.add_route("*", "/slow{tail:.*}", self._slow)
         app.router.add_route("*", "/big/{size:\\d+}{tail:.*}", self._big)
+        app.router.add_route("*", "/json/{size:\\d+}{tail:.*}", self._json)
+        app.router.add_route("*", "/stream/{size:\\d+}{tail:.*}", self._stream)
         app.router.add_route("*", "/text{tail:.*}", self._text)
         app.router.add_route("*", "/empty{tail:.*}", self._empty)
         app.router.add_route("*", "/headers{tail:.*}", self._headers)
@@ -208,6 +216,37 @@ class HttpTarget:
         for start in range(0, len(body), 64 * 1024):
             await response.write(body[start : start + 64 * 1024])
         await response.write_eof()
+        return response
+
+    @staticmethod
+    def large_json(size: int, tail: str) -> dict[str, Any]:
+        """What ``/json/{size}/{tail}`` answers: rows of 100 bytes up to about ``size``."""
+        rows = [{"n": n, "pad": "r" * 80} for n in range(max(size // 100, 1))]
+        return {"tail": tail, "user": {"email": f"{tail}@example.com"}, "rows": rows}
+
+    async def _json(self, request: web.Request) -> web.Response:
+        tail = request.match_info["tail"].strip("/")
+        document = self.large_json(int(request.match_info["size"]), tail)
+        return web.json_response(document)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        size = int(request.match_info["size"])
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"s" * (256 * 1024)
+        sent = 0
+        try:
+            await response.write(b'"')
+            while sent < size:
+                piece = chunk[: min(len(chunk), size - sent)]
+                await response.write(piece)
+                sent += len(piece)
+                self.streamed[request.path] = sent
+            await response.write(b'"')
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client stopped reading
         return response
 
     async def _text(self, request: web.Request) -> web.Response:

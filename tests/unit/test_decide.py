@@ -291,14 +291,17 @@ def test_failure_handler_runs_although_the_execution_is_failing() -> None:
         actions=[
             http("a"),
             http("notify", "a", run_if="always"),
+            http("z"),
         ],
     )
     run = Run(plan)
+    run.fail("z")  # nothing handles z: the execution is failing
     decisions = run.fail("a")
 
     assert requested(decisions) == ["notify"]
     assert run.status == "running"
-    assert isinstance(run.complete("notify")[-1], ExecutionFailed)
+    end = run.complete("notify")[-1]
+    assert isinstance(end, ExecutionFailed) and end.failed_actions == ["z"]
 
 
 def test_cancel_request_cancels_unfinished_actions_and_the_execution() -> None:

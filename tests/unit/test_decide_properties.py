@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_routes_properties import assert_only_routes_start_once_failing, unhandled
 
 from eventstore.events import (
     ActionCompleted,
@@ -140,25 +141,16 @@ def test_every_execution_ends_and_each_action_runs_at_most_once(plan: Plan, data
     assert len(ends) == 1 and log[-1] is ends[0]
     assert state.counts.pending == state.counts.running == 0
 
-    specs = {a.id: a for a in plan.actions}
-    blocking = [a for a, ok in outcomes.items() if not ok and not specs[a].continue_on_error]
+    # A failure blocks unless continue_on_error, or a dependent with run_if "always" ran.
+    blocking = [a for a in unhandled(plan, log) if state.actions[a].status == "failed"]
+    assert set(blocking) <= {a for a, ok in outcomes.items() if not ok}
     if isinstance(ends[0], ExecutionCancelled):
         assert cancel_at is not None
     elif blocking:
         assert isinstance(ends[0], ExecutionFailed)
-        assert set(ends[0].failed_actions) == set(blocking)
+        assert ends[0].failed_actions == blocking
     else:
         assert isinstance(ends[0], ExecutionCompleted)
 
-    # After a blocking failure only failure handlers are dispatched.
-    first_blocking = next(
-        (
-            i
-            for i, e in enumerate(log)
-            if isinstance(e, ActionFailed) and not specs[e.action_id].continue_on_error
-        ),
-        None,
-    )
-    if first_blocking is not None:
-        late = [e.action_id for e in log[first_blocking:] if isinstance(e, ActionExecuteRequested)]
-        assert all(specs[a].run_if != "success" for a in late), late
+    # Once a failure blocks only failure handlers are dispatched.
+    assert_only_routes_start_once_failing(plan, log)

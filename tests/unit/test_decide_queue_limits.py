@@ -97,16 +97,20 @@ def test_a_failure_cancels_the_waiting_actions_and_the_handler_waits_its_turn() 
         http("b"),
         http("c"),
         http("handler", "a", run_if="always"),
+        http("z", queue="side"),
     )
     run = Run(plan)
 
-    assert requested(run.first) == ["a"]
-    decisions = run.fail("a")
-    assert requested(decisions) == ["handler"]
-    assert not any(isinstance(e, ExecutionFailed) for e in decisions)
+    assert requested(run.first) == ["a", "z"]
+    # The handler will run for a: its failure does not block, the freed slot goes to b.
+    assert requested(run.fail("a")) == ["b"]
+    decisions = run.fail("z")  # nothing handles z: the execution is failing
+    assert requested(decisions) == []
+    assert requested(run.complete("b")) == ["handler"]  # c does not start, the handler does
     decisions = run.complete("handler")
-    assert {e.action_id for e in decisions if isinstance(e, ActionCancelled)} == {"b", "c"}
-    assert isinstance(decisions[-1], ExecutionFailed)
+    assert {e.action_id for e in decisions if isinstance(e, ActionCancelled)} == {"c"}
+    end = decisions[-1]
+    assert isinstance(end, ExecutionFailed) and end.failed_actions == ["z"]
 
 
 def test_a_state_rebuilt_from_the_log_decides_the_same_and_never_over_the_cap() -> None:

@@ -17,6 +17,7 @@ from eventstore.patterns import (
 )
 from eventstore.plan import Action, Condition, Plan, RequestSpec, RetryPolicy
 from eventstore.plan_validation import parse_plan
+from eventstore.routes import with_routes
 
 
 def call(action_id: str, **fields: object) -> Action:
@@ -128,10 +129,10 @@ def test_retry_with_fallback_wires_primary_and_fallback() -> None:
 
     primary, fallback = plan.actions
     assert primary.retry == retry
-    assert primary.continue_on_error is True
+    assert primary.on_error == ["backup"]
     assert fallback.depends_on == ["primary"]
-    assert fallback.run_if == "always"
-    assert fallback.when == Condition(path="actions.primary.status", equals="failed")
+    assert fallback.when is None
+    assert with_routes(plan).action("backup").run_if == "failed"
     assert_valid_document(plan)
 
 

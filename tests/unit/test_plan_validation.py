@@ -96,12 +96,12 @@ def test_typescript_camel_case_aliases_are_accepted() -> None:
     document = {
         "id": "ts",
         "actions": [
-            {"id": "a", "type": "noop", "allowFailure": True, "timeoutMs": 2500},
+            {"id": "a", "type": "noop", "continueOnError": True, "timeoutMs": 2500},
             {
                 "id": "b",
                 "type": "noop",
                 "dependsOn": ["a"],
-                "runOnDependencyFailure": True,
+                "runIf": "always",
                 "retry": {
                     "maxAttempts": 5,
                     "minTimeoutInMs": 100,

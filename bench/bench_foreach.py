@@ -1,0 +1,226 @@
+"""A for-each of many items on a real `tep up`, next to the same calls made directly.
+
+    .venv/bin/python bench/bench_foreach.py [--items 10000] [--concurrency 200] [--executors 1]
+
+Starts `tep up` (embedded nats-server with auth, orchestrator, executor(s), projector, demo
+target) in a scratch directory, submits through :meth:`StateManager.initialize_state` one plan
+whose action runs ``for_each`` over ``--items`` elements of its input at ``--concurrency``
+(each item one GET of the demo target's ``/echo?n={{index}}&sku={{item.sku}}``) and waits with
+:meth:`StateManager.wait_for_completion`. Then it makes the same calls to the same target
+directly with the executor's HTTP client (:class:`executor.http_client.AiohttpClient`) at the
+same concurrency. Prints:
+
+- tep's items/s, over the for-each action itself (its ``action.items.started`` to its
+  outcome) and end to end (submit until the StateManager's view shows the execution
+  completed), the direct calls/s, and the ratio (target: at least 0.5x);
+- the RSS of every process while idle, and of the orchestrator at the start, peak and end of
+  the run, once for a run with a tenth of the items and once for the full run: flat means the
+  full run's growth is not ten times the small run's.
+
+The executors run ``--concurrency`` requests at once between them (``TEP_EXECUTOR_CONCURRENCY``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tep_stack import RssSampler, start_stack
+
+from eventstore.config import TepSettings
+from eventstore.state import ExecutionState
+from executor.http_client import AiohttpClient, HttpRequest
+from executor.target_policy import TargetPolicy
+from projections.state_manager import StateManager
+from tep.server import find_free_port
+
+EACH = "each"
+_MAX_BODY = 1 << 20
+
+
+def for_each_plan(count: int, concurrency: int, target: str) -> dict[str, Any]:
+    return {
+        "id": "bench-foreach",
+        "input": {"items": [{"sku": f"sku-{i}"} for i in range(count)]},
+        "actions": [
+            {
+                "id": EACH,
+                "for_each": "{{input.items}}",
+                "concurrency": concurrency,
+                "request": {
+                    "method": "GET",
+                    "url": f"{target}/echo?n={{{{index}}}}&sku={{{{item.sku}}}}",
+                    "timeout_s": 30,
+                },
+            }
+        ],
+    }
+
+
+async def direct_calls(target: str, count: int, concurrency: int) -> float:
+    """The same ``count`` GETs through the executor's HTTP client; calls per second."""
+    policy = TargetPolicy.from_strings(allow_cidrs=["127.0.0.0/8"])
+    client = AiohttpClient(max_connections=concurrency, policy=policy)
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for n in remaining:
+            url = f"{target}/echo?n={n}&sku=sku-{n}"
+            response = await client.send(
+                HttpRequest(method="GET", url=url), timeout_s=30, max_body_bytes=_MAX_BODY
+            )
+            assert response.status == 200, response.status
+
+    try:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - began)
+    finally:
+        await client.aclose()
+
+
+def _moment(value: str | None) -> datetime:
+    assert value is not None
+    return datetime.fromisoformat(value)
+
+
+class Measured:
+    """One tep run: the final state, the wall time, the orchestrator's RSS samples."""
+
+    def __init__(self, state: ExecutionState, wall_s: float, rss_kb: list[int]) -> None:
+        self.state = state
+        self.wall_s = wall_s
+        self.rss_kb = rss_kb or [0]
+        action = state.actions[EACH]
+        self.action_s = (_moment(action.completed_at) - _moment(action.started_at)).total_seconds()
+
+    def rss_mb(self) -> tuple[float, float, float]:
+        """Start, peak and end, in MB."""
+        kb = self.rss_kb
+        return kb[0] / 1024, max(kb) / 1024, kb[-1] / 1024
+
+
+async def tep_run(
+    sm: StateManager, sampler: RssSampler, phase: str, count: int, concurrency: int, target: str
+) -> Measured:
+    sampler.phase = phase
+    await asyncio.sleep(0.5)  # a sample or two before it starts
+    began = time.perf_counter()
+    execution = await sm.initialize_state(for_each_plan(count, concurrency, target))
+    state = await sm.wait_for_completion(execution.execution_id, timeout=3600)
+    wall = time.perf_counter() - began
+    await asyncio.sleep(1.0)  # and after it ended
+    sampler.phase = "idle-after"
+    if state.status != "completed":
+        raise SystemExit(f"the for-each ended {state.status}: {state.error}")
+    items = state.actions[EACH].items
+    output = state.actions[EACH].output or {}
+    assert items is not None and items.completed == count, items
+    collected = output.get("items")
+    if isinstance(collected, list):
+        assert len(collected) == count and collected[-1]["query"]["n"] == str(count - 1)
+    rss = sampler.samples.get(phase, {}).get("orchestrator", [])
+    return Measured(state, wall, rss)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="tep-bench-foreach-") as tmp:
+        directory = Path(tmp)
+        state_dir = directory / "state"
+        os.environ["TEP_STATE_DIR"] = str(state_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
+        per_executor = max(1, -(-args.concurrency // args.executors))
+        env.update(
+            TEP_STATE_DIR=str(state_dir),
+            TEP_LOG_LEVEL="WARNING",
+            TEP_EXECUTOR_CONCURRENCY=str(per_executor),
+        )
+        demo_port = find_free_port()
+        target = f"http://127.0.0.1:{demo_port}"
+        stack = start_stack(directory, env, args.executors, demo_port)
+        sampler = RssSampler(stack)
+        try:
+            settings = TepSettings.from_env().model_copy(update={"nats_url": stack.nats_url})
+            sm = await StateManager.connect(stack.nats_url, settings=settings, name="bench-foreach")
+            try:
+                await report(args, sm, sampler, target)
+            finally:
+                await sm.close()
+        finally:
+            stack.stop()
+
+
+async def report(
+    args: argparse.Namespace, sm: StateManager, sampler: RssSampler, target: str
+) -> None:
+    count, concurrency = args.items, args.concurrency
+    await tep_run(sm, sampler, "warm-up", min(100, count), concurrency, target)
+    sampling = asyncio.create_task(sampler.run(interval=0.1))
+    sampler.phase = "idle"
+    await asyncio.sleep(2)
+    small = await tep_run(sm, sampler, "small", max(count // 10, 1), concurrency, target)
+    full = await tep_run(sm, sampler, "full", count, concurrency, target)
+    sampling.cancel()
+    counters = sampler.stack.health("orchestrator")
+    direct = await direct_calls(target, count, concurrency)
+
+    action_rate = count / full.action_s
+    e2e_rate = count / full.wall_s
+    print(
+        f"for-each of {count:,} items at concurrency {concurrency} against {target}/echo "
+        f"({args.executors} executor(s), {sampler.stack.health('executor') and 'healthy'})"
+    )
+    print(f"tep, the for-each action (items.started -> outcome): {action_rate:10,.0f} items/s")
+    print(f"tep, end to end (submit -> view says completed):     {e2e_rate:10,.0f} items/s")
+    print(f"direct, executor's HTTP client, same concurrency:    {direct:10,.0f} calls/s")
+    ratio = action_rate / direct
+    verdict = "met" if ratio >= 0.5 else "MISSED"
+    print(
+        f"ratio tep / direct: {ratio:.2f}x (end to end {e2e_rate / direct:.2f}x); "
+        f"target >= 0.5x: {verdict}"
+    )
+    wanted = ("processed", "appended", "conflicts", "retried", "dead_lettered")
+    print("orchestrator counters: " + ", ".join(f"{k} {counters.get(k, '?')}" for k in wanted))
+
+    print(f"\n{'RSS, MB':<16}{'idle (peak)':>12}")
+    for label in sampler.labels():
+        idle = sampler.peak("idle", label)
+        print(f"{label:<16}{idle:>12.1f}" if idle is not None else f"{label:<16}{'-':>12}")
+    print(f"\n{'orchestrator RSS, MB':<28}{'start':>9}{'peak':>9}{'end':>9}{'growth':>9}")
+    for name, run in ((f"{count // 10:,} items", small), (f"{count:,} items", full)):
+        start, peak, end = run.rss_mb()
+        print(f"{name:<28}{start:>9.1f}{peak:>9.1f}{end:>9.1f}{peak - start:>9.1f}")
+    small_growth = small.rss_mb()[1] - small.rss_mb()[0]
+    full_growth = full.rss_mb()[1] - full.rss_mb()[0]
+    flat = full_growth < max(10 * small_growth, 1.0) or full_growth < 0.25 * full.rss_mb()[0]
+    print(
+        f"growth with 10x the items: {full_growth:.1f} MB vs {small_growth:.1f} MB "
+        f"({full_growth * 1024 / count:.2f} KB per item): "
+        + ("flat (not linear in items)" if flat else "LINEAR in items")
+    )
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]) if __doc__ else None,
+    )
+    parser.add_argument("--items", type=int, default=10_000, help="items (default %(default)s)")
+    parser.add_argument(
+        "--concurrency", type=int, default=200, help="items at once (default %(default)s)"
+    )
+    parser.add_argument(
+        "--executors", type=int, default=1, help="executor processes (default %(default)s)"
+    )
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the stack started is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    asyncio.run(main(parser.parse_args()))

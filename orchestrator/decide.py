@@ -296,10 +296,10 @@ class _Decision:
                 return True
         if spec.waits:
             return self._wait(spec)
-        if spec.runs_plan:
-            return self._start_child(spec)
         if not self._has_slot(spec.queue_name):
             return False  # the plan's cap on the queue is reached: wait for a slot
+        if spec.runs_plan:
+            return self._start_child(spec)
         if spec.for_each is not None:
             return self._take_items(start_items(self, spec, self._room(spec.queue_name)))
         key = self.key(spec.id)
@@ -352,6 +352,8 @@ class _Decision:
         self.events.extend(started.events)
         self.decided[spec.id] = started.state
         self.dispatched_now += 1
+        if spec.queue_name in self.slots_used:  # queues.plan caps the running children
+            self.slots_used[spec.queue_name] += 1
         return False
 
     def item_done(self, key: str) -> bool:

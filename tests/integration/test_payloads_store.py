@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from support.executors import http_request, running_executor, wait_for_outcome
 from support.http_target import HttpTarget
+from support.nats_auth import AuthServer, provision
 
+from eventstore.access import Role
 from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
 from eventstore.events import ActionCompleted, ActionFailed
-from eventstore.jetstream.connection import NatsClient
+from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.payloads import PayloadStore, ensure_payload_store
 from eventstore.payloads import (
@@ -167,3 +170,41 @@ async def test_an_output_holding_a_forged_reference_is_refused(
 
     assert isinstance(outcome, ActionFailed) and outcome.error.code == "invalid_response"
     assert "payload reference" in outcome.error.message
+
+
+# --- under the shipped permissions -----------------------------------------------------------
+
+
+async def test_each_role_stores_and_reads_payloads_as_its_permissions_allow(
+    tmp_path: Path,
+) -> None:
+    server = AuthServer(tmp_path).start()
+    try:
+        async with provision(server):
+            refs: dict[Role, PayloadRef] = {}
+            for role in (Role.CLIENT, Role.EXECUTOR, Role.ORCHESTRATOR):
+                settings = server.settings(role)
+                nc = await connect_as(settings, role, name=f"payloads-{role}")
+                try:
+                    value = {"role": role.value, **LARGE}
+                    ref = payload_ref(await PayloadStore(nc, settings).store(value))
+                    assert ref is not None
+                    refs[role] = ref
+                    assert await PayloadStore(nc, settings).get(ref) == value
+                finally:
+                    await nc.close()
+            assert server.violations() == []
+
+            settings = server.settings(Role.PROJECTOR)
+            nc = await connect_as(settings, Role.PROJECTOR, name="payloads-projector")
+            try:
+                store = PayloadStore(nc, settings)
+                assert (await store.get(refs[Role.CLIENT]))["role"] == "client"
+                with pytest.raises(Exception):  # noqa: B017 - refused: no answer comes
+                    await store.store({"projector": "x" * 300_000})
+            finally:
+                await nc.close()
+            refused = {(v.role, v.kind) for v in server.violations()}
+            assert refused == {("projector", "Publish")}
+    finally:
+        server.stop()

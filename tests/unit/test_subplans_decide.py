@@ -28,7 +28,7 @@ from eventstore.events import (
     PlanSubmitted,
 )
 from eventstore.fold import apply_event
-from eventstore.plan import Action, Plan, RequestSpec
+from eventstore.plan import Action, Plan, QueueConfig, RequestSpec
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_id_problem
 from orchestrator.decide import decide
@@ -325,3 +325,13 @@ def test_a_later_run_of_the_action_starts_another_child() -> None:
     assert isinstance(child, PlanSubmitted) and child.parent is not None
     assert child.execution_id == child_execution_id("top", "child~2")
     assert child.parent.action_id == "child~2"
+
+
+def test_a_plans_cap_on_queue_plan_limits_its_running_children() -> None:
+    children = [inline(f"c{n}", GREET, input={"user": str(n)}) for n in range(3)]
+    tree = Tree()
+    tree.submit(Plan(id="top", actions=children, queues={"plan": QueueConfig(concurrency_limit=2)}))
+    started = [s for s in tree.submitted().values() if s.parent is not None]
+    assert sorted(s.parent.action_id for s in started if s.parent) == ["c0", "c1"]
+    tree.complete(child_execution_id("top", "c0"), "say", {})
+    assert child_execution_id("top", "c2") in tree.submitted()

@@ -149,8 +149,8 @@ class EventProcessor:
         self.cache = cache
         self.stats = stats
         self.background: TaskGroup | None = None
-        self.subplans = SubplanService(log, settings)
         self.payloads = PayloadStore(log.nc, settings)
+        self.subplans = SubplanService(log, settings, payloads=self.payloads)
         self.payload_cache = PayloadCache()
 
     async def handle(self, msg: Msg) -> None:

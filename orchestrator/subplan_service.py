@@ -26,7 +26,9 @@ from eventstore.error_codes import ErrorCode
 from eventstore.errors import ConcurrencyError, EventTooLargeError
 from eventstore.events import ActionCompleted, ActionFailed, ErrorInfo
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.payloads import PayloadStore, store_large_output
 from eventstore.jetstream.plan_registry import PlanRegistry
+from eventstore.payloads import PayloadTooLargeError
 from eventstore.plan import Plan
 from eventstore.plan_registry import PlanRegistryError
 from eventstore.records import Guard, RecordedEvent
@@ -50,6 +52,7 @@ class SubplanService:
     Args:
         log: the event log.
         settings: the depth limit (``TEP_MAX_SUBPLAN_DEPTH``) and the largest event.
+        payloads: where an outcome's output above the inline limit is stored (by reference).
         clock: seconds, for the cache (monotonic).
     """
 
@@ -58,10 +61,12 @@ class SubplanService:
         log: EventLog,
         settings: TepSettings,
         *,
+        payloads: PayloadStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = log
         self.settings = settings
+        self.payloads = payloads
         self.clock = clock
         self._registry: PlanRegistry | None = None
         self._cache: OrderedDict[str, tuple[Plan, float]] = OrderedDict()
@@ -141,10 +146,12 @@ class SubplanService:
 
     async def _append(self, outcome: ActionCompleted | ActionFailed, guard: Guard) -> None:
         try:
+            if self.payloads is not None:
+                outcome = await store_large_output(self.payloads, outcome)
             await self.log.append(outcome, guard=guard)
-        except EventTooLargeError as exc:
+        except (PayloadTooLargeError, EventTooLargeError) as exc:
             error = ErrorInfo(
-                message=f"the outputs of the child execution do not fit one event: {exc}",
+                message=f"the outputs of the child execution are too large: {exc}",
                 code=ErrorCode.OUTPUT_TOO_LARGE,
             )
             failed = ActionFailed(

@@ -101,6 +101,14 @@ for plan in "${plans[@]}"; do
     "${TEP[@]}" watch "$id" --plain --timeout "$DEADLINE_S" >/dev/null
     code=$?
     output=$id
+  elif [ "$plan" = examples/retry-from-a-step.json ]; then
+    step "tep submit ${plan} --wait (charge fails once), then tep retry --from charge"
+    id=$("${TEP[@]}" submit "$plan" --wait --timeout "$DEADLINE_S" | head -n 1)
+    "${TEP[@]}" retry "$id" --from charge --reason "the demo target recovered" >/dev/null
+    echo "retried: tep retry ${id} --from charge"
+    "${TEP[@]}" watch "$id" --plain --timeout "$DEADLINE_S" >/dev/null
+    code=$?
+    output=$id
   else
     step "tep submit ${plan} --wait"
     output=$("${TEP[@]}" submit "$plan" --wait --timeout "$DEADLINE_S")

@@ -27,6 +27,7 @@ def test_demo_script_runs_the_examples_and_stops_the_stack() -> None:
         assert f"plan       {plan}" in out  # its tep status
     assert "tep submit examples/approval.json, then tep resume" in out
     assert "resumed: tep resume " in out  # the waitpoint, resumed by the demo's approver
+    assert "retried: tep retry " in out  # a failed run re-run from its failed step
     examples = len(list((ROOT / "examples").glob("*.json")))
     assert out.count("status     completed") == examples
     assert "action.attempt.failed" in out and "execution.completed" in out  # the history

@@ -55,6 +55,7 @@ def test_public_api_is_pinned() -> None:
         "RebuildProgress",
         "RebuildReport",
         "ResumeTimeoutError",
+        "RetryRefusedError",
         "StateManager",
         "ViewStats",
         "ViewTimeoutError",

@@ -88,6 +88,7 @@ def earlier_run(action: ActionState) -> ActionRun:
         started_at=action.started_at,
         completed_at=action.completed_at,
         duration_ms=action.duration_ms,
+        child_execution_id=action.child_execution_id,
     )
 
 

@@ -136,6 +136,7 @@ class ActionRun(msgspec.Struct, kw_only=True, omit_defaults=True):
     started_at: str | None = None
     completed_at: str | None = None
     duration_ms: float | None = None
+    child_execution_id: str | None = None
 
 
 class ActionState(msgspec.Struct, kw_only=True):

@@ -46,6 +46,7 @@ from eventstore.items import (
     items_marker,
     unfinished_items,
 )
+from eventstore.payload_reading import PayloadUnavailableError, expand
 from eventstore.plan import Action
 from eventstore.plan_validation.document import json_type
 from eventstore.state import ActionState, ActionStatus, ExecutionState, ItemsState, ItemState
@@ -85,6 +86,7 @@ def resolve_items(
     Raises:
         TemplateError: it resolves to nothing, to something else than an array, or to more
             than :data:`~eventstore.items.MAX_ITEMS` elements.
+        PayloadNeeded: it is (or lies in) a value stored by reference that is not at hand.
     """
     source = spec.for_each
     if isinstance(source, list):
@@ -101,6 +103,10 @@ def resolve_items(
         values = MISSING if root is MISSING else resolve_path(root, ref.path)
         if values is MISSING:
             raise TemplateError(f"for_each {source} resolves to nothing")
+        try:
+            values = expand(values)  # an array stored by reference
+        except PayloadUnavailableError as exc:
+            raise TemplateError(f"for_each {source}: {exc}") from None
     if not isinstance(values, list):
         raise TemplateError(f"for_each {source} is {json_type(values)}, not an array")
     if len(values) > MAX_ITEMS:

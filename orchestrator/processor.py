@@ -9,7 +9,8 @@ and decides again.
 Where a decision looks into a value stored by reference (a template or condition reaching into
 a large output or input), ``decide`` asks for it (:mod:`eventstore.payload_reading`): the
 processor fetches it from the payload bucket, keeps it in a cache, and decides again. A
-decision whose output is above the inline limit is stored by reference before it is appended.
+decision carrying a value above the inline limit (an output, a request body built from large
+upstream values, a child plan's input) stores it first and is appended with its reference.
 
 No message is retried forever. One no decision can come from (undecodable, on the wrong
 subject) and one whose processing raises anything but a failure of NATS (a ``RecursionError``
@@ -50,7 +51,7 @@ from eventstore.events import (
 )
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.payloads import PayloadStore, run_with_payloads, store_large_output
+from eventstore.jetstream.payloads import PayloadStore, run_with_payloads, store_large_values
 from eventstore.payload_reading import PayloadCache, PayloadReader
 from eventstore.records import RawRecord, RecordedEvent
 from eventstore.runs import current_action
@@ -284,7 +285,7 @@ class EventProcessor:
             )
             if state is None or not decisions:
                 return
-            decisions = [await store_large_output(self.payloads, d) for d in decisions]
+            decisions = [await store_large_values(self.payloads, d) for d in decisions]
             if isinstance(record.event, PlanSubmitted) and any(
                 isinstance(d, ActionExecuteRequested | ActionWaiting | ActionStarted)
                 for d in decisions

@@ -7,6 +7,7 @@ Endpoints (all JSON)::
                                       404 for ids that are not 1..999
     GET  /users/{id}/orders           the user's orders
     GET  /recommendations?user_id=    a few product ids
+    GET  /catalog?items=N             a product catalog of N items (default 40,000: about 5 MB)
     *    /flaky/{key}?fail=N          503 for the first N calls, then 200 (counted per key and
                                       Idempotency-Key, so every execution sees fresh failures;
                                       with &per=key per key alone, so a retried run, whose
@@ -51,7 +52,7 @@ examples:
   curl -s http://127.0.0.1:{DEFAULT_PORT}/users/42
   curl -s -i 'http://127.0.0.1:{DEFAULT_PORT}/flaky/x?fail=2'   # 503, 503, then 200
 
-endpoints: /health, /users/{{id}}, /users/{{id}}/orders, /recommendations?user_id=,
+endpoints: /health, /users/{{id}}, /users/{{id}}/orders, /recommendations?user_id=, /catalog,
 /flaky/{{key}}?fail=N, /slow?ms=N, POST /score, POST /notify, /echo, /status/{{code}}, /stats
 """
 
@@ -129,6 +130,29 @@ async def _recommendations(request: web.Request) -> web.Response:
     start = _digest(user_id) % len(_PRODUCTS)
     picks = [_PRODUCTS[(start + n) % len(_PRODUCTS)] for n in range(3)]
     return web.json_response({"user_id": user_id, "products": picks})
+
+
+_CATALOG_ITEMS = 40_000
+_MAX_CATALOG_ITEMS = 400_000
+
+
+async def _catalog(request: web.Request) -> web.Response:
+    try:
+        count = int(request.query.get("items", str(_CATALOG_ITEMS)))
+    except ValueError:
+        raise web.HTTPBadRequest(text="items must be an integer") from None
+    if not 0 <= count <= _MAX_CATALOG_ITEMS:
+        raise web.HTTPBadRequest(text=f"items must be 0..{_MAX_CATALOG_ITEMS}")
+    items = [
+        {
+            "sku": f"sku-{n:06d}",
+            "name": f"{_PRODUCTS[n % len(_PRODUCTS)]} no. {n}",
+            "price": round(5 + (_digest(str(n)) % 9500) / 100, 2),
+            "description": f"a {_PRODUCTS[n % len(_PRODUCTS)]} from the demo catalog, item {n}",
+        }
+        for n in range(count)
+    ]
+    return web.json_response({"count": count, "items": items})
 
 
 async def _flaky(request: web.Request) -> web.Response:
@@ -236,6 +260,7 @@ def build_app() -> web.Application:
     app.router.add_get("/users/{user_id}", _user)
     app.router.add_get("/users/{user_id}/orders", _orders)
     app.router.add_get("/recommendations", _recommendations)
+    app.router.add_get("/catalog", _catalog)
     app.router.add_route("*", "/flaky/{key}", _flaky)
     app.router.add_get("/slow", _slow)
     app.router.add_post("/score", _score)

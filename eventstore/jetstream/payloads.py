@@ -37,7 +37,7 @@ from nats.js.errors import NotFoundError
 
 from eventstore import headers as h
 from eventstore.config import TepSettings
-from eventstore.events import ActionCompleted, EventBase
+from eventstore.events import ActionCompleted, ActionExecuteRequested, EventBase, PlanSubmitted
 from eventstore.jetstream.consumer_read import read_matching
 from eventstore.jetstream.provision import ensure_stream
 from eventstore.payload_reading import PayloadNeeded, PayloadReader, reading_payloads
@@ -66,6 +66,7 @@ __all__ = [
     "payload_stream_config",
     "run_with_payloads",
     "store_large_output",
+    "store_large_values",
 ]
 
 CHUNK_BYTES = 128 * 1024
@@ -277,6 +278,50 @@ async def store_large_output(store: PayloadStore, event: E) -> E:
     if output is event.output:
         return event
     return msgspec.structs.replace(event, output=output)
+
+
+async def store_large_values(store: PayloadStore, event: E) -> E:
+    """``event`` as the orchestrator appends it: every value above the inline limit that it
+    carries stored first and replaced by its reference. That is an ``action.completed``'s
+    output (:func:`store_large_output`), a dispatched request's JSON body and input (unless
+    they hold templates the executor resolves, which a stored value must not), and a child
+    plan's input.
+
+    Raises:
+        PayloadTooLargeError: an output above the hard cap.
+    """
+    if isinstance(event, ActionCompleted):
+        return await store_large_output(store, event)
+    if isinstance(event, ActionExecuteRequested):
+        spec = event.request
+        body = None if spec is None else await _stored_unless_templated(store, spec.json)
+        given = await _stored_unless_templated(store, event.input)
+        if (spec is None or body is spec.json) and given is event.input:
+            return event
+        if spec is not None:
+            spec = msgspec.structs.replace(spec, json=body)
+        return msgspec.structs.replace(event, request=spec, input=given)
+    if isinstance(event, PlanSubmitted) and event.plan.input:
+        kept = await _stored_unless_templated(store, event.plan.input)
+        if kept is not event.plan.input:
+            plan = msgspec.structs.replace(event.plan, input=kept)
+            return msgspec.structs.replace(event, plan=plan)
+    return event
+
+
+async def _stored_unless_templated(store: PayloadStore, value: Any) -> Any:
+    """``value``, or its reference when it is above the inline limit, holds no ``{{`` and is
+    below the hard cap (a larger one stays, and its event is refused as too large)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    try:
+        kept, payload = claim_check(value, store.limits)
+    except PayloadError:
+        return value
+    if payload is None or b"{{" in payload.data:
+        return value
+    await store.put(payload)
+    return kept
 
 
 async def run_with_payloads(

@@ -54,8 +54,7 @@ def for_each_problems(label: str, action: Action, upstream: UpstreamCheck) -> It
         yield from _literal_problems(label, source)
         return
     expected = (
-        '"{{actions.<id>.output.<path>}}" or "{{input.<path>}}" naming an array, or a literal '
-        "array"
+        '"{{actions.<id>.output.<path>}}" or "{{input.<path>}}" naming an array, or a literal array'
     )
     try:
         ref = array_reference(source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from support.executors import http_request, running_executor, wait_for_outcome
 from support.http_target import HttpTarget
@@ -13,10 +14,14 @@ from support.nats_auth import AuthServer, provision
 from eventstore.access import Role
 from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
-from eventstore.events import ActionCompleted, ActionFailed
+from eventstore.events import ActionCompleted, ActionFailed, PlanSubmitted
 from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.payloads import PayloadStore, ensure_payload_store
+from eventstore.jetstream.payloads import (
+    PayloadStore,
+    ensure_payload_store,
+    store_large_values,
+)
 from eventstore.payloads import (
     PayloadMissingError,
     PayloadRef,
@@ -24,6 +29,7 @@ from eventstore.payloads import (
     encode_payload,
     payload_ref,
 )
+from eventstore.plan import Action, Plan
 from eventstore.subjects import payload_stream
 from executor.handlers import HandlerRegistry
 
@@ -97,6 +103,30 @@ async def test_the_bucket_keeps_what_the_log_keeps(nc: NatsClient, settings: Tep
     assert info.config.max_age == 3600.0
     with pytest.raises(ConfigConflictError, match="max_age"):
         await ensure_payload_store(nc.jetstream(), other)
+
+
+async def test_decisions_carry_references_for_their_large_values(
+    nc: NatsClient, settings: TepSettings
+) -> None:
+    store = PayloadStore(nc, settings)
+    request = http_request("e1", "send", "http://127.0.0.1:9/x", method="POST", json=LARGE)
+    templated = http_request(
+        "e1", "t", "http://127.0.0.1:9/x", method="POST", json={**LARGE, "k": "{{secrets.K}}"}
+    )
+    child = PlanSubmitted(
+        execution_id="c1", plan=Plan(id="p", input=LARGE, actions=[Action(id="a", type="noop")])
+    )
+    done = ActionCompleted(execution_id="e1", action_id="a", attempt=1, output=LARGE)
+
+    stored = await store_large_values(store, request)
+    assert stored.request is not None and payload_ref(stored.request.json) is not None
+    assert await store_large_values(store, templated) is templated  # the executor's templates
+    stored_child = await store_large_values(store, child)
+    assert await store.resolve(stored_child.plan.input) == LARGE
+    stored_done = await store_large_values(store, done)
+    assert await store.resolve(stored_done.output) == LARGE
+    small = msgspec.structs.replace(done, output={"ok": True})
+    assert await store_large_values(store, small) is small
 
 
 # --- the executor ----------------------------------------------------------------------------

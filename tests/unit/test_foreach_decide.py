@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionCancelled,
@@ -25,6 +27,8 @@ from eventstore.events import (
 )
 from eventstore.fold import apply_event
 from eventstore.items import ITEMS_MARKER, MAX_ITEMS
+from eventstore.payload_reading import PayloadNeeded, PayloadReader, reading_payloads
+from eventstore.payloads import encode_payload
 from eventstore.plan import Action, Plan, QueueConfig, RequestSpec
 from eventstore.state import ExecutionState
 from orchestrator.decide import decide
@@ -74,6 +78,10 @@ class Run:
         )
 
     @property
+    def status(self) -> str:
+        return self.s.status
+
+    @property
     def s(self) -> ExecutionState:
         assert self.state is not None
         return self.state
@@ -113,7 +121,7 @@ def test_a_ready_for_each_starts_its_first_concurrency_items_with_item_and_index
     assert isinstance(started, ActionItemsStarted)
     assert (started.action_id, started.count, started.concurrency) == ("each", 3, 2)
     assert started.event_id == "e1.each.items"
-    assert [d.action_id for d in dispatched] == ["each@0", "each@1"]
+    assert [getattr(d, "action_id", None) for d in dispatched] == ["each@0", "each@1"]
     first = dispatched[0]
     assert isinstance(first, ActionExecuteRequested) and first.request is not None
     assert first.event_id == "e1.each@0.requested"
@@ -163,10 +171,14 @@ def test_concurrency_is_never_exceeded_and_outputs_come_back_in_index_order() ->
 
 
 def test_zero_items_complete_at_once_and_the_dependents_run_in_the_same_decision() -> None:
-    plan = Plan(id="p", input={"users": []}, actions=[
-        each(for_each="{{input.users}}"),
-        after("next", "each"),
-    ])  # fmt: skip
+    plan = Plan(
+        id="p",
+        input={"users": []},
+        actions=[
+            each(for_each="{{input.users}}"),
+            after("next", "each"),
+        ],
+    )
     run = Run(plan)
     assert [type(e).__name__ for e in run.first] == [
         "ActionItemsStarted",
@@ -205,14 +217,16 @@ def test_a_for_each_over_an_upstream_output() -> None:
 
 
 def test_continue_on_error_lists_the_failed_items_and_the_execution_completes() -> None:
-    plan = Plan(id="p", actions=[each(for_each=["a", "b", "c", "d"], concurrency=4,
-                                      continue_on_error=True)])  # fmt: skip
+    plan = Plan(
+        id="p", actions=[each(for_each=["a", "b", "c", "d"], concurrency=4, continue_on_error=True)]
+    )
     run = Run(plan)
     run.complete("each@0", {"v": "a"})
     assert run.fail("each@1", "no b") == []
     run.fail("each@3", "no d")
     last = run.complete("each@2", {"v": "c"})
     assert [type(e).__name__ for e in last] == ["ActionCompleted", "ExecutionCompleted"]
+    assert isinstance(last[0], ActionCompleted)
     assert last[0].output == {ITEMS_MARKER: {"count": 4, "failed": 2}}
     action = run.s.actions["each"]
     assert action.status == "completed"
@@ -296,9 +310,13 @@ def test_with_continue_on_error_an_item_that_cannot_be_built_is_listed_and_the_r
 
 
 def test_more_than_the_limit_of_resolved_items_fails_with_the_limit_named() -> None:
-    plan = Plan(id="p", input={"many": list(range(MAX_ITEMS + 1))}, actions=[
-        each(for_each="{{input.many}}"),
-    ])  # fmt: skip
+    plan = Plan(
+        id="p",
+        input={"many": list(range(MAX_ITEMS + 1))},
+        actions=[
+            each(for_each="{{input.many}}"),
+        ],
+    )
     run = Run(plan)
     (failed, end) = run.first
     assert isinstance(failed, ActionFailed) and isinstance(end, ExecutionFailed)
@@ -378,8 +396,8 @@ def test_while_another_action_fails_no_new_item_starts_and_the_action_is_cancell
     assert requested(run.complete("each@0")) == []
     last = run.complete("each@1")
     assert [type(e).__name__ for e in last] == ["ActionCancelled", "ExecutionFailed"]
-    assert last[0].action_id == "each"
-    assert run.s.status == "failed"
+    assert isinstance(last[0], ActionCancelled) and last[0].action_id == "each"
+    assert run.status == "failed"
 
 
 def test_items_of_a_later_run_carry_the_run_in_their_keys() -> None:
@@ -387,7 +405,7 @@ def test_items_of_a_later_run_carry_the_run_in_their_keys() -> None:
     run = Run(plan)
     run.s.actions["each"].run = 2  # as a retry that reset it leaves it
     decisions = run.complete("first")
-    assert [e.action_id for e in decisions] == ["each~2", "each~2@0", "each~2@1"]
+    assert [getattr(e, "action_id", None) for e in decisions] == ["each~2", "each~2@0", "each~2@1"]
     run.complete("each~2@0", {"v": 1})
     assert requested(run.complete("each@1")) == []  # an earlier run's key: ignored
     run.complete("each~2@1", {"v": 2})
@@ -397,8 +415,9 @@ def test_items_of_a_later_run_carry_the_run_in_their_keys() -> None:
 
 def test_every_item_key_is_decided_exactly_once_in_a_random_run() -> None:
     rng = random.Random(11)
-    plan = Plan(id="p", actions=[each(for_each=list(range(60)), concurrency=9,
-                                      continue_on_error=True)])  # fmt: skip
+    plan = Plan(
+        id="p", actions=[each(for_each=list(range(60)), concurrency=9, continue_on_error=True)]
+    )
     run = Run(plan)
     while run.in_flight():
         key = rng.choice(sorted(run.in_flight()))
@@ -411,3 +430,22 @@ def test_every_item_key_is_decided_exactly_once_in_a_random_run() -> None:
     keys = [e.action_id for e in outcomes]
     assert len(keys) == len(set(keys)) == 61
     assert len(of(run.history, ExecutionCompleted)) == 1
+
+
+def test_an_upstream_output_stored_by_reference_is_looked_into() -> None:
+    listing = each("each", "list", for_each="{{actions.list.output.items}}")
+    run = Run(Plan(id="p", actions=[after("list"), listing]))
+    stored = encode_payload({"items": ["a", "b"]})
+    reader = PayloadReader()
+    completed = ActionCompleted(
+        execution_id="e1", action_id="list", attempt=1, output=stored.ref.marker()
+    )
+    run.state = apply_event(run.state, completed)
+    with pytest.raises(PayloadNeeded):
+        decide(run.state, completed)  # the processor fetches it, then decides again
+    reader.add(stored.ref, {"items": ["a", "b"]})
+    with reading_payloads(reader):
+        decisions = decide(run.state, completed)
+    assert requested(decisions) == ["each@0", "each@1"]
+    urls = [d.request.url for d in of(decisions, ActionExecuteRequested)]
+    assert urls == ["http://127.0.0.1:9/items/a", "http://127.0.0.1:9/items/b"]

@@ -13,10 +13,10 @@ same concurrency. Prints:
 - tep's items/s, over the for-each action itself (its ``action.items.started`` to its
   outcome) and end to end (submit until the StateManager's view shows the execution
   completed), the direct calls/s, and the ratio (target: at least 0.5x);
-- the RSS of every process while idle, and of the orchestrator at the start, peak and end of
-  the run, once for a run with a tenth of the items and once for the full run, with the size
-  of the execution's state (what the orchestrator must hold: per item a status, times and its
-  output) beside it.
+- the RSS of every process while idle and the CPU time each used for the full run;
+- the orchestrator's RSS at the start, peak and end of a run with a tenth of the items and of
+  the full run, with the size of the execution's state beside it (what the orchestrator must
+  hold: per item a status, times and its output).
 
 The executors run ``--concurrency`` requests at once between them (``TEP_EXECUTOR_CONCURRENCY``).
 """
@@ -198,10 +198,13 @@ async def report(
     wanted = ("processed", "appended", "conflicts", "retried", "dead_lettered")
     print("orchestrator counters: " + ", ".join(f"{k} {counters.get(k, '?')}" for k in wanted))
 
-    print(f"\n{'RSS, MB':<16}{'idle (peak)':>12}")
+    print(f"\n{'process':<16}{'RSS idle, MB':>13}{'CPU s, full run':>17}{'ms per item':>13}")
     for label in sampler.labels():
         idle = sampler.peak("idle", label)
-        print(f"{label:<16}{idle:>12.1f}" if idle is not None else f"{label:<16}{'-':>12}")
+        cpu = sampler.cpu("small", "full", label)
+        cells = f"{idle:>13.1f}" if idle is not None else f"{'-':>13}"
+        cells += f"{cpu:>17.1f}{cpu * 1000 / count:>13.2f}" if cpu is not None else ""
+        print(f"{label:<16}{cells}")
     print(f"\n{'orchestrator RSS, MB':<28}{'start':>9}{'peak':>9}{'end':>9}{'growth':>9}")
     for name, run in ((f"{count // 10:,} items", small), (f"{count:,} items", full)):
         start, peak, end = run.rss_mb()

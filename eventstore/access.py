@@ -181,6 +181,7 @@ def permissions(
                 "action.waiting.*.*",
                 "action.completed.*.*",
                 "action.started.*.*",  # a sub-plan action started its child
+                "action.items.started.*.*",  # a for-each action began its items
                 "plan.timer.*.*.hold",
                 "execution.completed.*",
                 "execution.failed.*",

@@ -268,6 +268,12 @@ class TepSettings(SettingsBase):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="the lowest level logged"
     )
+    metrics_sample_s: float = Field(
+        5.0,
+        gt=0,
+        description="how often a role serving `/metrics` (on its `--health-port`) samples "
+        "what it cannot count as it goes, such as its consumer's pending messages",
+    )
     max_age_s: float = Field(
         0.0,
         ge=0,

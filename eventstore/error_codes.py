@@ -27,7 +27,9 @@ class ErrorCode(StrEnum):
     HTTP_5XX = "http_5xx"
     """The target answered 5xx (retried)."""
     OUTPUT_TOO_LARGE = "output_too_large"
-    """The response body or handler output exceeds the cap (not retried)."""
+    """The response body or handler output exceeds the hard cap (``TEP_PAYLOAD_MAX_BYTES``, or the
+    executor's ``--max-output-bytes``), named in the message (not retried). Outputs above the
+    inline limit but below the cap are stored by reference instead."""
     OUTPUT_INVALID = "output_invalid"
     """The output does not match the action's ``output_schema``; the message names each
     mismatch by path, e.g. ``output.items[2].price: 'x' is not of type 'number'`` (not

@@ -26,6 +26,7 @@ __all__ = [
     "SCHEDULE_TARGET",
     "STATUS",
     "STATUS_DESCRIPTION",
+    "TRACEPARENT",
     "TTL",
 ]
 
@@ -46,6 +47,9 @@ ROLLUP = "Nats-Rollup"
 STATUS = "Status"
 """Set on the server's status messages (pull request ended, idle heartbeat...)."""
 STATUS_DESCRIPTION = "Description"
+TRACEPARENT = "traceparent"
+"""The W3C trace context of an event (see :mod:`eventstore.tracing`); the executor sends it on
+to the action's HTTP target under the same name."""
 
 DEADLETTER_REASON = "Tep-Reason"
 DEADLETTER_REASON_CODE = "Tep-Reason-Code"

@@ -14,8 +14,13 @@ content-addressed: the same value always gets the same reference, so storing it 
 retry after a crash, racing replicas) changes nothing.
 
 The fold, the KV view and the log keep markers as they are; readers resolve them when they
-need the value (:mod:`eventstore.payload_reading` for the orchestrator's templates,
-``StateManager(..., resolve=True)`` and ``tep status --resolve`` for people).
+need the value (:mod:`eventstore.payload_reading` for the orchestrator's templates and
+conditions, the executor for a request holding one, ``StateManager.output``,
+``get_execution_state(..., resolve=True)`` and ``tep status --json --resolve`` for people).
+
+Writers of a value that may be large call :func:`claim_check` (pure) and store the payload it
+returns before appending the event; ``eventstore.jetstream.payloads`` does both
+(``PayloadStore.store``, ``store_large_output``, ``store_large_values``).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ __all__ = [
     "CatchUp",
     "ScheduleDefinition",
     "ScheduleError",
+    "ScheduleNotFoundError",
     "ScheduleState",
     "TickPlan",
     "baseline",
@@ -69,6 +70,10 @@ _TICK_FORMAT = "%Y%m%dT%H%M%SZ"
 
 class ScheduleError(TepError, ValueError):
     """A schedule that cannot be stored or found (the message says why, in one line)."""
+
+
+class ScheduleNotFoundError(ScheduleError, LookupError):
+    """There is no schedule of that name."""
 
 
 class ScheduleDefinition(msgspec.Struct, frozen=True, kw_only=True):

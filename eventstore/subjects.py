@@ -26,6 +26,7 @@ import hashlib
 import re
 
 from eventstore.events import (
+    EVENT_TYPES,
     ActionCompleted,
     ActionEvent,
     ActionExecuteRequested,
@@ -55,6 +56,7 @@ __all__ = [
     "action_version_filter",
     "dead_letter_subject",
     "deadline_subject",
+    "event_type_of",
     "execution_filters",
     "execution_id_problem",
     "executor_probe_subject",
@@ -260,3 +262,13 @@ def orchestrator_subject_type(subject: str) -> tuple[type[EventBase], str] | Non
         if subject.startswith(prefix):
             return (event_type, tokens[position]) if len(tokens) == length else None
     return None
+
+
+def event_type_of(subject: str) -> str:
+    """The event type (tag) a subject of the log is for, read from its leading tokens alone;
+    ``unknown`` for a subject that is no event's (a metric label, not a check of the body)."""
+    tokens = subject.split(".", 3)
+    if len(tokens) > 3 and (tag := ".".join(tokens[:3])) in EVENT_TYPES:
+        return tag
+    tag = ".".join(tokens[:2])
+    return tag if tag in EVENT_TYPES else "unknown"

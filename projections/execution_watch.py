@@ -22,19 +22,37 @@ __all__ = ["wait_until_ended", "watch_states"]
 
 
 async def watch_states(
-    view: LiveView, log: EventLog, execution_id: str
+    view: LiveView,
+    log: EventLog,
+    execution_id: str,
+    *,
+    after: int | None = None,
+    until_end: bool = True,
 ) -> AsyncGenerator[ExecutionState, None]:
     """Every state of the execution from now on, in order, ending after the terminal one.
 
     When the view does not have the execution yet, the first state yielded is the pending one.
     Callers check first that the execution exists (it waits for one that never comes).
+
+    Args:
+        after: resume after this stream sequence instead of starting with the current state:
+            first the state after each event of the history above ``after`` (from the log),
+            then live ones; each state once, none left out.
+        until_end: end after a terminal state; otherwise follow on (a retry re-opens an
+            ended execution) until the caller stops iterating.
     """
-    existed = await view.state(execution_id)
-    last: ExecutionState | None = existed
-    if existed is not None:
-        yield existed
-        if existed.terminal:
+    last: ExecutionState | None
+    if after is None:
+        last = await view.state(execution_id)
+        replayed = [] if last is None else [last]
+    else:
+        last, replayed = await _history_after(log, execution_id, after)
+    for state in replayed:
+        yield state
+        if state.terminal and until_end:
             return
+    if last is not None and last.terminal and until_end:
+        return
     async with contextlib.aclosing(view.states(execution_id)) as states:
         async for state in states:
             seen = last.last_sequence if last is not None else 0
@@ -46,7 +64,7 @@ async def watch_states(
                     yield missed
             yield state
             last = state
-            if state.terminal:
+            if state.terminal and until_end:
                 return
 
 
@@ -69,6 +87,20 @@ async def wait_until_ended(view: LiveView, execution_id: str, timeout: float) ->
     except TimeoutError:
         pass
     raise ViewTimeoutError(f"execution {execution_id!r} did not end within {timeout:g}s")
+
+
+async def _history_after(
+    log: EventLog, execution_id: str, after: int
+) -> tuple[ExecutionState | None, list[ExecutionState]]:
+    """The execution's state now (folded from its history) and the state after each of its
+    events above ``after``, in order."""
+    states = []
+    state: ExecutionState | None = None
+    for record in await log.read_execution(execution_id):
+        state = apply(state, record)
+        if record.sequence > after and state is not None:
+            states.append(detached_state(state))
+    return (None if state is None else detached_state(state)), states
 
 
 async def _states_between(

@@ -44,6 +44,7 @@ from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
 from projections.availability import available_actions
+from projections.cancel import Cancellation, request_cancel
 from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
 from projections.execution_watch import wait_until_ended, watch_states
 from projections.history import At, fold_as_of
@@ -52,6 +53,7 @@ from projections.payload_reads import resolved_state
 from projections.plan_cache import PlanCache
 from projections.plan_registry import PlanRegistryOperations
 from projections.retry import retry
+from projections.submission import Submission, submit_once
 from projections.transitions import ActionResult, result_event, status_event
 from projections.view import (
     LISTING_STATUSES,
@@ -254,6 +256,31 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
         )
         self._note_write(state.last_sequence)
         return detached_state(state)
+
+    async def submit(
+        self,
+        plan: Plan | Mapping[str, Any] | str | bytes,
+        *,
+        execution_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """:meth:`initialize_state`, at most once per ``idempotency_key``: see
+        :func:`projections.submission.submit_once` (``created`` is ``False`` on a replay)."""
+        return await submit_once(
+            self.initialize_state,
+            self.log,
+            plan,
+            execution_id=execution_id,
+            idempotency_key=idempotency_key,
+        )
+
+    async def cancel(self, execution_id: str, reason: str | None = None) -> Cancellation:
+        """Ask the execution to stop (``execution.cancel.requested``) unless it ended or is
+        being cancelled: see :func:`projections.cancel.request_cancel`."""
+        cancellation, _ = await request_cancel(self.log, execution_id, reason)
+        if cancellation.sequence is not None:
+            self._note_write(cancellation.sequence)
+        return cancellation
 
     async def record_action_result(
         self, execution_id: str, action_id: str, result: ActionResult | Any
@@ -487,7 +514,18 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
         await self._require_in_log(execution_id)
         return await wait_until_ended(self._view, execution_id, timeout)
 
-    async def watch(self, execution_id: str) -> AsyncIterator[ExecutionState]:
+    async def history(self, execution_id: str) -> list[RecordedEvent]:
+        """Every event of the execution, in log order (empty if it does not exist).
+
+        Raises:
+            InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+        """
+        _check_id(execution_id)
+        return await self.log.read_execution(execution_id)
+
+    async def watch(
+        self, execution_id: str, *, after: int | None = None, until_end: bool = True
+    ) -> AsyncIterator[ExecutionState]:
         """Every state of the execution from now on, in order, ending after the terminal one.
 
         Driven by a KV watch on the execution's key. The view writes an execution once per
@@ -495,12 +533,18 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
         recovered from the execution's history, so each event's state is yielded, from the
         pending one on when the view has not caught up with a just-submitted execution yet.
 
+        ``after``: resume after that stream sequence (the state after each later event of the
+        history first); ``until_end=False``: follow on past the end (a retry re-opens it).
+
         Raises:
             InvalidExecutionIdError: ``execution_id`` cannot name an execution.
             ExecutionNotFoundError: the log has no such execution (on the first iteration).
         """
         await self._require_in_log(execution_id)
-        async with contextlib.aclosing(watch_states(self._view, self.log, execution_id)) as states:
+        watched = watch_states(
+            self._view, self.log, execution_id, after=after, until_end=until_end
+        )
+        async with contextlib.aclosing(watched) as states:
             async for state in states:
                 yield state
 

@@ -1,7 +1,9 @@
 """How an event becomes a log message, and how the server's refusal of one becomes our error.
 
-Every message is published with ``Nats-Msg-Id: <event_id>`` (the dedupe key) and, for an
-optimistic append, the expectation headers of the execution's version or of a :class:`Guard`.
+Every message is published with ``Nats-Msg-Id: <event_id>`` (the dedupe key), a
+``traceparent`` (a child span of the current trace, :mod:`eventstore.tracing`, when there is
+one) and, for an optimistic append, the expectation headers of the execution's version or of a
+:class:`Guard`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from eventstore.events import Event, PlanSubmitted
 from eventstore.jetstream.api_errors import is_wrong_last_sequence, sequence_in
 from eventstore.records import Guard
 from eventstore.subjects import action_version_filter, subject_for
+from eventstore.tracing import current_trace
 
 __all__ = ["append_refused", "event_message", "expectation_headers"]
 
@@ -41,6 +44,10 @@ def event_message(
     subject = subject_for(event)
     payload = encode_event(event)
     headers = {h.MSG_ID: event.event_id}
+    trace = current_trace()
+    if trace is not None:
+        # Each event a span of its own in the trace of the work that appends it.
+        headers[h.TRACEPARENT] = trace.child().header()
     if extra_headers:
         headers.update(extra_headers)
     size = len(payload) + len(subject) + sum(len(k) + len(v) + 4 for k, v in headers.items())

@@ -38,6 +38,7 @@ from eventstore.jetstream.event_messages import (
     expectation_headers,
 )
 from eventstore.jetstream.ordered_replay import ordered_batches
+from eventstore.metrics import count_appended
 from eventstore.records import AppendResult, Guard, RawRecord, RecordedEvent
 from eventstore.subjects import action_version_filter, execution_filters
 
@@ -107,6 +108,8 @@ class EventLog:
             ):
                 return AppendResult(stored_at, True)
             raise append_refused(exc.err_code, exc.description, event, expected_version) from exc
+        if not ack.duplicate:
+            count_appended((event,))
         return AppendResult(ack.seq, bool(ack.duplicate))
 
     async def _stored_event_id(self, sequence: int) -> str | None:
@@ -182,6 +185,7 @@ class EventLog:
                 raise ConcurrencyError(events[0].execution_id, expected_version or 0)
             error = ack.error
             raise append_refused(error.err_code, error.description, events[0], expected_version)
+        count_appended(events)
         first = ack.seq - len(events) + 1
         return [AppendResult(first + i) for i in range(len(events))]
 
@@ -211,6 +215,7 @@ class EventLog:
                     f" {answer.error.text()}"
                 )
             results.append(AppendResult(answer.seq, answer.duplicate))
+        count_appended(e for e, r in zip(events, results, strict=True) if not r.duplicate)
         return results
 
     # ------------------------------------------------------------------ read

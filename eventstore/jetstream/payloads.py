@@ -176,7 +176,17 @@ class PayloadStore:
         stream = payload_stream(bucket)
         if stream not in self._ready:
             if bucket == self.settings.payload_bucket:
-                await ensure_payload_store(self.js, self.settings)
+                try:
+                    await ensure_payload_store(self.js, self.settings)
+                except TimeoutError:
+                    # Unanswered, as a refused create is: say what would fix it, and let the
+                    # caller retry as after any timeout.
+                    _log.warning(
+                        "the payload bucket %s is missing, or not answering: `tep provision` "
+                        "(with the admin identity) creates it",
+                        stream,
+                    )
+                    raise
             self._ready.add(stream)
         return stream
 

@@ -30,6 +30,7 @@ from eventstore.schedules import (
     SCHEDULE_BUCKET,
     ScheduleDefinition,
     ScheduleError,
+    ScheduleNotFoundError,
     ScheduleState,
     definition_key,
     state_key,
@@ -127,11 +128,14 @@ class ScheduleStore:
         """One definition.
 
         Raises:
-            ScheduleError: there is no schedule ``name`` (or its value is unreadable).
+            ScheduleNotFoundError: there is no schedule ``name``.
+            ScheduleError: its value is unreadable.
         """
         data, revision = await self._get(definition_key(name))
         if data is None:
-            raise ScheduleError(f'unknown schedule "{name}" (tep schedule list shows them)')
+            raise ScheduleNotFoundError(
+                f'unknown schedule "{name}" (tep schedule list shows them)'
+            )
         try:
             return Stored(_decode_definition(data), revision)
         except msgspec.DecodeError as exc:

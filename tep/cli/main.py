@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "tep.cli.list",
     "tep.cli.queue",
     "tep.cli.schedule",
+    "tep.cli.api",
     "tep.cli.plan",
     "tep.cli.creds",
     "tep.cli.provision",

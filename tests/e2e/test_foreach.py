@@ -20,6 +20,7 @@ import anyio
 import pytest
 from aiohttp import web
 from support.http_target import HttpTarget
+from support.nats_auth import violations
 from system_support import System, eventually, running_system
 from tep_cli import (
     DemoTarget,
@@ -32,6 +33,7 @@ from tep_cli import (
     tep_command,
     write_plan,
 )
+from test_up import embedded_args, start_up
 
 from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
@@ -48,6 +50,7 @@ from eventstore.fold import fold
 from eventstore.plan import Action, Plan, RequestSpec
 from eventstore.state import ExecutionState
 from projections import StateManager
+from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -321,3 +324,26 @@ def test_the_for_each_example_completes_and_lists_the_missing_user(
     report = final["actions"]["report"]["output"]["json"]
     assert report["first_user"] == users["items"][0]["name"]
     assert report["messages"] == messages
+
+
+def test_the_for_each_example_under_tep_up_with_each_role_its_own_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEP_STATE_DIR", str(tmp_path / "state"))
+    demo = DemoTarget(find_free_port())
+    demo_args = ("--with-demo-target", "--demo-port", str(demo.port))
+    up = start_up(tmp_path, *embedded_args(tmp_path), *demo_args)
+    try:
+        plan = write_plan(tmp_path, plan_against(demo, "for-each.json"))
+        submitted = run_tep(
+            "submit", str(plan), "--wait", "--json", "--timeout", "60", nats_url=up.nats_url
+        )
+    finally:
+        up.stop()
+    assert submitted.returncode == 0, submitted.stderr + submitted.stdout
+    final = json_output(submitted)
+    assert final["status"] == "completed"
+    assert len(final["actions"]["notify"]["output"]["items"]) == 3
+    # Every role did its part without a refusal.
+    log = tmp_path / "data" / "nats-server.log"
+    assert violations(log, tmp_path / "data" / "creds") == []

@@ -1,0 +1,78 @@
+"""Asking an execution to stop: one ``execution.cancel.requested``, checked against the log.
+
+The request is idempotent: for an execution already being cancelled, or already ended,
+nothing is appended and the outcome says so. The orchestrator dispatches nothing new once
+cancellation is requested; running actions finish and the execution ends as cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from eventstore.events import ExecutionCancelRequested
+from eventstore.fold import fold
+from eventstore.jetstream.log import EventLog
+from eventstore.state import ExecutionState
+from eventstore.subjects import execution_id_problem
+from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
+from projections.view import detached_state
+
+__all__ = ["CancelOutcome", "Cancellation", "request_cancel"]
+
+CancelOutcome = Literal["requested", "already_requested", "already_ended"]
+
+
+class Cancellation(msgspec.Struct, frozen=True, kw_only=True):
+    """What a cancellation request did.
+
+    Attributes:
+        execution_id: the execution.
+        outcome: ``requested`` (appended now), ``already_requested`` (an earlier request
+            stands) or ``already_ended`` (completed, failed or cancelled: nothing to stop).
+        status: the execution's status when asked (``cancelled`` comes later, from the
+            orchestrator).
+        sequence: where the request was stored (``None`` when nothing was appended).
+    """
+
+    execution_id: str
+    outcome: CancelOutcome
+    status: str
+    sequence: int | None = None
+
+
+async def request_cancel(
+    log: EventLog, execution_id: str, reason: str | None = None
+) -> tuple[Cancellation, ExecutionState]:
+    """Append ``execution.cancel.requested`` unless the execution ended or is being cancelled.
+
+    Returns:
+        What happened, and the execution's state as read before the request.
+
+    Raises:
+        InvalidExecutionIdError: ``execution_id`` cannot name an execution.
+        ExecutionNotFoundError: the log has no such execution.
+    """
+    problem = execution_id_problem(execution_id)
+    if problem:
+        raise InvalidExecutionIdError(execution_id, problem)
+    state = fold(await log.read_execution(execution_id))
+    if state is None:
+        raise ExecutionNotFoundError(execution_id)
+    state = detached_state(state)
+    if state.terminal:
+        outcome: CancelOutcome = "already_ended"
+    elif state.cancel_requested:
+        outcome = "already_requested"
+    else:
+        request = ExecutionCancelRequested(execution_id=execution_id, reason=reason)
+        stored = await log.append(request)
+        done = Cancellation(
+            execution_id=execution_id,
+            outcome="requested",
+            status=state.status,
+            sequence=stored.sequence,
+        )
+        return done, state
+    return Cancellation(execution_id=execution_id, outcome=outcome, status=state.status), state

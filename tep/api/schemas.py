@@ -1,0 +1,147 @@
+"""One definition of each shape: the msgspec structs of the contract in the OpenAPI document.
+
+The executions' states, plans, events, summaries and schedules are msgspec structs
+(:mod:`eventstore.state`, :mod:`eventstore.plan`, ...). Their JSON Schemas come from
+``msgspec.json.schema_components`` into ``components/schemas``; the API's own pydantic
+envelopes point at them with the ``...Json`` field types (a marker pydantic carries through and
+:func:`openapi_document` turns into a ``$ref``); responses of those types are encoded by
+msgspec (:class:`MsgspecResponse`), exactly the JSON the schema describes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+import msgspec
+from pydantic import WithJsonSchema
+from starlette.responses import Response
+
+from eventstore.events import Event
+from eventstore.plan import Plan
+from eventstore.state import ActionState, ExecutionState
+from projections.cancel import Cancellation
+from projections.schedules import ScheduleInfo
+from projections.view import ExecutionSummary, ViewStats
+
+__all__ = [
+    "COMPONENT_PREFIX",
+    "STRUCTS",
+    "EventJson",
+    "ExecutionStateJson",
+    "ExecutionSummaryJson",
+    "MsgspecResponse",
+    "PlanJson",
+    "ScheduleInfoJson",
+    "ViewStatsJson",
+    "builtins",
+    "json_content",
+    "merge_components",
+    "ref_schema",
+]
+
+COMPONENT_PREFIX = "#/components/schemas/"
+_MARKER = "x-tep-component"
+
+STRUCTS: dict[str, Any] = {
+    "ExecutionState": ExecutionState,
+    "ActionState": ActionState,
+    "ExecutionSummary": ExecutionSummary,
+    "ViewStats": ViewStats,
+    "Plan": Plan,
+    "Event": Event,
+    "ScheduleInfo": ScheduleInfo,
+    "Cancellation": Cancellation,
+}
+"""The msgspec types the API speaks, by component name (``Event`` is the tagged union)."""
+
+_encoder = msgspec.json.Encoder()
+
+
+def ref_schema(name: str) -> dict[str, str]:
+    """A ``$ref`` to the component ``name``."""
+    if name not in STRUCTS:
+        raise KeyError(f"no msgspec component {name!r}")
+    return {"$ref": COMPONENT_PREFIX + name}
+
+
+def _component(name: str) -> WithJsonSchema:
+    """Pydantic metadata: document this field as a ``$ref`` to the msgspec component."""
+    if name not in STRUCTS:
+        raise KeyError(f"no msgspec component {name!r}")
+    return WithJsonSchema({_MARKER: name})
+
+
+# Pydantic field types holding a msgspec value as JSON, documented as its component.
+PlanJson = Annotated[dict[str, Any], _component("Plan")]
+ExecutionStateJson = Annotated[dict[str, Any], _component("ExecutionState")]
+ExecutionSummaryJson = Annotated[dict[str, Any], _component("ExecutionSummary")]
+EventJson = Annotated[dict[str, Any], _component("Event")]
+ViewStatsJson = Annotated[dict[str, Any], _component("ViewStats")]
+ScheduleInfoJson = Annotated[dict[str, Any], _component("ScheduleInfo")]
+
+
+def json_content(name: str, *, media_type: str = "application/json") -> dict[str, Any]:
+    """An OpenAPI ``content`` entry of one msgspec component."""
+    return {media_type: {"schema": ref_schema(name)}}
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, dict):
+        if _MARKER in node:
+            rest = {k: v for k, v in node.items() if k not in (_MARKER, "title")}
+            return {"$ref": COMPONENT_PREFIX + node[_MARKER], **_clean(rest)}
+        if "$ref" in node and "type" in node:
+            # FastAPI's default schema of a non-JSON response class, merged into ours.
+            node = {k: v for k, v in node.items() if k != "type"}
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _clean(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    return node
+
+
+def _components() -> dict[str, Any]:
+    types = list(STRUCTS.values())
+    top, components = msgspec.json.schema_components(
+        types, ref_template=COMPONENT_PREFIX + "{name}"
+    )
+    for name, schema in zip(STRUCTS, top, strict=True):
+        if schema != {"$ref": COMPONENT_PREFIX + name}:
+            components[name] = schema  # a union: named here
+    return components
+
+
+def merge_components(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the markers turned into ``$ref`` and every msgspec
+    component added.
+
+    Raises:
+        ValueError: a pydantic model and a msgspec struct share a component name.
+    """
+    document = _clean(document)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    structs = _components()
+    clash = sorted(set(schemas) & set(structs))
+    if clash:
+        raise ValueError(f"component names used twice: {', '.join(clash)}")
+    schemas.update(_clean(structs))
+    return document
+
+
+class MsgspecResponse(Response):
+    """A JSON response of msgspec values (structs, or builtins holding them)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def builtins(value: Any) -> Any:
+    """A msgspec value as JSON-ready builtins (for a pydantic envelope's :func:`ref` field)."""
+    return msgspec.to_builtins(value)

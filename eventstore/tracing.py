@@ -7,9 +7,9 @@ request the executor sends to the action's target. Event bodies never carry it (
 immutable contract types); a header is metadata of one message.
 
 The trace of the work at hand is a context variable (:func:`current_trace`): a role sets it
-for the message it handles (:func:`use_trace`), the log's append gives every event it stores a
-child span of it, the structured logs name its trace id. Every task has its own copy, so
-concurrent messages never see each other's trace.
+to the span of the message it handles (:func:`use_trace`), the log's append gives every event
+it stores a new child span of it, the structured logs name its trace id. Every task has its
+own copy, so concurrent messages never see each other's trace.
 
 Parsing is strict (version ``00``, lowercase hex of the right lengths, ids not all zeros):
 anything else is no trace context, and :func:`trace_from_header` starts a new trace instead.
@@ -101,10 +101,9 @@ def parse_traceparent(value: str | None) -> TraceContext | None:
 
 
 def trace_from_header(value: str | None) -> TraceContext:
-    """A child span of the trace ``value`` carries; a new trace when it carries none (absent or
-    invalid: an invalid inbound ``traceparent`` is replaced, never propagated)."""
-    parent = parse_traceparent(value)
-    return new_trace() if parent is None else parent.child()
+    """The span a ``traceparent`` header value names; the first span of a new trace when it
+    names none (absent or invalid: an invalid inbound value is replaced, never passed on)."""
+    return parse_traceparent(value) or new_trace()
 
 
 _current: ContextVar[TraceContext | None] = ContextVar("tep_trace", default=None)

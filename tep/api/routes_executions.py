@@ -7,19 +7,20 @@ from typing import Annotated, Any, Literal
 import msgspec
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.responses import Response
 
 from eventstore.fold import fold
+from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from projections.errors import ExecutionNotFoundError
 from projections.history import parse_at
 from projections.view import LISTING_STATUSES, detached_state
 from tep.api.auth import ApiProblem, Reader, Submitter
 from tep.api.backend import ApiBackend
-from tep.api.models import EventPage, EventRecord, ExecutionPage, SubmitRequest, Submitted
+from tep.api.envelopes import EventPage, ExecutionPage, Submitted
+from tep.api.models import SubmitRequest
 from tep.api.pagination import Order, page_of, parse_time
 from tep.api.problems import ProblemItem, validation_problem
-from tep.api.schemas import MsgspecResponse, json_content
+from tep.api.schemas import MsgspecResponse, responds
 from tep.api.stream import sse_states
 
 __all__ = ["router"]
@@ -55,43 +56,46 @@ def _with_input(plan: dict[str, Any], values: dict[str, Any] | None) -> dict[str
 @router.post(
     "",
     status_code=201,
-    response_model=Submitted,
+    response_class=MsgspecResponse,
     summary="Start an execution of a plan",
     responses={
-        200: {
-            "model": Submitted,
-            "description": "an earlier submission with this "
-            "idempotency key started it (nothing new)",
-        }
+        **responds("Submitted", 201, "started"),
+        **responds("Submitted", 200, "an earlier submission with this idempotency key started it"),
     },
 )
 async def submit(
     body: SubmitRequest,
     request: Request,
-    response: Response,
     caller: Submitter,
     idempotency_key: Annotated[
         str | None, Header(min_length=1, max_length=256, description="as the body's field")
     ] = None,
-) -> Submitted:
+) -> MsgspecResponse:
     """Validate the plan (every problem listed in a 400) and publish its ``plan.submitted``."""
     key = body.idempotency_key or idempotency_key
     submission = await backend_of(request).manager.submit(
         _with_input(body.plan, body.input), execution_id=body.execution_id, idempotency_key=key
     )
     state = submission.state
-    response.headers["Location"] = f"/v1/executions/{state.execution_id}"
-    if not submission.created:
-        response.status_code = 200
-    return Submitted(
+    answer = Submitted(
         execution_id=state.execution_id,
         created=submission.created,
         sequence=state.last_sequence,
-        state=msgspec.to_builtins(state),
+        state=state,
+    )
+    return MsgspecResponse(
+        answer,
+        status_code=201 if submission.created else 200,
+        headers={"Location": f"/v1/executions/{state.execution_id}"},
     )
 
 
-@router.get("", response_model=ExecutionPage, summary="List executions")
+@router.get(
+    "",
+    response_class=MsgspecResponse,
+    summary="List executions",
+    responses=responds("ExecutionPage"),
+)
 async def list_executions(
     request: Request,
     caller: Reader,
@@ -107,7 +111,7 @@ async def list_executions(
     order: Annotated[Order, Query(description="desc: newest first")] = "desc",
     limit: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="a page's next_cursor")] = None,
-) -> ExecutionPage:
+) -> MsgspecResponse:
     """Executions from the view's index, filtered, newest first, a page at a time."""
     try:
         after = parse_time(submitted_after, "submitted_after") if submitted_after else None
@@ -127,11 +131,10 @@ async def list_executions(
         )
     except ValueError as exc:
         raise bad_request("cursor", str(exc)) from None
-    return ExecutionPage(
-        items=msgspec.to_builtins(page.items),
-        next_cursor=page.next_cursor,
-        total=page.total,
-        counts=page.counts,
+    return MsgspecResponse(
+        ExecutionPage(
+            items=page.items, next_cursor=page.next_cursor, total=page.total, counts=page.counts
+        )
     )
 
 
@@ -139,7 +142,7 @@ async def list_executions(
     "/{execution_id}",
     response_class=MsgspecResponse,
     summary="An execution's state, now or as of a point in its history",
-    responses={200: {"description": "the state", "content": json_content("ExecutionState")}},
+    responses=responds("ExecutionState", description="the state"),
 )
 async def get_execution(
     execution_id: ExecutionId,
@@ -186,7 +189,12 @@ async def _from_log(backend: ApiBackend, execution_id: str) -> ExecutionState:
     return detached_state(folded)
 
 
-@router.get("/{execution_id}/events", response_model=EventPage, summary="An execution's events")
+@router.get(
+    "/{execution_id}/events",
+    response_class=MsgspecResponse,
+    summary="An execution's events",
+    responses=responds("EventPage"),
+)
 async def list_events(
     execution_id: ExecutionId,
     request: Request,
@@ -194,7 +202,7 @@ async def list_events(
     after: Annotated[int, Query(ge=0, description="only events above this sequence")] = 0,
     limit: Annotated[int | None, Query(ge=1, description="at most this many")] = None,
     resolve: Annotated[bool, Query(description="write out values stored by reference")] = False,
-) -> EventPage:
+) -> MsgspecResponse:
     """Every event of the execution from the log, in order (``after``/``limit`` to page)."""
     manager = backend_of(request).manager
     records = await manager.history(execution_id)
@@ -203,17 +211,11 @@ async def list_events(
     chosen = [r for r in records if r.sequence > after]
     if limit is not None:
         chosen = chosen[:limit]
-    events = [msgspec.to_builtins(r.event) for r in chosen]
-    if resolve and events:
-        events = await manager.payloads.resolve(events)
-    return EventPage(
-        execution_id=execution_id,
-        events=[
-            EventRecord(sequence=r.sequence, subject=r.subject, event=event)
-            for r, event in zip(chosen, events, strict=True)
-        ],
-        last_sequence=chosen[-1].sequence if chosen else 0,
-    )
+    if resolve and chosen:
+        resolved = await manager.payloads.resolve(msgspec.to_builtins(chosen))
+        chosen = msgspec.convert(resolved, list[RecordedEvent])
+    last = chosen[-1].sequence if chosen else 0
+    return MsgspecResponse(EventPage(execution_id=execution_id, events=chosen, last_sequence=last))
 
 
 @router.get(

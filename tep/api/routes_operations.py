@@ -9,22 +9,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 from fastapi import APIRouter, Path, Request
 
 from eventstore.state import ActionState
 from projections.state_manager import StateManager
 from tep.api.auth import Operator, Submitter
+from tep.api.envelopes import RetryResult
 from tep.api.models import (
     CancelRequest,
     RejectRequest,
     ResumeRequest,
     RetryRequest,
-    RetryResult,
     WaitpointCompletion,
 )
 from tep.api.routes_executions import ExecutionId, backend_of
-from tep.api.schemas import MsgspecResponse, json_content
+from tep.api.schemas import MsgspecResponse, responds
 
 __all__ = ["router"]
 
@@ -65,15 +64,16 @@ async def cancel(
 
 @router.post(
     "/v1/executions/{execution_id}/retry",
-    response_model=RetryResult,
+    response_class=MsgspecResponse,
     summary="Run an ended execution again from a step",
+    responses=responds("RetryResult"),
 )
 async def retry(
     execution_id: ExecutionId,
     request: Request,
     caller: Operator,
     body: RetryRequest | None = None,
-) -> RetryResult:
+) -> MsgspecResponse:
     """Reset the named actions (or what failed) and what is downstream; 409 when refused."""
     body = body or RetryRequest()
     state = await _manager(request).retry(
@@ -85,14 +85,15 @@ async def retry(
     )
     reset = [a.action_id for a in state.actions.values() if a.run == state.run]
     again = set(reset)
-    return RetryResult(
+    result = RetryResult(
         execution_id=execution_id,
         run=state.run,
         reset=reset,
         kept=[a for a in state.actions if a not in again],
         sequence=state.last_sequence,
-        state=msgspec.to_builtins(state),
+        state=state,
     )
+    return MsgspecResponse(result)
 
 
 @router.post(

@@ -7,9 +7,8 @@ identity may not write schedule definitions), see :class:`tep.api.backend.ApiBac
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
@@ -17,25 +16,28 @@ from eventstore.cron import CronError, TimeZoneError
 from eventstore.schedules import ScheduleError, ScheduleState
 from projections import schedules as ops
 from tep.api.auth import ApiProblem, Operator, Reader
-from tep.api.models import ScheduleCreate, ScheduleList, ScheduleUpdate, TriggerResult
+from tep.api.envelopes import ScheduleList, TriggerResult
+from tep.api.models import ScheduleCreate, ScheduleUpdate
 from tep.api.problems import ProblemItem, validation_problem
 from tep.api.routes_executions import backend_of
-from tep.api.schemas import MsgspecResponse, json_content
+from tep.api.schemas import MsgspecResponse, json_content, responds
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
 ScheduleName = Annotated[str, Path(description="the schedule's name", max_length=64)]
-_INFO: dict[str, Any] = {"description": "the schedule", "content": json_content("ScheduleInfo")}
+_INFO = {"description": "the schedule", "content": json_content("ScheduleInfo")}
 
 
-@router.get("", response_model=ScheduleList, summary="List schedules")
-async def list_schedules(request: Request, caller: Reader) -> ScheduleList:
+@router.get(
+    "", response_class=MsgspecResponse, summary="List schedules", responses=responds("ScheduleList")
+)
+async def list_schedules(request: Request, caller: Reader) -> MsgspecResponse:
     """Every schedule with its last and next fire and its last execution's status."""
     backend = backend_of(request)
     infos = await ops.list_schedules(backend.manager.log, backend.statuses)
-    return ScheduleList(schedules=msgspec.to_builtins(infos), count=len(infos))
+    return MsgspecResponse(ScheduleList(schedules=infos, count=len(infos)))
 
 
 @router.post(
@@ -108,4 +110,4 @@ async def remove_schedule(name: ScheduleName, request: Request, caller: Operator
 async def trigger_schedule(name: ScheduleName, request: Request, caller: Operator) -> TriggerResult:
     """Start one execution of the schedule's plan now (``<name>-manual-<time>``)."""
     execution_id = await ops.trigger_schedule(await backend_of(request).admin_log(), name)
-    return TriggerResult(name=name, execution_id=execution_id)
+    return MsgspecResponse(TriggerResult(name=name, execution_id=execution_id))

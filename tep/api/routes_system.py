@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import msgspec
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from tep.api.auth import Reader
-from tep.api.models import Health, StatsDocument
+from tep.api.envelopes import Health, StatsDocument
 from tep.api.routes_executions import backend_of
+from tep.api.schemas import MsgspecResponse, responds
 
 __all__ = ["PROMETHEUS_TEXT", "PrometheusResponse", "router"]
 
@@ -19,26 +19,32 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 @router.get(
     "/healthz",
-    response_model=Health,
+    response_class=MsgspecResponse,
     summary="Whether the API can serve (no token needed)",
-    responses={503: {"model": Health, "description": "NATS is not connected"}},
+    responses={
+        **responds("Health", 200, "connected to NATS"),
+        **responds("Health", 503, "NATS is not connected"),
+    },
 )
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(request: Request) -> MsgspecResponse:
     """200 while connected to NATS, else 503."""
     connected = backend_of(request).connected
     health = Health(status="ok" if connected else "unavailable", nats_connected=connected)
-    return JSONResponse(health.model_dump(), status_code=200 if connected else 503)
+    return MsgspecResponse(health, status_code=200 if connected else 503)
 
 
-@router.get("/v1/stats", response_model=StatsDocument, summary="Global counters")
-async def stats(request: Request, caller: Reader) -> StatsDocument:
+@router.get(
+    "/v1/stats",
+    response_class=MsgspecResponse,
+    summary="Global counters",
+    responses=responds("StatsDocument"),
+)
+async def stats(request: Request, caller: Reader) -> MsgspecResponse:
     """Executions and actions by status over the whole view, and the view's checkpoint."""
     manager = backend_of(request).manager
     counters = await manager.get_stats()
-    return StatsDocument(
-        stats=msgspec.to_builtins(counters),
-        view_checkpoint=await manager.view_checkpoint(),
-    )
+    document = StatsDocument(stats=counters, view_checkpoint=await manager.view_checkpoint())
+    return MsgspecResponse(document)
 
 
 class PrometheusResponse(PlainTextResponse):

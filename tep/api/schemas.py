@@ -1,11 +1,12 @@
 """One definition of each shape: the msgspec structs of the contract in the OpenAPI document.
 
 The executions' states, plans, events, summaries and schedules are msgspec structs
-(:mod:`eventstore.state`, :mod:`eventstore.plan`, ...). Their JSON Schemas come from
-``msgspec.json.schema_components`` into ``components/schemas``; the API's own pydantic
-envelopes point at them with the ``...Json`` field types (a marker pydantic carries through and
-:func:`openapi_document` turns into a ``$ref``); responses of those types are encoded by
-msgspec (:class:`MsgspecResponse`), exactly the JSON the schema describes.
+(:mod:`eventstore.state`, :mod:`eventstore.plan`, ...), and so are the API's answers around
+them (:mod:`tep.api.envelopes`). Their JSON Schemas come from
+``msgspec.json.schema_components`` into ``components/schemas``; a pydantic request body
+holding a plan points at its component with :data:`PlanJson` (a marker pydantic carries
+through and :func:`merge_components` turns into a ``$ref``); responses are encoded by msgspec
+(:class:`MsgspecResponse`), exactly the JSON the schema describes.
 """
 
 from __future__ import annotations
@@ -23,21 +24,26 @@ from eventstore.state import ActionState, ExecutionState
 from projections.cancel import Cancellation
 from projections.schedules import ScheduleInfo
 from projections.view import ExecutionSummary, ViewStats
+from tep.api.envelopes import (
+    EventPage,
+    ExecutionPage,
+    Health,
+    RetryResult,
+    ScheduleList,
+    StatsDocument,
+    Submitted,
+    TriggerResult,
+)
 
 __all__ = [
     "COMPONENT_PREFIX",
     "STRUCTS",
-    "EventJson",
-    "ExecutionStateJson",
-    "ExecutionSummaryJson",
     "MsgspecResponse",
     "PlanJson",
-    "ScheduleInfoJson",
-    "ViewStatsJson",
-    "builtins",
     "json_content",
     "merge_components",
     "ref_schema",
+    "responds",
 ]
 
 COMPONENT_PREFIX = "#/components/schemas/"
@@ -52,6 +58,14 @@ STRUCTS: dict[str, Any] = {
     "Event": Event,
     "ScheduleInfo": ScheduleInfo,
     "Cancellation": Cancellation,
+    "Submitted": Submitted,
+    "ExecutionPage": ExecutionPage,
+    "EventPage": EventPage,
+    "RetryResult": RetryResult,
+    "StatsDocument": StatsDocument,
+    "ScheduleList": ScheduleList,
+    "TriggerResult": TriggerResult,
+    "Health": Health,
 }
 """The msgspec types the API speaks, by component name (``Event`` is the tagged union)."""
 
@@ -72,18 +86,19 @@ def _component(name: str) -> WithJsonSchema:
     return WithJsonSchema({_MARKER: name})
 
 
-# Pydantic field types holding a msgspec value as JSON, documented as its component.
 PlanJson = Annotated[dict[str, Any], _component("Plan")]
-ExecutionStateJson = Annotated[dict[str, Any], _component("ExecutionState")]
-ExecutionSummaryJson = Annotated[dict[str, Any], _component("ExecutionSummary")]
-EventJson = Annotated[dict[str, Any], _component("Event")]
-ViewStatsJson = Annotated[dict[str, Any], _component("ViewStats")]
-ScheduleInfoJson = Annotated[dict[str, Any], _component("ScheduleInfo")]
+"""A pydantic field holding a plan document, documented as the ``Plan`` component (the
+request's plan is validated by ``parse_plan``, which lists every problem)."""
 
 
 def json_content(name: str, *, media_type: str = "application/json") -> dict[str, Any]:
     """An OpenAPI ``content`` entry of one msgspec component."""
     return {media_type: {"schema": ref_schema(name)}}
+
+
+def responds(name: str, status: int = 200, description: str = "") -> dict[int | str, Any]:
+    """The ``responses=`` of a route answering the msgspec component ``name``."""
+    return {status: {"description": description or name, "content": json_content(name)}}
 
 
 def _clean(node: Any) -> Any:
@@ -140,8 +155,3 @@ class MsgspecResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
-
-
-def builtins(value: Any) -> Any:
-    """A msgspec value as JSON-ready builtins (for a pydantic envelope's :func:`ref` field)."""
-    return msgspec.to_builtins(value)

@@ -262,7 +262,7 @@ class TepSettings(SettingsBase):
     log_format: Literal["json", "text"] | None = Field(
         None,
         description="`json`: one JSON object per line (`ts`, `level`, `logger`, `msg`, "
-        "`role`, ids such as `execution_id` / `action_id`); `text`: readable lines. "
+        "`role`, ids such as `execution_id` / `action_id` / `trace_id`); `text`: readable lines. "
         "Default: `text` on a terminal, else `json`",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

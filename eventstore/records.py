@@ -53,11 +53,16 @@ class RecordedEvent(msgspec.Struct, frozen=True):
 
 
 class RawRecord(msgspec.Struct, frozen=True):
-    """A message of the log before decoding (for tools that must survive poison events)."""
+    """A message of the log before decoding (for tools that must survive poison events).
+
+    ``stored_ns`` is when the log stored it, in nanoseconds since the epoch, where the reader
+    learnt it (a replay does); 0 where it did not.
+    """
 
     sequence: int
     subject: str
     data: bytes
+    stored_ns: int = 0
 
     def decode(self) -> RecordedEvent:
         """Decode the payload, believing it only on its own subject.

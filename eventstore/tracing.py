@@ -28,19 +28,25 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 import msgspec
 
+from eventstore.headers import TRACEPARENT
+
 __all__ = [
     "TraceContext",
+    "client_trace",
     "current_trace",
     "current_trace_id",
     "new_trace",
     "parse_traceparent",
+    "reset_trace",
+    "set_trace",
     "trace_from_header",
+    "trace_from_headers",
     "use_trace",
 ]
 
@@ -100,6 +106,17 @@ def parse_traceparent(value: str | None) -> TraceContext | None:
     return TraceContext(trace_id, span_id, flags)
 
 
+def client_trace(traceparent: str | None = None) -> TraceContext:
+    """The span a client's write belongs to: the valid ``traceparent`` it was given, else the
+    current span (a caller already in a trace), else the first span of a new trace."""
+    return parse_traceparent(traceparent) or current_trace() or new_trace()
+
+
+def trace_from_headers(headers: Mapping[str, str] | None) -> TraceContext:
+    """:func:`trace_from_header` of a message's :data:`~eventstore.headers.TRACEPARENT`."""
+    return trace_from_header(headers.get(TRACEPARENT) if headers else None)
+
+
 def trace_from_header(value: str | None) -> TraceContext:
     """The span a ``traceparent`` header value names; the first span of a new trace when it
     names none (absent or invalid: an invalid inbound value is replaced, never passed on)."""
@@ -118,6 +135,16 @@ def current_trace_id() -> str | None:
     """The trace id of :func:`current_trace` (for log lines), if any."""
     trace = _current.get()
     return None if trace is None else trace.trace_id
+
+
+def set_trace(trace: TraceContext | None) -> Token[TraceContext | None]:
+    """Make ``trace`` the current span of this task; :func:`reset_trace` undoes it."""
+    return _current.set(trace)
+
+
+def reset_trace(token: Token[TraceContext | None]) -> None:
+    """Restore the span that was current before :func:`set_trace` returned ``token``."""
+    _current.reset(token)
 
 
 @contextmanager

@@ -59,11 +59,13 @@ from executor.action_log import (
     guard_after,
     read_position,
 )
+from executor.attempt_trace import attempt_span, delivery_trace, traceparent
 from executor.config import ExecutorConfig
 from executor.errors import NonRetryableError
 from executor.handler_call import Outcome, call_handler, outcome_event, output_limits
 from executor.handlers import AttemptInfo, Handler, set_current_attempt
 from executor.holders import Holder, Holders
+from executor.metrics import ACTION_RETRIES
 from executor.outcome import (
     attempt_timeout_s,
     failure_event,
@@ -140,6 +142,7 @@ class AttemptRunner:
         self.rng = rng
         self.limits = output_limits(log, config)
         self.payloads = PayloadStore(log.nc, log.settings, limits=self.limits)
+        self._retries = ACTION_RETRIES.labels(config.queue)
 
     def cancel_action(self, execution_id: str, action_id: str) -> bool:
         """The action was cancelled: abort its attempt in this process, if one runs."""
@@ -150,7 +153,12 @@ class AttemptRunner:
 
         Exceptions other than cancellation escape only when the log cannot be written; the
         message is then left unacknowledged and JetStream redelivers it after the ack wait.
+        What it appends continues the request's trace (its ``traceparent``).
         """
+        with delivery_trace(msg):
+            return await self._run(msg)
+
+    async def _run(self, msg: Msg) -> Disposition:
         try:
             event = decode_event(msg.data)
         except EventDecodeError as exc:
@@ -219,6 +227,14 @@ class AttemptRunner:
         return "cancelled" if ended else "duplicate"
 
     async def _attempt(self, msg: Msg, request: ActionExecuteRequested, step: Start) -> Disposition:
+        with attempt_span(request, step.attempt, self.config.queue) as span:
+            disposition = await self._claim_and_call(msg, request, step)
+            span.ended(disposition)
+        return disposition
+
+    async def _claim_and_call(
+        self, msg: Msg, request: ActionExecuteRequested, step: Start
+    ) -> Disposition:
         started = started_event(
             request, step.attempt, self.config.executor_id, interruption=step.interruption
         )
@@ -291,6 +307,7 @@ class AttemptRunner:
                 max_attempts=max_attempts(request),
                 timeout_s=timeout,
                 idempotency_key=idempotency_key(request.execution_id, request.action_id),
+                traceparent=traceparent(),
             )
         )
         scope = SecretScope(self.env, self.grants, allowed_env=self.allowed_env)
@@ -348,6 +365,7 @@ class AttemptRunner:
     ) -> Disposition:
         extra = {**_ids(request), "attempt": outcome.attempt}
         if isinstance(outcome, ActionAttemptFailed):
+            self._retries.inc()
             await msg.nak(delay=outcome.retry_in_ms / 1000)
             _log.warning(
                 "attempt failed, retry in %d ms: %s",

@@ -72,6 +72,9 @@ class AttemptInfo(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str
     secrets: tuple[str, ...] = ()
     """The names of the secrets resolved into the request (never their values)."""
+    traceparent: str | None = None
+    """The W3C ``traceparent`` of the attempt's span: what a handler calling another service
+    passes on (the ``http`` type sends it as that request header)."""
 
 
 _current: ContextVar[AttemptInfo] = ContextVar("tep_attempt")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -29,9 +30,12 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from eventstore.config import TepSettings
+from eventstore.events import ActionExecuteRequested
+from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
+from eventstore.metrics import count_consumed, label_cache
 from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.attempt import AttemptRunner, Disposition
 from executor.cancellations import follow_cancellations
@@ -40,6 +44,7 @@ from executor.handler_call import output_limits
 from executor.handlers import Handler, HandlerRegistry, default_registry
 from executor.http_client import AiohttpClient, HttpClient
 from executor.http_handler import HttpHandler
+from executor.metrics import ACTIONS_IN_FLIGHT, DELIVERIES
 from executor.probe import answer_probes
 
 __all__ = ["Executor"]
@@ -47,6 +52,7 @@ __all__ = ["Executor"]
 _log = logging.getLogger("tep.executor")
 
 _REFUSED_PAUSE_S = 0.25
+_REQUESTED = str(ActionExecuteRequested.__struct_config__.tag)
 _CLEANUP_TIMEOUT_S = 5.0
 
 
@@ -92,11 +98,18 @@ class Executor:
         self._in_flight = 0
         self.stats: Counter[str] = Counter()
         self.running = False
+        self._consumer: str | None = None
+        self._deliveries = partial(label_cache(DELIVERIES), self.config.queue)
 
     @property
     def in_flight(self) -> int:
         """Requests being worked on right now."""
         return self._in_flight
+
+    async def sample_metrics(self) -> None:
+        """Sample the queue consumer's backlog into the metrics (``tep_consumer_pending``...)."""
+        if self._consumer is not None:
+            await sample_consumer(self.nc.jetstream(), self.settings.stream, self._consumer)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (safe to call more than once, from the loop's thread)."""
@@ -110,7 +123,8 @@ class Executor:
         if self._stop_requested:
             self._stop.set()
         js = self.nc.jetstream()
-        consumer = await self._ensure_consumer()
+        consumer = self._consumer = await self._ensure_consumer()
+        ACTIONS_IN_FLIGHT.labels(self.config.queue).set_function(lambda: self._in_flight)
         info = await js.consumer_info(self.settings.stream, consumer)
         # Another executor may have set a shorter one since: heartbeat for whichever is less.
         ack_wait = min(
@@ -193,6 +207,7 @@ class Executor:
 
     def _start(self, msg: Msg) -> None:
         assert self._attempts is not None and self._runner is not None
+        count_consumed("executor", _REQUESTED)
         self._in_flight += 1
         self._attempts.start_soon(self._run_one, self._runner, msg)
 
@@ -204,6 +219,7 @@ class Executor:
             _log.exception("request processing failed", extra={"subject": msg.subject})
         finally:
             self.stats[disposition] += 1
+            self._deliveries(disposition).inc()
             self._in_flight -= 1
             if self._feed is not None:
                 self._feed.release()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import datetime
 from functools import partial
@@ -52,17 +53,20 @@ from eventstore.events import (
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.payloads import PayloadStore, run_with_payloads, store_large_values
+from eventstore.metrics import count_consumed
 from eventstore.payload_reading import PayloadCache, PayloadReader
 from eventstore.records import RawRecord, RecordedEvent
 from eventstore.runs import current_action
 from eventstore.state import ExecutionState
-from eventstore.subjects import PLAN_SUBMITTED_PREFIX, orchestrator_subject_type
+from eventstore.subjects import PLAN_SUBMITTED_PREFIX, event_type_of, orchestrator_subject_type
+from eventstore.tracing import reset_trace, set_trace, trace_from_headers
 from orchestrator.cache import StateCache
 from orchestrator.config import OrchestratorConfig
 from orchestrator.deadline import deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
 from orchestrator.intake import UnroutableMessageError, admit_plan
+from orchestrator.spans import decided, execution_ended, outcome_folded
 from orchestrator.subplan_service import SubplanService
 from orchestrator.subplans import may_be_child
 from orchestrator.timers import schedule_wait_timer
@@ -158,6 +162,9 @@ class EventProcessor:
         """Process ``msg`` and settle it (ack, nak with a delay, or dead-letter); never raises."""
         execution_id = execution_of(msg.subject)
         where = {"execution_id": execution_id, "subject": msg.subject}
+        count_consumed("orchestrator", event_type_of(msg.subject))
+        # Decisions on this event continue its trace (each a new span of it).
+        traced = set_trace(trace_from_headers(msg.headers))
         try:
             await self._process(msg, execution_id)
         except _Poison as exc:
@@ -187,6 +194,8 @@ class EventProcessor:
             )
             self.stats["retried"] += 1
             await settle(msg.nak(delay=_retry_delay(deliveries)), msg)
+        finally:
+            reset_trace(traced)
 
     async def _process(self, msg: Msg, execution_id: str | None) -> None:
         if execution_id is None:
@@ -259,6 +268,7 @@ class EventProcessor:
         await msg.ack()
 
     async def _decide(self, record: RecordedEvent, meta: Msg.Metadata) -> None:
+        began = time.perf_counter()
         execution_id = record.event.execution_id
         if isinstance(record.event, _ENDS) and not may_be_child(execution_id):
             return  # an execution's end is consumed for a sub-plan's parent only
@@ -266,6 +276,8 @@ class EventProcessor:
             # After a conflict the log knows better than a first delivery: always read it.
             first_delivery = meta.num_delivered == 1 and round_ == 0
             state = await self._state_with(record, first_delivery=first_delivery)
+            if round_ == 0:
+                outcome_folded(state, record.event)
             if (
                 state is not None
                 and state.parent is not None
@@ -301,6 +313,7 @@ class EventProcessor:
                 self.cache.drop(execution_id)
                 continue
             self.stats["appended"] += len(decisions)
+            decided(len(decisions), meta.timestamp, began)
             for decision, stored in zip(decisions, results, strict=True):
                 if decision.execution_id != execution_id:
                     continue  # a sub-plan's child: an execution of its own
@@ -308,6 +321,7 @@ class EventProcessor:
                 if isinstance(decision, ActionWaiting):
                     _note_wait_sequence(state, decision.action_id, stored.sequence)
             if state.terminal:
+                execution_ended(state)
                 self._finished(state)
             return
         _log.warning(

@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventstore.config import TepSettings
+from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
@@ -109,6 +110,10 @@ class Orchestrator:
             "busy_executions": len(self._lanes),
             **self.stats,
         }
+
+    async def sample_metrics(self) -> None:
+        """Sample the consumer's backlog into the metrics (``tep_consumer_pending``...)."""
+        await sample_consumer(self.js, self.settings.stream, self.config.consumer)
 
     # ------------------------------------------------------------------- lifecycle
 

@@ -7,17 +7,19 @@ cancellation is requested; running actions finish and the execution ends as canc
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from eventstore.events import ExecutionCancelRequested
 from eventstore.fold import fold
-from eventstore.jetstream.log import EventLog
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_id_problem
 from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
 from projections.view import detached_state
+
+if TYPE_CHECKING:
+    from eventstore.jetstream.log import EventLog
 
 __all__ = ["CancelOutcome", "Cancellation", "request_cancel"]
 

@@ -30,6 +30,7 @@ from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
+from projections.metrics import batch_applied, follow_pending
 from projections.poison import Poison
 from projections.progress import DEFAULT_STALL_S, ProgressWatch, ProjectionRestart
 from projections.updater import ViewUpdater
@@ -82,6 +83,7 @@ class Projector:
         self.last_error: str | None = None
         self.restarts = 0
         self._progress = anyio.Event()
+        follow_pending(lambda: self.progress.log_last_sequence - self.checkpoint)
 
     @property
     def checkpoint(self) -> int:
@@ -186,6 +188,7 @@ class Projector:
         ):
             with self.progress.applying():
                 await updater.apply(batch)
+            batch_applied(batch)
             self._progress.set()
             self._progress = anyio.Event()
             if _log.isEnabledFor(logging.DEBUG):

@@ -43,6 +43,7 @@ from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
 from eventstore.state import ActionState, ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
+from eventstore.tracing import client_trace, use_trace
 from projections.availability import available_actions
 from projections.cancel import Cancellation, request_cancel
 from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
@@ -168,9 +169,16 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
     # ---------------------------------------------------------------- writes
 
     async def initialize_state(
-        self, plan: Plan | Mapping[str, Any] | str | bytes, execution_id: str | None = None
+        self,
+        plan: Plan | Mapping[str, Any] | str | bytes,
+        execution_id: str | None = None,
+        *,
+        traceparent: str | None = None,
     ) -> ExecutionState:
         """Validate ``plan`` and start an execution of it (publishes ``plan.submitted``).
+
+        The execution's events carry the trace of ``traceparent`` (a W3C header value), else
+        the caller's current one, else a new trace (see :func:`eventstore.tracing.client_trace`).
 
         Returns:
             The pending state; its ``last_sequence`` is the write's stream sequence.
@@ -197,7 +205,8 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
         if payload is not None:
             await self.payloads.put(payload)
         event = PlanSubmitted(execution_id=execution_id, plan=parsed)
-        result = await self.log.append(event)
+        with use_trace(client_trace(traceparent)):
+            result = await self.log.append(event)
         self._note_write(result.sequence)
         state = apply(None, RecordedEvent(result.sequence, subject_for(event), event))
         assert state is not None
@@ -263,16 +272,18 @@ class StateManager(WaitpointOperations, PlanRegistryOperations):
         *,
         execution_id: str | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> Submission:
         """:meth:`initialize_state`, at most once per ``idempotency_key``: see
         :func:`projections.submission.submit_once` (``created`` is ``False`` on a replay)."""
-        return await submit_once(
-            self.initialize_state,
-            self.log,
-            plan,
-            execution_id=execution_id,
-            idempotency_key=idempotency_key,
-        )
+        with use_trace(client_trace(traceparent)):
+            return await submit_once(
+                self.initialize_state,
+                self.log,
+                plan,
+                execution_id=execution_id,
+                idempotency_key=idempotency_key,
+            )
 
     async def cancel(self, execution_id: str, reason: str | None = None) -> Cancellation:
         """Ask the execution to stop (``execution.cancel.requested``) unless it ended or is

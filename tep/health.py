@@ -1,4 +1,4 @@
-"""A tiny HTTP health endpoint for process supervisors (``GET /healthz``)."""
+"""A role's HTTP endpoint: ``GET /healthz`` for supervisors, ``GET /metrics`` for Prometheus."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import anyio
 from aiohttp import web
 from anyio.abc import TaskStatus
+
+from tep.metrics import render_latest
 
 __all__ = ["serve_health"]
 
@@ -19,18 +21,25 @@ async def serve_health(
     *,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``GET /healthz`` until cancelled: 200 when ``report()`` says healthy, else 503.
+    """Serve ``GET /healthz`` and ``GET /metrics`` until cancelled.
 
-    The body is ``report()``'s document as JSON. ``task_status`` receives the bound port
-    (useful with ``port=0``).
+    ``/healthz`` answers 200 when ``report()`` says healthy, else 503, with ``report()``'s
+    document as JSON; ``/metrics`` the process's metrics as Prometheus text
+    (:func:`tep.metrics.render_latest`). ``task_status`` receives the bound port (useful with
+    ``port=0``).
     """
 
     async def healthz(request: web.Request) -> web.Response:
         healthy, document = report()
         return web.json_response(document, status=200 if healthy else 503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = render_latest()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

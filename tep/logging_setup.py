@@ -4,6 +4,9 @@ Pass ids as ``extra`` so they become fields::
 
     log.info("action dispatched", extra={"execution_id": e, "action_id": a})
 
+A line written while a role works on an event of a trace also has its ``trace_id`` (see
+:mod:`eventstore.tracing`), so the lines of one execution can be found across every role.
+
 Secrets never reach a log line: nothing here formats request headers or resolved templates,
 and callers log ids and codes, not payloads.
 """
@@ -17,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.config import TepSettings
+from eventstore.tracing import current_trace_id
 
 __all__ = ["configure_logging"]
 
@@ -45,6 +49,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class TraceFilter(logging.Filter):
+    """Adds ``trace_id`` to a record written within a trace (unless it names one itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate ``record``; never drops it."""
+        trace_id = current_trace_id()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
+        return True
 
 
 class TextFormatter(logging.Formatter):
@@ -81,6 +96,7 @@ def configure_logging(
     chosen = settings.log_format or ("text" if sys.stderr.isatty() else "json")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(role) if chosen == "json" else TextFormatter(role))
+    handler.addFilter(TraceFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or settings.log_level).upper())

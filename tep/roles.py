@@ -5,7 +5,9 @@ service as a :class:`RoleService` and hands it to :func:`run_role`, which:
 
 1. sets up logging for the role and connects to NATS (exit 3 with one line if unreachable);
 2. provisions the log (idempotent) when the role needs it;
-3. serves ``GET /healthz`` when ``--health-port`` was given;
+3. serves ``GET /healthz`` and ``GET /metrics`` when ``--health-port`` was given, and then
+   samples the service's gauges every ``TEP_METRICS_SAMPLE_S``; exports OpenTelemetry spans
+   when the ``otel`` extra is installed and ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set;
 4. runs the service until it returns or a signal arrives: the first SIGTERM/SIGINT asks the
    service to stop gracefully (or cancels it, if it has no graceful stop), a second one
    cancels it;
@@ -27,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from eventstore import otel
 from eventstore.config import TepSettings
 from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect_as, last_permission_denial
@@ -52,11 +55,14 @@ class RoleService:
         run: runs the service until it is done or cancelled.
         report: the health report.
         stop: asks ``run`` to finish gracefully (first signal); ``None``: cancel at once.
+        sample: refreshes the metrics counted by looking (a consumer's backlog), called every
+            ``TEP_METRICS_SAMPLE_S`` while the health endpoint is served.
     """
 
     run: Callable[[], Awaitable[None]]
     report: Report
     stop: Callable[[], None] | None = None
+    sample: Callable[[], Awaitable[None]] | None = None
 
 
 def add_health_options(parser: argparse.ArgumentParser, healthy_when: str) -> None:
@@ -66,7 +72,7 @@ def add_health_options(parser: argparse.ArgumentParser, healthy_when: str) -> No
         type=int,
         default=None,
         metavar="PORT",
-        help=f"serve GET /healthz on this port (200 while {healthy_when})",
+        help=f"serve GET /healthz (200 while {healthy_when}) and GET /metrics on this port",
     )
     parser.add_argument(
         "--health-host",
@@ -99,6 +105,7 @@ def run_role(
             while running (exit code 3).
     """
     configure_logging(role, settings)
+    otel.configure(f"tep-{role}")
     try:
         with single_errors():
             anyio.run(_serve, args, settings, role, client_name, build, provision)
@@ -111,6 +118,8 @@ def run_role(
             f"NATS refused the {role} identity permission {denied}: run `tep provision` with "
             "the admin identity first, and give this process the identity of its role"
         ) from None
+    finally:
+        otel.shutdown()
     return 0
 
 
@@ -133,11 +142,23 @@ async def _serve(
             port = getattr(args, "health_port", None)
             if port is not None:
                 await group.start(serve_health, args.health_host, port, service.report)
+                if service.sample is not None:
+                    group.start_soon(_sample, service.sample, settings.metrics_sample_s)
             await service.run()
             group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await nc.close()
+
+
+async def _sample(sample: Callable[[], Awaitable[None]], interval_s: float) -> None:
+    """Refresh the sampled metrics every ``interval_s`` (a failure waits for the next turn)."""
+    while True:
+        try:
+            await sample()
+        except Exception as exc:
+            _log.debug("sampling metrics failed: %s", exc)
+        await anyio.sleep(interval_s)
 
 
 async def _fail_when_closed(nc: NatsClient) -> None:

@@ -165,13 +165,14 @@ class ReplyInbox:
 _V1_TOKENS = 9
 
 
-def delivered_position(reply: str) -> tuple[int, bool]:
-    """From a delivered message's ack reply subject: its stream sequence, and whether it is the
-    last the consumer had pending (nothing more to deliver when it was sent)."""
+def delivered_position(reply: str) -> tuple[int, bool, int]:
+    """From a delivered message's ack reply subject: its stream sequence, whether it is the
+    last the consumer had pending (nothing more to deliver when it was sent), and when the
+    stream stored it (nanoseconds since the epoch)."""
     tokens = reply.split(".")
     if len(tokens) == _V1_TOKENS:
-        return int(tokens[5]), tokens[8] == "0"
-    return int(tokens[7]), tokens[10] == "0"
+        return int(tokens[5]), tokens[8] == "0", int(tokens[7])
+    return int(tokens[7]), tokens[10] == "0", int(tokens[9])
 
 
 def stream_sequence(reply: str) -> int:

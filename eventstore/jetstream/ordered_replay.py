@@ -84,9 +84,9 @@ async def ordered_batches(
     async def collect(msg: Msg) -> None:
         if state["done"]:
             return
-        sequence, caught_up = delivered_position(msg.reply)
+        sequence, caught_up, stored_ns = delivered_position(msg.reply)
         if not (msg.headers and h.SCHEDULE in msg.headers):
-            pending.append(RawRecord(sequence, msg.subject, msg.data))
+            pending.append(RawRecord(sequence, msg.subject, msg.data, stored_ns))
         if not follow and (sequence >= last or caught_up):
             state["done"] = True
         ready.set()

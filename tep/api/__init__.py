@@ -1,12 +1,5 @@
 """The HTTP API: FastAPI over the StateManager (``tep api``; see docs/api.md).
 
-Example:
-    >>> from tep.api import ApiSettings, create_app  # doctest: +SKIP
+``tep.api.app.create_app`` builds the application, ``tep.api.config.ApiSettings`` configures
+it; :mod:`tep.api.envelopes` (what it answers) is pure, for :mod:`tep.client`.
 """
-
-from __future__ import annotations
-
-from tep.api.app import create_app
-from tep.api.config import ApiSettings
-
-__all__ = ["ApiSettings", "create_app"]

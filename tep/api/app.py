@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from eventstore.errors import TepError
 from tep import __version__
 from tep.api import routes_executions, routes_operations, routes_schedules, routes_system
-from tep.api.auth import ApiProblem
+from tep.api.auth import ApiProblem, Reader
 from tep.api.backend import ApiBackend
 from tep.api.body_limit import PROBLEM_JSON, BodyLimit
 from tep.api.config import ApiSettings
@@ -80,14 +80,19 @@ async def _on_invalid(request: Request, exc: Exception) -> JSONResponse:
     return _problem_response(validation_problem(items))
 
 
-async def _on_error(request: Request, exc: Exception) -> JSONResponse:
-    problem = problem_for(exc) if isinstance(exc, TepError) else None
+async def _on_tep_error(request: Request, exc: Exception) -> JSONResponse:
+    problem = problem_for(exc)
     if problem is None:
         # The route's template, not the path: a path may hold a waitpoint's token.
         route = getattr(request.scope.get("route"), "path", "?")
         _log.error("unexpected error answering %s %s", request.method, route, exc_info=exc)
         return _problem_response(internal_error())
     return _problem_response(problem)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The server logs the traceback; the body says nothing of it.
+    return _problem_response(internal_error())
 
 
 def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> FastAPI:
@@ -100,8 +105,8 @@ def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> Fa
         title="tep",
         version=__version__,
         description=_DESCRIPTION,
-        openapi_url="/openapi.json",
-        docs_url="/docs",
+        openapi_url=None,  # served below, behind a token like every route but /healthz
+        docs_url=None,
         redoc_url=None,
     )
     app.state.backend = backend
@@ -111,7 +116,8 @@ def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> Fa
     app.add_exception_handler(ApiProblem, _on_api_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_invalid)
-    app.add_exception_handler(Exception, _on_error)
+    app.add_exception_handler(TepError, _on_tep_error)
+    app.add_exception_handler(Exception, _on_unexpected)
     for module in (routes_system, routes_executions, routes_operations, routes_schedules):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -136,6 +142,11 @@ def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> Fa
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(caller: Reader) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app
 
 

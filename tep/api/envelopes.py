@@ -13,7 +13,7 @@ import msgspec
 
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
-from projections.schedules import ScheduleInfo
+from projections.schedule_info import ScheduleInfo
 from projections.view import ExecutionSummary, ViewStats
 
 __all__ = [

@@ -7,7 +7,7 @@ one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
@@ -30,9 +30,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["operations"])
 
 ActionId = Annotated[str, Path(description="the action id (the waitpoint)", max_length=200)]
-_ACTION: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the action's state", "content": json_content("ActionState")}
-}
+_ACTION = responds("ActionState", description="the action's state")
 
 
 def _manager(request: Request) -> StateManager:
@@ -47,9 +45,7 @@ def _action(action: ActionState) -> MsgspecResponse:
     "/v1/executions/{execution_id}/cancel",
     response_class=MsgspecResponse,
     summary="Ask an execution to stop",
-    responses={
-        200: {"description": "what the request did", "content": json_content("Cancellation")}
-    },
+    responses=responds("Cancellation", description="what the request did"),
 )
 async def cancel(
     execution_id: ExecutionId,

@@ -106,8 +106,15 @@ async def remove_schedule(name: ScheduleName, request: Request, caller: Operator
     return Response(status_code=204)
 
 
-@router.post("/{name}/trigger", response_model=TriggerResult, summary="Start one execution now")
-async def trigger_schedule(name: ScheduleName, request: Request, caller: Operator) -> TriggerResult:
+@router.post(
+    "/{name}/trigger",
+    response_class=MsgspecResponse,
+    summary="Start one execution now",
+    responses=responds("TriggerResult"),
+)
+async def trigger_schedule(
+    name: ScheduleName, request: Request, caller: Operator
+) -> MsgspecResponse:
     """Start one execution of the schedule's plan now (``<name>-manual-<time>``)."""
     execution_id = await ops.trigger_schedule(await backend_of(request).admin_log(), name)
     return MsgspecResponse(TriggerResult(name=name, execution_id=execution_id))

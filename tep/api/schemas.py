@@ -22,7 +22,7 @@ from eventstore.events import Event
 from eventstore.plan import Plan
 from eventstore.state import ActionState, ExecutionState
 from projections.cancel import Cancellation
-from projections.schedules import ScheduleInfo
+from projections.schedule_info import ScheduleInfo
 from projections.view import ExecutionSummary, ViewStats
 from tep.api.envelopes import (
     EventPage,

@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
                 "handled": dict(executor.stats),
             }
 
-        return RoleService(run=executor.run, report=report, stop=executor.stop)
+        return RoleService(
+            run=executor.run, report=report, stop=executor.stop, sample=executor.sample_metrics
+        )
 
     return run_role(
         args, settings, role="executor", client_name=f"tep-executor-{config.queue}", build=build

@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     def build(nc: NatsClient) -> RoleService:
         service = Orchestrator(nc, settings, config, instance_id=args.instance_id)
         return RoleService(
-            run=service.run, report=lambda: (bool(nc.is_connected), service.status())
+            run=service.run,
+            report=lambda: (bool(nc.is_connected), service.status()),
+            sample=service.sample_metrics,
         )
 
     return run_role(

@@ -21,6 +21,7 @@ from eventstore.payloads import EncodedPayload
 from eventstore.plan import Plan
 from eventstore.plan_validation import parse_plan
 from eventstore.state import ExecutionState
+from eventstore.tracing import client_trace, parse_traceparent, use_trace
 from tep.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NOT_COMPLETED,
@@ -99,8 +100,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON document: {execution_id, plan_id, sequence}, or with --wait the "
-        "final state",
+        help="print one JSON document: {execution_id, plan_id, sequence, trace_id}, or with "
+        "--wait the final state",
+    )
+    parser.add_argument(
+        "--traceparent",
+        metavar="HEADER",
+        help="W3C traceparent the execution's events continue (00-<trace id>-<span id>-<flags>);"
+        " default: a new trace",
     )
     add_nats_url(parser)
     parser.set_defaults(handler=run)
@@ -198,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     execution_id = check_execution_id(args.execution_id or new_execution_id())
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.traceparent is not None and parse_traceparent(args.traceparent) is None:
+        raise UsageError(f"--traceparent {args.traceparent!r} is no W3C traceparent (version 00)")
     return anyio.run(_submit, args, plan, execution_id, payload)
 
 
@@ -208,8 +217,10 @@ async def _submit(
         await ensure_log(log.js, log.settings)
         if payload is not None:
             await PayloadStore(log.nc, log.settings).put(payload)
+        trace = client_trace(args.traceparent)
         try:
-            result = await log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
+            with use_trace(trace):
+                result = await log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
         except ExecutionExistsError:
             raise UsageError(
                 f"execution {execution_id!r} already exists: choose another --execution-id"
@@ -217,7 +228,12 @@ async def _submit(
         if not args.wait:
             if args.json:
                 print_json(
-                    {"execution_id": execution_id, "plan_id": plan.id, "sequence": result.sequence}
+                    {
+                        "execution_id": execution_id,
+                        "plan_id": plan.id,
+                        "sequence": result.sequence,
+                        "trace_id": trace.trace_id,
+                    }
                 )
             else:
                 print(execution_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -65,7 +66,9 @@ async def test_submit_with_input_overrides_and_json_output(
     )
 
     assert result.returncode == 0, result.stderr
-    assert json_output(result) == {"execution_id": "given-1", "plan_id": "one-call", "sequence": 1}
+    document = json_output(result)
+    assert re.fullmatch(r"[0-9a-f]{32}", document.pop("trace_id"))
+    assert document == {"execution_id": "given-1", "plan_id": "one-call", "sequence": 1}
     submitted = (await event_log.read_execution("given-1"))[0].event
     assert isinstance(submitted, PlanSubmitted)
     assert submitted.plan.input == {"user_id": "42", "limit": 10}

@@ -1,0 +1,30 @@
+"""This process's metrics as Prometheus text: what ``GET /metrics`` answers.
+
+Every role serves it on its health endpoint (``--health-port``, :mod:`tep.health`); ``tep api``
+mounts the same on its ``/metrics`` route. The metrics are defined beside the code that
+updates them (:mod:`eventstore.metrics`, ``orchestrator.metrics``, ``executor.metrics``,
+``projections.metrics``) in ``prometheus_client``'s default registry, which also holds the
+process metrics (``process_*``, ``python_*``): a process serves the metrics of the code it
+runs. docs/observability.md lists them.
+
+Example (a FastAPI route)::
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = render_latest()
+        return Response(body, media_type=content_type)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+__all__ = ["CONTENT_TYPE", "render_latest"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The media type of the Prometheus text format, with its version and charset."""
+
+
+def render_latest() -> tuple[bytes, str]:
+    """Every metric of this process now, as Prometheus text, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE

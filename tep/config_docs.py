@@ -55,7 +55,7 @@ _OUTRO = """\
 | `TEP_SECRET_<NAME>` | - | - | the value of `{{secrets.NAME}}` in requests (at least 8 characters), read at call time, never written to any event, state or log |
 | `TEP_SECRET_<NAME>_HOSTS` | - (the secret goes nowhere) | - | where the secret may be sent, comma-separated: host names or IP addresses, `*.domain` (its subdomains), `handler:<action type>` (a Python handler's input), or `*` (anywhere); a request carrying it elsewhere fails with `secret_not_allowed` before any call |
 | `TEP_EXECUTOR_SECRETS_FILE` | - | - | a JSON file of further grants, secret name -> list of the same entries, e.g. `{"API_TOKEN": ["api.example.com"]}`; read at start |
-| - | - | `--health-port`, `--health-host` | serve `GET /healthz` (200 while connected and serving, else 503, with a JSON status document); every role has these |
+| - | - | `--health-port`, `--health-host` | serve `GET /healthz` (200 while connected and serving, else 503, with a JSON status document) and `GET /metrics` (Prometheus text, see [observability](observability.md)); every role has these |
 
 Secrets never appear in log lines: requests are logged by ids, codes and status, never by
 headers or resolved templates.

@@ -14,7 +14,7 @@ import eventstore.metrics
 import executor.metrics
 import orchestrator.metrics
 import projections.metrics
-from eventstore.events import ExecutionCompleted, ExecutionFailed
+from eventstore.events import ExecutionCancelled, ExecutionCompleted
 from eventstore.records import RawRecord
 from executor.metrics import http_request_done, status_class
 from orchestrator.spans import decided
@@ -60,7 +60,7 @@ def test_appended_events_are_counted_by_type() -> None:
     before = sample("tep_events_appended_total", type="execution.completed")
 
     eventstore.metrics.count_appended(
-        [ExecutionCompleted(execution_id="e1"), ExecutionFailed(execution_id="e2")]
+        [ExecutionCompleted(execution_id="e1"), ExecutionCancelled(execution_id="e2")]
     )
 
     assert sample("tep_events_appended_total", type="execution.completed") == before + 1

@@ -371,5 +371,11 @@ def _banner(
             f"  targets executors may also call loopback ({', '.join(LOOPBACK_CIDRS)}): "
             "development only; private and metadata addresses stay refused"
         )
+    metrics = [
+        f"{spec.name} {spec.health_url.removesuffix('/healthz')}/metrics"
+        for spec in specs
+        if spec.health_url and spec.health_url.endswith("/healthz")
+    ]
+    lines.append(f"  metrics {', '.join(metrics)}")
     lines.append(f"  try     tep submit examples/sequential-pipeline.json --wait{url_flag}")
     print("\n".join(lines), flush=True)

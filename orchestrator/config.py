@@ -42,6 +42,13 @@ class OrchestratorConfig(SettingsBase):
         1.0, gt=0, description="lifetime of a pull request (also the longest a clean stop waits)"
     )
     max_ack_pending: int = Field(4096, gt=0, description="unfinished events the leader may hold")
+    max_batch: int = Field(
+        128,
+        gt=0,
+        le=1000,
+        description="action outcomes of one execution, waiting together, decided as one: one "
+        "state, one atomic append, then every ack (1: one at a time)",
+    )
     cache_size: int = Field(
         10_000,
         gt=0,

@@ -71,7 +71,7 @@ from orchestrator.subplan_service import SubplanService
 from orchestrator.subplans import may_be_child
 from orchestrator.timers import schedule_wait_timer
 
-__all__ = ["EventProcessor", "execution_of"]
+__all__ = ["EventProcessor", "execution_of", "note_wait_sequence", "settle"]
 
 _log = logging.getLogger("tep.orchestrator")
 _ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
@@ -319,7 +319,7 @@ class EventProcessor:
                     continue  # a sub-plan's child: an execution of its own
                 fold.apply_event(state, decision)
                 if isinstance(decision, ActionWaiting):
-                    _note_wait_sequence(state, decision.action_id, stored.sequence)
+                    note_wait_sequence(state, decision.action_id, stored.sequence)
             if state.terminal:
                 execution_ended(state)
                 self._finished(state)
@@ -396,7 +396,7 @@ class EventProcessor:
         self.stats["dead_lettered"] += 1
 
 
-def _note_wait_sequence(state: ExecutionState, key: str, sequence: int) -> None:
+def note_wait_sequence(state: ExecutionState, key: str, sequence: int) -> None:
     """Where our own ``action.waiting`` landed: the guard of the wait's outcome."""
     action_id = current_action(state, key)
     action = state.actions[action_id] if action_id is not None else None

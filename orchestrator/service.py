@@ -41,6 +41,7 @@ from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
 from eventstore.jetstream.pull import PullFeed
 from eventstore.subjects import ORCHESTRATOR_FILTERS
+from orchestrator.batch import LaneBatcher
 from orchestrator.cache import StateCache
 from orchestrator.config import OrchestratorConfig
 from orchestrator.lease import Lease
@@ -85,8 +86,11 @@ class Orchestrator:
             "conflicts": 0,
             "dead_lettered": 0,
             "retried": 0,
+            "batches": 0,
+            "batched": 0,
         }
         self.processor = EventProcessor(self.log, settings, self.config, self.cache, self.stats)
+        self.batcher = LaneBatcher(self.processor, self.config.max_batch)
         self.scheduler = Scheduler(self.log, stats=self.stats, stall_s=self.config.lease_s)
         self._lanes: dict[str, deque[Msg]] = {}
         self._lane_group: TaskGroup | None = None
@@ -228,6 +232,7 @@ class Orchestrator:
     async def _run_lane(self, key: str) -> None:
         lane = self._lanes[key]
         while lane:
-            await self.processor.handle(lane[0])
-            self._heartbeats.discard(lane.popleft())
+            # Outcomes waiting together are decided together (orchestrator.batch).
+            for _ in range(await self.batcher.handle(lane)):
+                self._heartbeats.discard(lane.popleft())
         del self._lanes[key]

@@ -14,11 +14,12 @@ from collections.abc import AsyncGenerator
 from eventstore.fold import apply
 from eventstore.jetstream.log import EventLog
 from eventstore.state import ExecutionState
+from eventstore.subjects import terminal_filter
 from projections.errors import ViewTimeoutError
 from projections.live_view import LiveView
 from projections.view import detached_state
 
-__all__ = ["wait_until_ended", "watch_states"]
+__all__ = ["ended_for_good", "wait_until_ended", "watch_states"]
 
 
 async def watch_states(
@@ -44,14 +45,18 @@ async def watch_states(
     last: ExecutionState | None
     if after is None:
         last = await view.state(execution_id)
-        replayed = [] if last is None else [last]
+        if last is not None and last.terminal and not await ended_for_good(log, last):
+            # The view still shows an end a retry has re-opened: follow from that end on.
+            last, replayed = await _history_after(log, execution_id, last.last_sequence)
+        else:
+            replayed = [] if last is None else [last]
     else:
         last, replayed = await _history_after(log, execution_id, after)
     for state in replayed:
         yield state
-        if state.terminal and until_end:
+        if until_end and await ended_for_good(log, state):
             return
-    if last is not None and last.terminal and until_end:
+    if last is not None and until_end and await ended_for_good(log, last):
         return
     async with contextlib.aclosing(view.states(execution_id)) as states:
         async for state in states:
@@ -64,12 +69,24 @@ async def watch_states(
                     yield missed
             yield state
             last = state
-            if state.terminal and until_end:
+            if until_end and await ended_for_good(log, state):
                 return
 
 
-async def wait_until_ended(view: LiveView, execution_id: str, timeout: float) -> ExecutionState:
-    """The execution's state once the view shows it completed, failed or cancelled.
+async def ended_for_good(log: EventLog, state: ExecutionState) -> bool:
+    """Whether ``state`` is the execution's end for good: terminal, and no ``execution.retried``
+    after it re-opened it (one direct get: the retried event shares the end's filter)."""
+    if not state.terminal:
+        return False
+    latest = await log.last_on(terminal_filter(state.execution_id))
+    return latest is None or latest.sequence <= state.last_sequence
+
+
+async def wait_until_ended(
+    view: LiveView, log: EventLog, execution_id: str, timeout: float
+) -> ExecutionState:
+    """The execution's state once the view shows it completed, failed or cancelled (an end a
+    later ``execution.retried`` re-opened does not count: the retried run's end does).
 
     Callers check first that the execution exists (it waits out ``timeout`` otherwise).
 
@@ -82,7 +99,7 @@ async def wait_until_ended(view: LiveView, execution_id: str, timeout: float) ->
             contextlib.aclosing(view.states(execution_id)) as states,
         ):
             async for state in states:
-                if state.terminal:
+                if await ended_for_good(log, state):
                     return state
     except TimeoutError:
         pass

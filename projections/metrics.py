@@ -21,8 +21,7 @@ __all__ = ["PROJECTION_LAG", "PROJECTION_PENDING", "batch_applied", "follow_pend
 
 PROJECTION_LAG = Histogram(
     "tep_projection_lag_seconds",
-    "From the moment the log stored an event to the commit that made it visible in the live "
-    "view.",
+    "From the moment the log stored an event to the commit that made it visible in the live view.",
     buckets=LATENCY_BUCKETS,
 )
 PROJECTION_PENDING = Gauge(

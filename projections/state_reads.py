@@ -232,7 +232,7 @@ class StateReads:
             ViewTimeoutError: it did not end within ``timeout`` seconds.
         """
         await self._require_in_log(execution_id)
-        return await wait_until_ended(self._view, execution_id, timeout)
+        return await wait_until_ended(self._view, self.log, execution_id, timeout)
 
     async def history(self, execution_id: str) -> list[RecordedEvent]:
         """Every event of the execution, in log order (empty if it does not exist).

@@ -104,10 +104,10 @@ for plan in "${plans[@]}"; do
   elif [ "$plan" = examples/retry-from-a-step.json ]; then
     step "tep submit ${plan} --wait (charge fails once), then tep retry --from charge"
     id=$("${TEP[@]}" submit "$plan" --wait --timeout "$DEADLINE_S" | head -n 1)
-    "${TEP[@]}" retry "$id" --from charge --reason "the demo target recovered" >/dev/null
-    echo "retried: tep retry ${id} --from charge"
-    "${TEP[@]}" watch "$id" --plain --timeout "$DEADLINE_S" >/dev/null
+    "${TEP[@]}" retry "$id" --from charge --reason "the demo target recovered" --wait \
+      --timeout "$DEADLINE_S" >/dev/null
     code=$?
+    echo "retried: tep retry ${id} --from charge"
     output=$id
   else
     step "tep submit ${plan} --wait"

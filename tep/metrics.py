@@ -7,19 +7,16 @@ updates them (:mod:`eventstore.metrics`, ``orchestrator.metrics``, ``executor.me
 process metrics (``process_*``, ``python_*``): a process serves the metrics of the code it
 runs. docs/observability.md lists them.
 
-Example (a FastAPI route)::
+Example (``tep api`` takes the body alone, :func:`render_text`)::
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        body, content_type = render_latest()
-        return Response(body, media_type=content_type)
+    app.state.metrics = render_text
 """
 
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-__all__ = ["CONTENT_TYPE", "render_latest"]
+__all__ = ["CONTENT_TYPE", "render_latest", "render_text"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The media type of the Prometheus text format, with its version and charset."""
@@ -28,3 +25,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 def render_latest() -> tuple[bytes, str]:
     """Every metric of this process now, as Prometheus text, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE
+
+
+def render_text() -> bytes:
+    """Every metric of this process now, as Prometheus text (the body of a scrape)."""
+    return generate_latest(REGISTRY)

@@ -41,6 +41,7 @@ from eventstore.jetstream.ordered_replay import ordered_batches
 from eventstore.metrics import count_appended
 from eventstore.records import AppendResult, Guard, RawRecord, RecordedEvent
 from eventstore.subjects import action_version_filter, execution_filters
+from eventstore.tracing import TraceContext, current_trace, use_trace
 
 __all__ = ["EventLog"]
 
@@ -125,6 +126,7 @@ class EventLog:
         *,
         expected_version: int | None = None,
         guards: Sequence[Guard | None] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[AppendResult]:
         """Append events of one execution all-or-nothing (an atomic batch).
 
@@ -137,6 +139,8 @@ class EventLog:
             guards: one optional :class:`Guard` per event (same length as ``events``), checked
                 by the server with the rest of the batch; a guard on the first event replaces
                 ``expected_version`` (passing both for it is a ``ValueError``).
+            traces: one per event (same length), the trace each event's ``traceparent``
+                continues (default: the current one, for all).
 
         Raises:
             ConcurrencyError: another writer appended first, a guard did not hold, or some of
@@ -147,15 +151,22 @@ class EventLog:
             return []
         if guards is not None and len(guards) != len(events):
             raise ValueError(f"{len(guards)} guards for {len(events)} events")
+        if traces is not None and len(traces) != len(events):
+            raise ValueError(f"{len(traces)} traces for {len(events)} events")
         if len(events) == 1:
             guard = guards[0] if guards is not None else None
-            return [await self.append(events[0], expected_version=expected_version, guard=guard)]
+            with use_trace(traces[0] if traces is not None else current_trace()):
+                return [
+                    await self.append(events[0], expected_version=expected_version, guard=guard)
+                ]
         results: list[AppendResult] = []
         for start in range(0, len(events), MAX_BATCH):
-            chunk = events[start : start + MAX_BATCH]
-            chunk_guards = None if guards is None else guards[start : start + MAX_BATCH]
+            end = start + MAX_BATCH
             results += await self._append_batch(
-                chunk, expected_version if start == 0 else None, chunk_guards
+                events[start:end],
+                expected_version if start == 0 else None,
+                None if guards is None else guards[start:end],
+                None if traces is None else traces[start:end],
             )
         return results
 
@@ -164,6 +175,7 @@ class EventLog:
         events: Sequence[Event],
         expected_version: int | None,
         guards: Sequence[Guard | None] | None = None,
+        traces: Sequence[TraceContext | None] | None = None,
     ) -> list[AppendResult]:
         messages = []
         for index, (event, headers) in enumerate(
@@ -176,7 +188,8 @@ class EventLog:
                         event.execution_id, expected_version if index == 0 else None, guard
                     )
                 )
-            messages.append(BatchMessage(*self._message(event, headers)))
+            with use_trace(traces[index] if traces is not None else current_trace()):
+                messages.append(BatchMessage(*self._message(event, headers)))
         ack = await publish_atomic_batch(self.nc, messages, timeout=_API_TIMEOUT_S)
         if ack.error is not None:
             if ack.error.err_code == BATCH_DUPLICATE:

@@ -13,6 +13,7 @@ import anyio
 from eventstore.fold import apply
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
+from projections.execution_watch import ended_for_good
 from tep.cli.common import EXIT_TIMEOUT, UsageError, add_nats_url, single_errors
 from tep.cli.executions import follow, open_log, require_execution
 from tep.cli.render import live_view, snapshot, summary, transitions
@@ -151,7 +152,7 @@ async def _watch(
             if state is None:
                 continue
             view.on_event(before, state, record)
-            if state.terminal:
+            if await ended_for_good(log, state):  # not an end a retry re-opened since
                 return
 
     async def redraw() -> None:

@@ -208,6 +208,27 @@ async def test_retry_from_the_failed_step_calls_only_it_and_after_and_keeps_upst
     assert view.actions["step2"].runs == [] and view.actions["step2"].output == step2_call
 
 
+async def test_waiting_and_watching_right_after_a_retry_follow_the_new_run(
+    retries: Retries,
+) -> None:
+    system, steps = retries.system, retries.steps
+    e = system.new_id("watch-after")
+    steps.failing.add(f"{e}/step3")
+    await system.submit(e, four_steps(steps, e))
+    failed = await retries.ended(e)
+    await retries.sm.wait_for_sequence(failed.last_sequence, timeout=15)
+    steps.failing.discard(f"{e}/step3")
+
+    retried = await retries.sm.retry(e, from_actions=["step3"])
+    # The view may still show run 1's end: neither the wait nor the watch may take it.
+    done = await retries.sm.wait_for_completion(e, timeout=20)
+    watched = await retries.tep("watch", e, "--plain", "--timeout", "20")
+
+    assert retried.run == 2
+    assert done.run == 2 and done.status == "completed"
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+
+
 async def test_a_cancelled_execution_is_retried_and_its_waitpoint_resumed(
     retries: Retries,
 ) -> None:

@@ -19,7 +19,7 @@ from eventstore.records import RawRecord
 from executor.metrics import http_request_done, status_class
 from orchestrator.spans import decided
 from projections.metrics import batch_applied, follow_pending
-from tep.metrics import render_latest
+from tep.metrics import render_latest, render_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 MODULES = (eventstore.metrics, executor.metrics, orchestrator.metrics, projections.metrics)
@@ -122,6 +122,7 @@ def test_a_scrape_is_prometheus_text() -> None:
     assert content_type.startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(body.decode())}
     assert {"tep_events_appended", "tep_decisions", "tep_projection_lag_seconds"} <= names
+    assert render_text().startswith(b"# HELP")
 
 
 def test_every_metric_is_documented() -> None:

@@ -43,6 +43,9 @@ DEFAULT_BATCH = 4096
 _HEADER_ROOM = 2048
 _MAX_BACKOFF_S = 5.0
 _FIRST_BACKOFF_S = 0.2
+_PACE_ABOVE_S = 0.01
+_PACE_FACTOR = 3.0
+_MAX_PACE_S = 0.5
 
 
 def value_limit(nc: NatsClient, settings: TepSettings) -> int:
@@ -186,11 +189,13 @@ class Projector:
             buffer=4 * self.batch_size,
             max_batch=self.batch_size,
         ):
+            began = time.monotonic()
             with self.progress.applying():
                 await updater.apply(batch)
             batch_applied(batch)
             self._progress.set()
             self._progress = anyio.Event()
+            await self._pace(len(batch), time.monotonic() - began)
             if _log.isEnabledFor(logging.DEBUG):
                 elapsed = time.monotonic() - started
                 _log.debug(
@@ -199,6 +204,18 @@ class Projector:
                     (updater.events_applied - applied_at_start) / max(elapsed, 1e-9),
                     updater.checkpoint,
                 )
+
+    async def _pace(self, records: int, took_s: float) -> None:
+        """After a slow batch that left nothing behind, let the next one gather more events.
+
+        The cost of a batch is mostly rewriting the states it touched, whole: a large one
+        (a for-each of thousands of items) changed by a few events at a time would be encoded
+        and stored many times a second. Pausing for a multiple of the time the batch took
+        caps that share of the projector's time, and the view lags a fraction of a second
+        more. A full batch means a backlog: it is worked off without pause.
+        """
+        if records < self.batch_size and took_s > _PACE_ABOVE_S:
+            await anyio.sleep(min(took_s * _PACE_FACTOR, _MAX_PACE_S))
 
     async def _wait_for_switch(self, meta: KeyValue, pointer: ViewPointer) -> None:
         watcher = await meta.watch(POINTER_KEY)

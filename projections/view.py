@@ -76,6 +76,9 @@ LISTING_STATUSES: tuple[str, ...] = (*EXECUTION_STATUSES, WAITING_INDEX)
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,200}\Z")
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_LEVEL = 1
+"""Fast: a large state is compressed each time it is rewritten (about twice as fast as level 6,
+for some 5% more bytes)."""
 
 _encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(ExecutionState)
@@ -218,7 +221,7 @@ def encode_state(state: ExecutionState, limit: int) -> bytes:
     data = _encoder.encode(view)
     if len(data) <= limit:
         return data
-    packed = gzip.compress(data, compresslevel=6)
+    packed = gzip.compress(data, compresslevel=_GZIP_LEVEL)
     if len(packed) <= limit:
         return packed
     return _truncated(view, limit)
@@ -235,7 +238,7 @@ def _truncated(view: ExecutionState, limit: int) -> bytes:
     for action_id in sorted(sizes, key=lambda a: sizes[a], reverse=True):
         marker: dict[str, Any] = {TRUNCATED_MARKER: True, "bytes": sizes[action_id]}
         actions[action_id] = msgspec.structs.replace(actions[action_id], output=marker)
-        packed = gzip.compress(_encoder.encode(view), compresslevel=6)
+        packed = gzip.compress(_encoder.encode(view), compresslevel=_GZIP_LEVEL)
         if len(packed) <= limit:
             return packed
     for action_id, action in list(actions.items()):  # then a for-each action's item outputs
@@ -243,7 +246,7 @@ def _truncated(view: ExecutionState, limit: int) -> bytes:
             cut = {TRUNCATED_MARKER: True}
             listed = [i if i.output is None else replace(i, output=cut) for i in action.items.items]
             actions[action_id] = replace(action, items=replace(action.items, items=listed))
-            packed = gzip.compress(_encoder.encode(view), compresslevel=6)
+            packed = gzip.compress(_encoder.encode(view), compresslevel=_GZIP_LEVEL)
             if len(packed) <= limit:
                 return packed
     raise StateTooLargeError(

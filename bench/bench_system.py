@@ -45,7 +45,8 @@ def serve_target(port: int) -> None:
 
 
 def start_role(role: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, TEP_LOG_LEVEL="WARNING")
+    # The target is on loopback, which executors refuse unless allowed (as `tep up` does).
+    env = dict(os.environ, TEP_LOG_LEVEL="WARNING", TEP_EXECUTOR_ALLOW_CIDRS='["127.0.0.0/8"]')
     return subprocess.Popen(
         [sys.executable, "-m", "tep.cli.main", role, "--nats-url", url, *extra],
         cwd=ROOT,

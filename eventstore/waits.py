@@ -67,8 +67,9 @@ def resume_refusal(action: ActionState, event: ActionResumeRequested) -> str | N
         wait.token is None or not hmac.compare_digest(event.token, wait.token)
     ):
         return "the token does not match this waitpoint"
-    # Data stored by reference was checked against the schema by the client that stored it
-    # (StateManager, tep resume): the fold, pure, cannot look inside.
+    # Data stored by reference was checked by the client that stored it (StateManager, tep
+    # resume); the fold, pure, cannot look inside: the orchestrator checks it again before the
+    # wait's outcome (orchestrator.waits), so a forged reference cannot slip past the schema.
     if event.reject is None and wait.schema is not None and not is_payload_ref(event.data):
         problems = schema_problems(wait.schema, event.data)
         if problems:

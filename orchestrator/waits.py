@@ -28,6 +28,9 @@ from typing import Any
 from eventstore.action_keys import action_key
 from eventstore.error_codes import ErrorCode
 from eventstore.events import ActionCompleted, ActionFailed, ActionWaiting, ErrorInfo, Event
+from eventstore.json_schema import schema_problems
+from eventstore.payload_reading import PayloadUnavailableError, expand
+from eventstore.payloads import is_payload_ref
 from eventstore.plan import Action
 from eventstore.plan_validation.wait_checks import parse_until
 from eventstore.state import ActionState, ExecutionState, WaitState
@@ -130,6 +133,22 @@ def wait_outcome(state: ExecutionState, action_id: str, cause: str) -> Event | N
     return _outcome_of(state.execution_id, action, cause)
 
 
+def _stored_data_problem(wait: WaitState, data: Any) -> str | None:
+    """Why resume data stored by reference does not match the waitpoint's schema (the fold
+    cannot look inside a reference; the client that stored it checked it, but a forged request
+    may not have been): one fetch (:class:`PayloadNeeded` until the value is at hand)."""
+    if wait.schema is None or not is_payload_ref(data):
+        return None
+    try:
+        value = expand(data)
+    except PayloadUnavailableError as exc:
+        return f"resume data stored by reference cannot be read: {exc}"
+    problems = schema_problems(wait.schema, value)
+    if not problems:
+        return None
+    return "resume data does not match the waitpoint's schema: " + "; ".join(problems)
+
+
 def _outcome_of(execution: str, action: ActionState, cause: str) -> Event | None:
     wait = action.wait
     assert wait is not None
@@ -148,6 +167,11 @@ def _outcome_of(execution: str, action: ActionState, cause: str) -> Event | None
         return ActionFailed(**common, error=error)
     if resume is not None:
         data = resume.data
+        refused = _stored_data_problem(wait, data)
+        if refused is not None:
+            return ActionFailed(
+                **common, error=ErrorInfo(message=refused, code=ErrorCode.OUTPUT_INVALID)
+            )
         output = data if isinstance(data, dict) else ({} if data is None else {"value": data})
         return ActionCompleted(**common, output=output)
     if wait.timer == "wake":

@@ -23,6 +23,8 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
+from eventstore.payload_reading import PayloadNeeded, PayloadReader, reading_payloads
+from eventstore.payloads import encode_payload
 from eventstore.plan_validation import parse_plan
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
@@ -146,6 +148,28 @@ def test_data_that_fails_the_schema_is_refused_and_the_wait_goes_on() -> None:
     assert "data.approved: 'yes' is not of type 'boolean'" in wait.refused
     good = ActionResumeRequested(execution_id="e", action_id="approve", data={"approved": False})
     assert isinstance(step(state, good)[0], ActionCompleted)
+
+
+def test_resume_data_stored_by_reference_is_checked_against_the_schema_once_fetched() -> None:
+    good, bad = {"approved": True}, {"approved": "yes"}
+    reader = PayloadReader()
+    for value in (good, bad):
+        reader.add(encode_payload(value).ref, value)
+    for value, expected in ((good, ActionCompleted), (bad, ActionFailed)):
+        state, _ = start(APPROVE)
+        marker = encode_payload(value).ref.marker()
+        resume = ActionResumeRequested(execution_id="e", action_id="approve", data=marker)
+        fold.apply_event(state, resume)
+        with pytest.raises(PayloadNeeded):  # the fold cannot look inside: the decision fetches
+            decide(state, resume, now=NOW, tokens=tokens)
+        with reading_payloads(reader):
+            outcome = decide(state, resume, now=NOW, tokens=tokens)[0]
+        assert isinstance(outcome, expected)
+        if isinstance(outcome, ActionFailed):
+            assert outcome.error.code == "output_invalid"
+            assert "data.approved: 'yes' is not of type 'boolean'" in outcome.error.message
+        else:
+            assert outcome.output == marker  # the output stays the reference
 
 
 def test_a_second_resume_and_a_late_timeout_change_nothing() -> None:

@@ -28,31 +28,23 @@ import os
 import signal
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from sleep_baseline import baseline
+from sleep_times import read_tep_times
 from tep_stack import RssSampler, start_stack
 
-from eventstore import headers as h
 from eventstore.access import Role
-from eventstore.codec import decode_event
 from eventstore.config import TepSettings
-from eventstore.events import ActionWaiting
 from eventstore.jetstream.connection import connect_as
-from eventstore.jetstream.consumer_read import read_matching
 from projections.state_manager import StateManager
 from tep.server import find_free_port
 
 SLEEP, CALL = "nap", "call"
-SCRATCH_STREAM = "BENCH_SLEEP_SCHEDULES"
-SCRATCH_ROOT = "bench.sleep"
 
 
 # ------------------------------------------------------------------ tep's run
@@ -100,111 +92,6 @@ async def until_true(check: Callable[[], Awaitable[bool]], timeout: float, what:
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(0.2)
-
-
-def _stored(msg: Msg) -> tuple[str, bytes, datetime]:
-    return msg.subject, msg.data, msg.metadata.timestamp
-
-
-def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-@dataclass
-class TepTimes:
-    """Per execution: the sleep's ``until`` and the stored times of what followed."""
-
-    until: dict[str, datetime] = field(default_factory=dict)
-    fired: dict[str, datetime] = field(default_factory=dict)
-    slept: dict[str, datetime] = field(default_factory=dict)
-    ended: dict[str, datetime] = field(default_factory=dict)
-
-
-async def read_tep_times(admin: NatsClient, stream: str, ids: set[str]) -> TepTimes:
-    """The times of the bench's executions, read from the log (stored timestamps)."""
-    js = admin.jetstream()
-
-    async def read(subject: str) -> list[tuple[str, bytes, datetime]]:
-        return await read_matching(admin, js, stream, [subject], _stored, timeout=120)
-
-    times = TepTimes()
-    for _, data, _ in await read(f"action.waiting.*.{SLEEP}"):
-        event = decode_event(data)
-        if isinstance(event, ActionWaiting) and event.until and event.execution_id in ids:
-            times.until[event.execution_id] = _when(event.until)
-    for target, prefix in (
-        (times.fired, f"action.timer.fired.*.{SLEEP}"),
-        (times.slept, f"action.completed.*.{SLEEP}"),
-        (times.ended, "execution.completed.*"),
-    ):
-        for subject, _, stored in await read(prefix):
-            execution = subject.split(".")[3 if prefix.startswith("action.timer") else 2]
-            if execution in ids:
-                target[execution] = stored
-    return times
-
-
-# ------------------------------------------------------------------ the baseline
-
-
-async def baseline(admin: NatsClient, due: list[datetime]) -> list[float]:
-    """Raw message schedules due at ``due``: how late the server stored each target, in s."""
-    js = admin.jetstream()
-    run = uuid.uuid4().hex[:8]
-    await js.add_stream(
-        StreamConfig(
-            name=SCRATCH_STREAM,
-            subjects=[f"{SCRATCH_ROOT}.>"],
-            storage=StorageType.FILE,
-            allow_msg_schedules=True,
-        )
-    )
-    stored: dict[int, datetime] = {}
-    complete = asyncio.Event()
-
-    async def collect(msg: Msg) -> None:
-        stored[int(msg.subject.rsplit(".", 1)[1])] = msg.metadata.timestamp
-        if len(stored) >= len(due):
-            complete.set()
-
-    inbox = admin.new_inbox()
-    sub = await admin.subscribe(inbox, cb=collect)
-    await js.add_consumer(
-        SCRATCH_STREAM,
-        config=ConsumerConfig(
-            name=f"fired{run}",
-            deliver_subject=inbox,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            filter_subject=f"{SCRATCH_ROOT}.fired.>",
-            mem_storage=True,
-        ),
-    )
-    due = [at.replace(microsecond=at.microsecond // 1000 * 1000) for at in due]
-    remaining = iter(enumerate(due))
-    too_late = 0
-
-    async def publisher() -> None:
-        nonlocal too_late
-        for n, at in remaining:
-            stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            headers = {
-                h.SCHEDULE: f"@at {stamp}",
-                h.SCHEDULE_TARGET: f"{SCRATCH_ROOT}.fired.{n}",
-            }
-            await js.publish(f"{SCRATCH_ROOT}.hold.{n}", b"{}", headers=headers)
-            too_late += datetime.now(UTC) > at
-
-    try:
-        await asyncio.gather(*(publisher() for _ in range(64)))
-        if too_late:
-            print(f"warning: {too_late} baseline schedules were stored after their due time")
-        wait = (max(due) - datetime.now(UTC)).total_seconds() + 120
-        await asyncio.wait_for(complete.wait(), wait)
-    finally:
-        await sub.unsubscribe()
-        await js.delete_stream(SCRATCH_STREAM)
-    return [(stored[n] - at).total_seconds() for n, at in enumerate(due)]
 
 
 # ------------------------------------------------------------------ report
@@ -316,7 +203,7 @@ async def report(
     sampling.cancel()
     counters = stack.health("orchestrator")
 
-    times = await read_tep_times(admin, stream, set(ids))
+    times = await read_tep_times(admin, stream, set(ids), sleep_action=SLEEP)
     missing = len(ids) - len(times.ended)
     first_until, last_until = min(times.until.values()), max(times.until.values())
     last_end = max(times.ended.values())

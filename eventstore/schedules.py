@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from eventstore.cron import Cron, parse_cron, time_zone
+from eventstore.cron import Cron, time_zone
+from eventstore.cron_parsing import parse_cron
 from eventstore.errors import TepError
 from eventstore.plan import Plan
 
@@ -81,7 +82,7 @@ class ScheduleDefinition(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         name: ``[A-Za-z0-9_-]{1,64}``, not ending in ``-manual``.
-        cron: the expression (see :mod:`eventstore.cron`).
+        cron: the expression (see :mod:`eventstore.cron_parsing`).
         tz: the IANA time zone the expression's fields are read in.
         plan: the validated plan every tick submits, with ``input`` already merged in.
         input: the input given at ``add`` (kept to show it; already part of ``plan``).

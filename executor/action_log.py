@@ -54,8 +54,7 @@ async def append_retrying(
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            with anyio.fail_after(_TRY_TIMEOUT_S):
-                return await log.append(event, guard=guard)
+            return await log.append(event, guard=guard, timeout=_TRY_TIMEOUT_S)
         except (ConcurrencyError, EventTooLargeError):
             raise
         except Exception as exc:

@@ -25,12 +25,10 @@ A message is acked only after the action's end is durably in the log.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 import anyio
 from nats.aio.msg import Msg
@@ -38,16 +36,7 @@ from nats.aio.msg import Msg
 from eventstore.codec import decode_event
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import ConcurrencyError, EventDecodeError, EventTooLargeError
-from eventstore.events import (
-    ActionAttemptFailed,
-    ActionCancelled,
-    ActionCompleted,
-    ActionExecuteRequested,
-    ActionFailed,
-    ActionSkipped,
-    ActionStarted,
-    Event,
-)
+from eventstore.events import ActionCompleted, ActionExecuteRequested, ActionStarted, Event
 from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.payloads import PayloadStore, store_large_output
@@ -61,6 +50,16 @@ from executor.action_log import (
 )
 from executor.attempt_trace import attempt_span, delivery_trace, traceparent
 from executor.config import ExecutorConfig
+from executor.dispositions import (
+    Disposition,
+    aborted,
+    action_ids,
+    already_settled,
+    leader_position,
+    leave_to_holder,
+    lost,
+    settle_outcome,
+)
 from executor.errors import NonRetryableError
 from executor.handler_call import Outcome, call_handler, outcome_event, output_limits
 from executor.handlers import AttemptInfo, Handler, set_current_attempt
@@ -72,35 +71,18 @@ from executor.outcome import (
     max_attempts,
     started_event,
 )
-from executor.position import END_EVENTS, ActionPosition, GiveUp, Settled, Start, next_step
+from executor.position import GiveUp, Settled, Start, next_step
 from executor.probe import takeover_wait_s
 from executor.request import idempotency_key
 from executor.secret_grants import SecretGrants
 from executor.secrets import SecretScope
 from executor.settle import fail_interrupted, reject, settle
 
-__all__ = ["AttemptRunner", "Disposition"]
+__all__ = ["AttemptRunner"]
 
 _ABANDON_DELAY_S = 1.0
 _OUTCOME_PATIENCE_S = 10.0
 _PROBE_TIMEOUT_S = 1.0
-
-Disposition = Literal[
-    "completed",
-    "failed",
-    "retry",
-    "duplicate",
-    "cancelled",
-    "lost",
-    "deferred",
-    "poison",
-    "abandoned",
-]
-"""What became of a delivery. ``duplicate``: the action had already ended (acked, no call);
-``cancelled``: the action was cancelled before or during the call (acked); ``lost``: another
-delivery holds the action (dropped unsettled); ``deferred``: the executor of the interrupted
-attempt does not answer, and its time limit has not passed (handed back with a delay);
-``abandoned``: the log could not be written (handed back for a retry soon)."""
 
 _log = logging.getLogger("tep.executor")
 
@@ -182,7 +164,7 @@ class AttemptRunner:
             raise
         except Exception:
             # The log could not be read or written: hand the request back for a retry soon.
-            _log.exception("delivery abandoned: the log is unavailable", extra=_ids(request))
+            _log.exception("delivery abandoned: the log is unavailable", extra=action_ids(request))
             if self.heartbeats.fresh(msg):
                 await settle(msg.nak(delay=_ABANDON_DELAY_S))
             return "abandoned"
@@ -193,12 +175,12 @@ class AttemptRunner:
         if self.holders.running(request.execution_id, request.action_id):
             # Back after this process stalled past the ack wait: the attempt still running
             # here keeps the message alive and settles it.
-            _log.info("request redelivered while its attempt runs here", extra=_ids(request))
+            _log.info("request redelivered while its attempt runs here", extra=action_ids(request))
             return "lost"
         position = await read_position(self.log, request.execution_id, request.action_id)
         step = next_step(position, max_interruptions=self.config.max_interruptions)
         if isinstance(step, Settled):
-            return await self._settled(msg, request, step)
+            return await already_settled(msg, request, step)
         interrupted = isinstance(step, GiveUp) or step.interruption > 0
         if interrupted and isinstance(position.last, ActionStarted):
             wait = await takeover_wait_s(
@@ -209,22 +191,10 @@ class AttemptRunner:
                 timeout_s=min(_PROBE_TIMEOUT_S, self.ack_wait_s / 2),
             )
             if wait:
-                return await self._leave_to_holder(msg, request, wait)
+                return await leave_to_holder(msg, request, wait, ack_wait_s=self.ack_wait_s)
         if isinstance(step, GiveUp):
             return await self._give_up(msg, request, step)
         return await self._attempt(msg, request, step)
-
-    async def _settled(
-        self, msg: Msg, request: ActionExecuteRequested, step: Settled
-    ) -> Disposition:
-        await msg.ack()
-        ended = isinstance(step.event, ActionCancelled | ActionSkipped)
-        _log.info(
-            "request of an action that already %s: acked, not run",
-            "was cancelled or skipped" if ended else "has its outcome",
-            extra=_ids(request),
-        )
-        return "cancelled" if ended else "duplicate"
 
     async def _attempt(self, msg: Msg, request: ActionExecuteRequested, step: Start) -> Disposition:
         with attempt_span(request, step.attempt, self.config.queue) as span:
@@ -244,9 +214,9 @@ class AttemptRunner:
         except ConcurrencyError:
             # Refused, unless what stands there is this very start (an earlier try of ours
             # stored it, and the server could not say where).
-            position = await self._leader_position(request)
+            position = await leader_position(self.log, request)
             if position is None or not _same(position.last, started):
-                return await self._lost(msg, request, position)
+                return await lost(self.log, msg, request, position)
             claimed_at = position.sequence
         if step.interruption and await self._ended_meanwhile(request, step.attempt):
             return "lost"
@@ -254,28 +224,16 @@ class AttemptRunner:
         try:
             outcome = await self._call(request, step.attempt, holder, b"{{" in msg.data)
             if outcome is None:
-                return await self._aborted(msg, request, holder)
+                return await aborted(msg, request, holder)
             try:
                 outcome = await self._record_outcome(
                     outcome, request, guard_after(started, claimed_at)
                 )
             except ConcurrencyError:
-                return await self._lost(msg, request)
+                return await lost(self.log, msg, request)
         finally:
             self.holders.release(holder)
-        return await self._settle_outcome(msg, request, outcome)
-
-    async def _leave_to_holder(
-        self, msg: Msg, request: ActionExecuteRequested, wait_s: float
-    ) -> Disposition:
-        """The executor that started the attempt may still be at it: not ours to run."""
-        if math.isinf(wait_s):
-            _log.info("the attempt's executor still runs it: left to it", extra=_ids(request))
-            return "lost"
-        # Paused, stalled or cut off: look again once it answers or its time limit is past.
-        await settle(msg.nak(delay=min(wait_s, self.ack_wait_s)))
-        _log.info("the attempt's executor does not answer: waiting", extra=_ids(request))
-        return "deferred"
+        return await settle_outcome(msg, request, outcome, on_retry=self._retries.inc)
 
     async def _ended_meanwhile(self, request: ActionExecuteRequested, attempt: int) -> bool:
         """Whether the attempt we started again had ended after all: its holder recorded its
@@ -285,7 +243,7 @@ class AttemptRunner:
         _log.info(
             "attempt %d ended just before it was started again: left to its retry",
             attempt,
-            extra=_ids(request),
+            extra=action_ids(request),
         )
         return True
 
@@ -360,81 +318,15 @@ class AttemptRunner:
             await append_outcome(self.log, outcome, guard, patience_s=_OUTCOME_PATIENCE_S)
         return outcome
 
-    async def _settle_outcome(
-        self, msg: Msg, request: ActionExecuteRequested, outcome: Outcome
-    ) -> Disposition:
-        extra = {**_ids(request), "attempt": outcome.attempt}
-        if isinstance(outcome, ActionAttemptFailed):
-            self._retries.inc()
-            await msg.nak(delay=outcome.retry_in_ms / 1000)
-            _log.warning(
-                "attempt failed, retry in %d ms: %s",
-                outcome.retry_in_ms,
-                outcome.error.message,
-                extra={**extra, "code": outcome.error.code},
-            )
-            return "retry"
-        await msg.ack()
-        if isinstance(outcome, ActionFailed):
-            _log.warning(
-                "action failed: %s",
-                outcome.error.message,
-                extra={**extra, "code": outcome.error.code},
-            )
-            return "failed"
-        return "completed"
-
-    async def _aborted(
-        self, msg: Msg, request: ActionExecuteRequested, holder: Holder
-    ) -> Disposition:
-        if holder.reason == "cancelled":
-            await settle(msg.ack())
-            _log.info("call aborted: the action was cancelled", extra=_ids(request))
-            return "cancelled"
-        _log.info("call aborted: a newer delivery started the action again", extra=_ids(request))
-        return "lost"
-
-    async def _leader_position(self, request: ActionExecuteRequested) -> ActionPosition | None:
-        """Where the action stands as the stream's leader has it; ``None`` if unreadable."""
-        try:
-            return await read_position(
-                self.log, request.execution_id, request.action_id, leader=True
-            )
-        except Exception as exc:
-            _log.warning("could not read the action (%s)", exc, extra=_ids(request))
-            return None
-
-    async def _lost(
-        self, msg: Msg, request: ActionExecuteRequested, position: ActionPosition | None = None
-    ) -> Disposition:
-        """Our guard failed: someone else moved the action on. Ack only if it has ended.
-
-        Otherwise the delivery is left unsettled: an ack or a nak would act on the delivery
-        of the executor that holds the action now.
-        """
-        if position is None:
-            position = await self._leader_position(request)
-        if position is not None and isinstance(position.last, END_EVENTS):
-            return await self._settled(msg, request, Settled(position.last))
-        _log.info(
-            "another executor holds the action: this delivery records nothing",
-            extra=_ids(request),
-        )
-        return "lost"
-
     async def _give_up(
         self, msg: Msg, request: ActionExecuteRequested, step: GiveUp
     ) -> Disposition:
         try:
             await fail_interrupted(self.log, msg, request, step, patience_s=_OUTCOME_PATIENCE_S)
         except ConcurrencyError:
-            return await self._lost(msg, request)
+            return await lost(self.log, msg, request)
         return "failed"
 
 
 def _same(stored: Event | None, event: Event) -> bool:
     return stored is not None and stored.event_id == event.event_id
-
-
-def _ids(request: ActionExecuteRequested) -> dict[str, str]:
-    return {"execution_id": request.execution_id, "action_id": request.action_id}

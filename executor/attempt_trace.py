@@ -30,7 +30,7 @@ class AttemptSpan:
         self._attempt = attempt
 
     def ended(self, disposition: str) -> None:
-        """The attempt's delivery ended as ``disposition`` (see ``executor.attempt``)."""
+        """The attempt's delivery ended as ``disposition`` (see ``executor.dispositions``)."""
         self._span.set("tep.disposition", disposition)
         if disposition in _FAILED:
             self._span.fail(f"attempt {self._attempt}: {disposition}")

@@ -37,9 +37,10 @@ from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
 from eventstore.metrics import count_consumed, label_cache
 from eventstore.plan import DEFAULT_ACTION_TYPE
-from executor.attempt import AttemptRunner, Disposition
+from executor.attempt import AttemptRunner
 from executor.cancellations import follow_cancellations
 from executor.config import ExecutorConfig
+from executor.dispositions import Disposition
 from executor.handler_call import output_limits
 from executor.handlers import Handler, HandlerRegistry, default_registry
 from executor.http_client import AiohttpClient, HttpClient

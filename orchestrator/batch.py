@@ -166,6 +166,8 @@ class LaneBatcher:
     ) -> None:
         began = time.perf_counter()
         processor = self.processor
+        if processor.cache.after_end(heads[0].event):
+            return  # outcomes stored with the end: nothing follows
         state = await self._state(execution_id, heads[0])
         batch = _Batch()
         stored_at: list[datetime] = []
@@ -195,19 +197,22 @@ class LaneBatcher:
             for decision in decisions:
                 if decision.execution_id == execution_id:  # not a sub-plan's child
                     fold.apply_event(state, decision)
-        results = await processor.log.append_atomic(
-            batch.decisions, guards=batch.guards, traces=batch.traces
-        )
-        processor.stats["appended"] += len(batch.decisions)
-        for index, count in sorted(Counter(batch.answering).items()):
-            decided(count, stored_at[index], began)
+        if batch.decisions:
+            results = await processor.log.append_atomic(
+                batch.decisions, guards=batch.guards, traces=batch.traces
+            )
+            processor.stats["appended"] += len(batch.decisions)
+            for index, count in sorted(Counter(batch.answering).items()):
+                decided(count, stored_at[index], began)
+            for decision, stored in zip(batch.decisions, results, strict=True):
+                if isinstance(decision, ActionWaiting) and decision.execution_id == execution_id:
+                    assert state is not None
+                    note_wait_sequence(state, decision.action_id, stored.sequence)
         if state is None:
             return
-        for decision, stored in zip(batch.decisions, results, strict=True):
-            if isinstance(decision, ActionWaiting) and decision.execution_id == execution_id:
-                note_wait_sequence(state, decision.action_id, stored.sequence)
         if state.terminal:
-            execution_ended(state)
+            if batch.decisions:
+                execution_ended(state)  # this batch ended it
             processor._finished(state)
         else:
             processor.cache.put(execution_id, state)

@@ -272,6 +272,8 @@ class EventProcessor:
         execution_id = record.event.execution_id
         if isinstance(record.event, _ENDS) and not may_be_child(execution_id):
             return  # an execution's end is consumed for a sub-plan's parent only
+        if self.cache.after_end(record.event):
+            return  # stored with the end (a for-each's or a wait's outcome): nothing follows
         for round_ in range(self.config.max_conflict_rounds):
             # After a conflict the log knows better than a first delivery: always read it.
             first_delivery = meta.num_delivered == 1 and round_ == 0
@@ -376,7 +378,7 @@ class EventProcessor:
                 await schedule_wait_timer(self.js, decision)
 
     def _finished(self, state: ExecutionState) -> None:
-        self.cache.drop(state.execution_id)
+        self.cache.end(state.execution_id)
 
     async def _dead_letter(self, msg: Msg, reason: str, code: str) -> None:
         try:

@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 
 from eventstore.config import TepSettings
-from eventstore.cron import parse_cron, time_zone
+from eventstore.cron import time_zone
+from eventstore.cron_parsing import parse_cron
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.jetstream.schedules import ScheduleStore, submit_scheduled

@@ -74,7 +74,12 @@ class EventLog:
         return event_message(event, limit, extra_headers)
 
     async def append(
-        self, event: Event, *, expected_version: int | None = None, guard: Guard | None = None
+        self,
+        event: Event,
+        *,
+        expected_version: int | None = None,
+        guard: Guard | None = None,
+        timeout: float | None = None,
     ) -> AppendResult:
         """Append one event and wait until the server stored it.
 
@@ -85,6 +90,7 @@ class EventLog:
             guard: instead of ``expected_version``, an expectation on any subject (see
                 :class:`Guard`); a retry of an append that already stored this event returns
                 it as a duplicate.
+            timeout: seconds to wait for the server's answer (default: the API timeout).
 
         Raises:
             ConcurrencyError: another writer appended first.
@@ -97,7 +103,7 @@ class EventLog:
             headers = Guard().headers()
         subject, payload, headers = self._message(event, headers)
         try:
-            ack = await self.js.publish(subject, payload, headers=headers)
+            ack = await self.js.publish(subject, payload, timeout=timeout, headers=headers)
         except APIError as exc:
             # The server checks expectations before dedupe: a retried append of an event that
             # is already the last one looks like a conflict. Recognise it by its id.

@@ -35,6 +35,7 @@ from tep.api.problems import (
 )
 from tep.api.schemas import merge_components
 from tep.api.tokens import Tokens
+from tep.dashboard import mount_dashboard
 
 __all__ = ["create_app"]
 
@@ -120,6 +121,7 @@ def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> Fa
     app.add_exception_handler(Exception, _on_unexpected)
     for module in (routes_system, routes_executions, routes_operations, routes_schedules):
         app.include_router(module.router)
+    mount_dashboard(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -257,8 +257,12 @@ async def stream(
         raise ExecutionNotFoundError(execution_id)
     states = backend.manager.watch(execution_id, after=after, until_end=until_end)
     heartbeat: float = request.app.state.heartbeat_s
+
+    async def final() -> ExecutionState | None:
+        return await _from_log(backend, execution_id)
+
     return StreamingResponse(
-        sse_states(states, heartbeat_s=heartbeat, until_end=until_end),
+        sse_states(states, heartbeat_s=heartbeat, until_end=until_end, final=final),
         media_type=_SSE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
@@ -59,19 +59,27 @@ def end_event(state: ExecutionState) -> bytes:
 
 
 async def sse_states(
-    states: AsyncIterator[ExecutionState], *, heartbeat_s: float, until_end: bool
+    states: AsyncIterator[ExecutionState],
+    *,
+    heartbeat_s: float,
+    until_end: bool,
+    final: Callable[[], Awaitable[ExecutionState | None]],
 ) -> AsyncIterator[bytes]:
     """The SSE byte chunks of ``states``, with keep-alives while nothing happens.
 
     The states are read in a task of their own, so a keep-alive never interrupts reading one;
-    the task (and with it ``states``) is closed when the client goes away.
+    the task (and with it ``states``) is closed when the client goes away. With
+    ``until_end``, the stream ends with ``end`` once ``states`` do (after a terminal state;
+    or at once when resuming after the terminal one: ``final`` gives that state).
     """
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=64)
+    outcome: list[bool] = []
 
     async def pump() -> None:
         try:
             async for state in states:
                 await queue.put(state)
+            outcome.append(True)
         except Exception:
             # The client reconnects with Last-Event-ID and misses nothing: end this stream.
             _log.warning("event stream ended by an error", exc_info=True)
@@ -91,6 +99,10 @@ async def sse_states(
                 yield _KEEP_ALIVE
                 continue
             if item is _DONE:
+                if until_end and outcome:
+                    last = await final()
+                    if last is not None:
+                        yield end_event(last)
                 break
             assert isinstance(item, ExecutionState)
             yield state_event(item)

@@ -12,8 +12,8 @@ from eventstore.errors import EventDecodeError
 from eventstore.jetstream.payloads import PayloadStore
 from eventstore.records import RawRecord
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json
+from tep.cli.event_lines import timeline
 from tep.cli.executions import open_log, require_execution
-from tep.cli.render import timeline
 
 __all__ = ["register"]
 

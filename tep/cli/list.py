@@ -10,7 +10,7 @@ import msgspec
 from projections import ExecutionSummary, StateManager, ViewStats
 from projections.view import LISTING_STATUSES
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
-from tep.cli.render import format_table
+from tep.cli.text_format import format_table
 
 __all__ = ["register"]
 

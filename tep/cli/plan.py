@@ -22,8 +22,8 @@ from tep.cli.common import (
     settings_from,
 )
 from tep.cli.executions import open_log
-from tep.cli.render import format_table
 from tep.cli.submit import load_plan
+from tep.cli.text_format import format_table
 
 __all__ = ["register"]
 

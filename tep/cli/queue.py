@@ -17,7 +17,7 @@ from eventstore.jetstream.queues import (
 )
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json, settings_from
 from tep.cli.executions import open_log
-from tep.cli.render import format_table
+from tep.cli.text_format import format_table
 
 __all__ = ["register"]
 

@@ -13,7 +13,7 @@ from eventstore.access import Role
 from eventstore.jetstream.connection import connect_as
 from projections.view_rebuild import DEFAULT_REBUILD_BATCH, RebuildProgress, RebuildReport, rebuild
 from tep.cli.common import EXIT_OK, add_nats_url, print_json, settings_from
-from tep.cli.render import format_duration
+from tep.cli.text_format import format_duration
 from tep.logging_setup import configure_logging
 
 __all__ = ["register"]

@@ -14,7 +14,8 @@ import anyio
 import msgspec
 
 from eventstore.access import Role
-from eventstore.cron import CronError, TimeZoneError, parse_cron, time_zone
+from eventstore.cron import CronError, TimeZoneError, time_zone
+from eventstore.cron_parsing import parse_cron
 from eventstore.errors import PlanValidationError
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
@@ -41,7 +42,7 @@ from tep.cli.common import (
     settings_from,
 )
 from tep.cli.executions import open_log
-from tep.cli.render import format_table
+from tep.cli.schedule_output import local_time, schedule_document, schedule_table
 from tep.cli.submit import load_plan
 
 __all__ = ["register"]
@@ -188,11 +189,11 @@ def run_add(args: argparse.Namespace) -> int:
     anyio.run(_add, args, definition)
     upcoming = next_fire(definition, None, datetime.now(UTC))
     if args.json:
-        print_json(_document(definition, ScheduleState(), upcoming, None))
+        print_json(schedule_document(definition, ScheduleState(), upcoming, None))
     else:
         print(
             f'schedule {name} added: "{definition.cron}" in {definition.tz}, '
-            f"next fire {_local(upcoming, definition.tz)}"
+            f"next fire {local_time(upcoming, definition.tz)}"
         )
     return EXIT_OK
 
@@ -209,42 +210,6 @@ async def _add(args: argparse.Namespace, definition: ScheduleDefinition) -> None
 # --------------------------------------------------------------------------- list
 
 
-def _document(
-    definition: ScheduleDefinition,
-    state: ScheduleState,
-    upcoming: datetime | None,
-    status: str | None,
-) -> dict[str, Any]:
-    return {
-        "name": definition.name,
-        "cron": definition.cron,
-        "tz": definition.tz,
-        "catch_up": definition.catch_up,
-        "paused": definition.paused,
-        "plan_id": definition.plan.id,
-        "input": definition.input,
-        "created_at": definition.created_at,
-        "resumed_at": definition.resumed_at,
-        "last_tick": state.last_tick,
-        "last_fired_at": state.last_fired_at,
-        "next_fire": stamp(upcoming) if upcoming else None,
-        "last_execution_id": state.last_execution_id,
-        "last_execution_status": status,
-    }
-
-
-def _local(moment: datetime | str | None, tz: str) -> str:
-    if moment is None:
-        return "-"
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    try:
-        zone = time_zone(tz)
-    except TimeZoneError:
-        zone = UTC
-    return moment.astimezone(zone).replace(microsecond=0).isoformat(sep=" ")
-
-
 def run_list(args: argparse.Namespace) -> int:
     """Handle ``tep schedule list``."""
     documents = anyio.run(_list, args)
@@ -254,21 +219,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not documents:
         print("no schedules (tep schedule add NAME --cron EXPR PLAN.json)")
         return EXIT_OK
-    rows = [
-        [
-            d["name"],
-            d["cron"],
-            d["tz"],
-            "paused" if d["paused"] else "active",
-            _local(d["last_fired_at"], d["tz"]),
-            _local(d["next_fire"], d["tz"]),
-            d["last_execution_id"] or "-",
-            d["last_execution_status"] or "-",
-        ]
-        for d in documents
-    ]
-    headers = ["NAME", "CRON", "TZ", "STATE", "LAST FIRE", "NEXT FIRE", "LAST EXECUTION", "STATUS"]
-    for line in format_table(headers, rows):
+    for line in schedule_table(documents):
         print(line)
     return EXIT_OK
 
@@ -291,7 +242,7 @@ async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
             except (CronError, TimeZoneError):
                 upcoming = None
             status = statuses.get(state.last_execution_id or "")
-            documents.append(_document(definition, state, upcoming, status))
+            documents.append(schedule_document(definition, state, upcoming, status))
         return documents
 
 

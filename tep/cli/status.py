@@ -13,7 +13,8 @@ from eventstore.subjects import execution_id_problem
 from projections import StateManager
 from projections.history import parse_at
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json, settings_from
-from tep.cli.render import format_duration, state_table
+from tep.cli.execution_views import state_table
+from tep.cli.text_format import format_duration
 
 __all__ = ["register", "status_lines"]
 

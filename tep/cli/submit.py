@@ -32,8 +32,8 @@ from tep.cli.common import (
     print_json,
     settings_from,
 )
+from tep.cli.execution_views import state_table, summary
 from tep.cli.executions import check_execution_id, open_log, wait_for_terminal
-from tep.cli.render import state_table, summary
 from tep.cli.validate import read_plan_document
 
 __all__ = [

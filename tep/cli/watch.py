@@ -15,8 +15,9 @@ from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from projections.execution_watch import ended_for_good
 from tep.cli.common import EXIT_TIMEOUT, UsageError, add_nats_url, single_errors
+from tep.cli.event_lines import snapshot, transitions
+from tep.cli.execution_views import live_view, summary
 from tep.cli.executions import follow, open_log, require_execution
-from tep.cli.render import live_view, snapshot, summary, transitions
 from tep.cli.submit import exit_code_for
 
 __all__ = ["LiveScreen", "PlainLines", "register"]

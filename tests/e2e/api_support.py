@@ -23,7 +23,15 @@ from tep_cli import Processes, child_env, tep_command
 from tep.client import AsyncTepClient
 from tep.server import find_free_port
 
-__all__ = ["TOKENS", "Api", "running_api", "slow_plan"]
+__all__ = [
+    "TOKENS",
+    "Api",
+    "approval_plan",
+    "failing_plan",
+    "running_api",
+    "scopes_config",
+    "slow_plan",
+]
 
 TOKENS = {
     "all": "token-with-every-scope-0001",
@@ -37,6 +45,11 @@ _SCOPES = {
     "submitter": ["submit"],
     "operator": ["operate", "read"],
 }
+
+
+def scopes_config() -> dict[str, dict[str, Any]]:
+    """The value of TEP_API_TOKENS for :data:`TOKENS`."""
+    return {name: {"token": TOKENS[name], "scopes": _SCOPES[name]} for name in TOKENS}
 
 
 @dataclass
@@ -101,13 +114,47 @@ def slow_plan(
     return {"id": "api-slow", "actions": actions}
 
 
+APPROVAL_SCHEMA = {
+    "type": "object",
+    "required": ["approved"],
+    "properties": {"approved": {"type": "boolean"}, "amount": {"type": "integer"}},
+}
+
+
+def approval_plan(target: HttpTarget, execution_id: str) -> dict[str, Any]:
+    """A waitpoint (with a schema), then a call using its data."""
+    url = target.url(f"/echo/{execution_id}/after")
+    return {
+        "id": "api-approval",
+        "actions": [
+            {"id": "approve", "type": "wait", "schema": APPROVAL_SCHEMA},
+            {"id": "after", "depends_on": ["approve"], "request": {"url": url}},
+        ],
+    }
+
+
+def failing_plan(target: HttpTarget, execution_id: str) -> dict[str, Any]:
+    """A call that succeeds, then one that always fails (500)."""
+    return {
+        "id": "api-failing",
+        "actions": [
+            {"id": "first", "request": {"url": target.url(f"/echo/{execution_id}/first")}},
+            {
+                "id": "broken",
+                "depends_on": ["first"],
+                "request": {"url": target.url(f"/status/500/{execution_id}")},
+            },
+        ],
+    }
+
+
 @asynccontextmanager
 async def running_api(directory: Path, target: HttpTarget) -> AsyncIterator[Api]:
     """The stack with `tep api` on a free port, once its /healthz answers 200."""
     async with running_system(directory, target, orchestrators=1, executors=1) as system:
         url = system.server.url
         processes = Processes()
-        tokens = {name: {"token": TOKENS[name], "scopes": _SCOPES[name]} for name in TOKENS}
+        tokens = scopes_config()
         port = find_free_port()
         env = child_env(url, TEP_LOG_LEVEL="WARNING", TEP_API_TOKENS=json.dumps(tokens))
         command = tep_command("api", "--nats-url", url, "--port", str(port))

@@ -16,16 +16,9 @@ from eventstore.fold import fold
 from eventstore.plan import Action, Plan, RequestSpec
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
-from tep.cli.render import (
-    format_duration,
-    format_offset,
-    live_view,
-    progress_bar,
-    snapshot,
-    summary,
-    timeline,
-    transitions,
-)
+from tep.cli.event_lines import snapshot, timeline, transitions
+from tep.cli.execution_views import live_view, summary
+from tep.cli.text_format import format_duration, format_offset, progress_bar
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

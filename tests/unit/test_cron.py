@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore.cron import Cron, CronError, TimeZoneError, parse_cron, time_zone
+from eventstore.cron import Cron, CronError, TimeZoneError, time_zone
+from eventstore.cron_parsing import parse_cron
 
 BERLIN = time_zone("Europe/Berlin")
 NEW_YORK = time_zone("America/New_York")

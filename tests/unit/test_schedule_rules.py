@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore.cron import parse_cron
+from eventstore.cron_parsing import parse_cron
 from eventstore.plan import Action, Plan, RequestSpec
 from eventstore.schedules import (
     MAX_CATCH_UP,

@@ -25,7 +25,8 @@ from projections.view import (
 )
 from projections.view_batch import CachedState, fold_range, next_range, state_writes
 from projections.waitpoints import token_ids
-from tep.cli.render import describe_event, snapshot, state_table, transitions, wait_note
+from tep.cli.event_lines import describe_event, snapshot, transitions
+from tep.cli.execution_views import state_table, wait_note
 
 WAITING_KEY = index_key("waiting", "approval", "e")
 

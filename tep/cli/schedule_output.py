@@ -1,0 +1,72 @@
+"""What ``tep schedule`` prints: a schedule as a JSON document, the listing's table, times in
+the schedule's zone. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from eventstore.cron import TimeZoneError, time_zone
+from eventstore.schedules import ScheduleDefinition, ScheduleState, stamp
+from tep.cli.text_format import format_table
+
+__all__ = ["local_time", "schedule_document", "schedule_table"]
+
+
+def schedule_document(
+    definition: ScheduleDefinition,
+    state: ScheduleState,
+    upcoming: datetime | None,
+    status: str | None,
+) -> dict[str, Any]:
+    """One schedule as ``--json`` prints it: its definition, its state, its next fire and the
+    status of its last execution."""
+    return {
+        "name": definition.name,
+        "cron": definition.cron,
+        "tz": definition.tz,
+        "catch_up": definition.catch_up,
+        "paused": definition.paused,
+        "plan_id": definition.plan.id,
+        "input": definition.input,
+        "created_at": definition.created_at,
+        "resumed_at": definition.resumed_at,
+        "last_tick": state.last_tick,
+        "last_fired_at": state.last_fired_at,
+        "next_fire": stamp(upcoming) if upcoming else None,
+        "last_execution_id": state.last_execution_id,
+        "last_execution_status": status,
+    }
+
+
+def local_time(moment: datetime | str | None, tz: str) -> str:
+    """``moment`` on the clock of zone ``tz`` (UTC if unknown), to the second; ``-`` if none."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    try:
+        zone = time_zone(tz)
+    except TimeZoneError:
+        zone = UTC
+    return moment.astimezone(zone).replace(microsecond=0).isoformat(sep=" ")
+
+
+def schedule_table(documents: Sequence[dict[str, Any]]) -> list[str]:
+    """The lines of ``tep schedule list``: one row per :func:`schedule_document`."""
+    rows = [
+        [
+            d["name"],
+            d["cron"],
+            d["tz"],
+            "paused" if d["paused"] else "active",
+            local_time(d["last_fired_at"], d["tz"]),
+            local_time(d["next_fire"], d["tz"]),
+            d["last_execution_id"] or "-",
+            d["last_execution_status"] or "-",
+        ]
+        for d in documents
+    ]
+    headers = ["NAME", "CRON", "TZ", "STATE", "LAST FIRE", "NEXT FIRE", "LAST EXECUTION", "STATUS"]
+    return format_table(headers, rows)

@@ -9,7 +9,8 @@ Leadership only keeps replicas from doing the same work twice.
 Per message, in stream order and serially per execution (different executions run
 concurrently) the leader's :class:`orchestrator.processor.EventProcessor` loads the state,
 folds the event in, decides, appends with guards and acknowledges
-(:mod:`orchestrator.processor`). Messages arrive through the pull feed
+(:mod:`orchestrator.processor`); outcomes of one execution that wait together are decided
+together, in one append (:mod:`orchestrator.batch`). Messages arrive through the pull feed
 (:class:`eventstore.jetstream.pull.PullFeed`), flow-controlled by the consumer's
 ``max_ack_pending``.
 

@@ -7,14 +7,13 @@ cancellation is requested; running actions finish and the execution ends as canc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from eventstore.events import ExecutionCancelRequested
 from eventstore.fold import fold
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_id_problem
+from projections.cancellation import Cancellation, CancelOutcome
 from projections.errors import ExecutionNotFoundError, InvalidExecutionIdError
 from projections.view import detached_state
 
@@ -22,26 +21,6 @@ if TYPE_CHECKING:
     from eventstore.jetstream.log import EventLog
 
 __all__ = ["CancelOutcome", "Cancellation", "request_cancel"]
-
-CancelOutcome = Literal["requested", "already_requested", "already_ended"]
-
-
-class Cancellation(msgspec.Struct, frozen=True, kw_only=True):
-    """What a cancellation request did.
-
-    Attributes:
-        execution_id: the execution.
-        outcome: ``requested`` (appended now), ``already_requested`` (an earlier request
-            stands) or ``already_ended`` (completed, failed or cancelled: nothing to stop).
-        status: the execution's status when asked (``cancelled`` comes later, from the
-            orchestrator).
-        sequence: where the request was stored (``None`` when nothing was appended).
-    """
-
-    execution_id: str
-    outcome: CancelOutcome
-    status: str
-    sequence: int | None = None
 
 
 async def request_cancel(

@@ -40,7 +40,8 @@ from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
 from eventstore.subjects import execution_id_problem, subject_for
 from eventstore.tracing import client_trace, use_trace
-from projections.cancel import Cancellation, request_cancel
+from projections.cancel import request_cancel
+from projections.cancellation import Cancellation
 from projections.errors import ExecutionNotFoundError
 from projections.live_view import LiveView
 from projections.plan_cache import PlanCache

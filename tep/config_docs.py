@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from eventstore.config import SettingsBase, TepSettings
 from executor.config import ExecutorConfig
 from orchestrator.config import OrchestratorConfig
+from tep.api.config import ApiSettings
 
 __all__ = ["DEFAULT_PATH", "render", "stale"]
 
@@ -45,6 +46,7 @@ _SECTIONS: tuple[tuple[str, type[SettingsBase], str], ...] = (
         "orchestrator.config.OrchestratorConfig",
     ),
     ("Executor: `tep executor`", ExecutorConfig, "executor.config.ExecutorConfig"),
+    ("HTTP API: `tep api`", ApiSettings, "tep.api.config.ApiSettings"),
 )
 
 _OUTRO = """\

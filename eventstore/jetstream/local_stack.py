@@ -21,11 +21,14 @@ __all__ = ["LocalStack", "local_stack_for", "note_local_stack", "remove_local_st
 
 
 class LocalStack(msgspec.Struct, frozen=True, kw_only=True):
-    """A running ``tep up``: its server's URL and its credentials directory."""
+    """A running ``tep up``: its server's URL and its credentials directory, and, when it runs
+    the HTTP API, the API's URL and bearer token (the note is readable by the user alone)."""
 
     url: str
     creds_dir: str
     pid: int
+    api_url: str | None = None
+    api_token: str | None = None
 
     def credential(self, role: str) -> Path | None:
         """The nkey seed file of ``role``, if the stack has one."""
@@ -66,13 +69,27 @@ def local_stack_for(state_dir: Path, url: str) -> LocalStack | None:
     return stack
 
 
-def note_local_stack(state_dir: Path, url: str, creds_dir: Path) -> None:
-    """Record that this process runs the stack at ``url`` with credentials in ``creds_dir``."""
+def note_local_stack(
+    state_dir: Path,
+    url: str,
+    creds_dir: Path,
+    *,
+    api_url: str | None = None,
+    api_token: str | None = None,
+) -> None:
+    """Record that this process runs the stack at ``url`` with credentials in ``creds_dir``
+    (and its HTTP API at ``api_url``, letting in ``api_token``)."""
     path = _note_path(state_dir, url)
     if path is None:
         return
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    note = LocalStack(url=url, creds_dir=str(creds_dir.resolve()), pid=os.getpid())
+    note = LocalStack(
+        url=url,
+        creds_dir=str(creds_dir.resolve()),
+        pid=os.getpid(),
+        api_url=api_url,
+        api_token=api_token,
+    )
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:

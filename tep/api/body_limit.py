@@ -1,8 +1,9 @@
 """Request bodies up to a limit: a larger one is answered 413 before the route runs.
 
 An ASGI middleware: a declared ``Content-Length`` above the limit is refused at once; any
-other body is read (at most the limit, then refused) and handed to the app as it came, so no
-route ever sees a body above the limit, however it was sent.
+other body is read (at most the limit, then refused, after dropping what the client still
+sends, up to 8 times the limit) and handed to the app as it came, so no route ever sees a body
+above the limit, however it was sent.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tep.api.problems import Problem
 __all__ = ["BodyLimit"]
 
 PROBLEM_JSON = "application/problem+json"
+_DRAIN_FACTOR = 8
 
 
 def _too_large(limit: int) -> bytes:
@@ -50,6 +52,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
+                if message.get("more_body", False):
+                    await self._drain(receive)
                 await self._refuse(send)
                 return
             chunks.append(chunk)
@@ -66,6 +70,18 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read (and drop) the rest of a body sent without a length, up to a bound, so the
+        client that is still sending reads the 413 rather than a reset connection."""
+        drained = 0
+        while drained <= _DRAIN_FACTOR * self.limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _refuse(self, send: Send) -> None:
         content = _too_large(self.limit)

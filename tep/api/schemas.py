@@ -21,7 +21,7 @@ from starlette.responses import Response
 from eventstore.events import Event
 from eventstore.plan import Plan
 from eventstore.state import ActionState, ExecutionState
-from projections.cancel import Cancellation
+from projections.cancellation import Cancellation
 from projections.schedule_info import ScheduleInfo
 from projections.view import ExecutionSummary, ViewStats
 from tep.api.envelopes import (

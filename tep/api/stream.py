@@ -14,7 +14,8 @@ Wire format, one SSE event per state the execution went through::
 ``id`` is the stream sequence of the event that led to the state (``last_sequence``), so a
 client reconnecting with ``Last-Event-ID: 42`` gets the state after each later event of the
 history, then live ones: every state the execution had after 42, once each, in order. ``end``
-follows a terminal state when the stream was asked to stop there (``until_end``); an idle
+follows the execution's end (a terminal state no retry has re-opened) when the stream was
+asked to stop there (``until_end``); an idle
 stream carries a ``: keep-alive`` comment every heartbeat.
 """
 
@@ -69,8 +70,9 @@ async def sse_states(
 
     The states are read in a task of their own, so a keep-alive never interrupts reading one;
     the task (and with it ``states``) is closed when the client goes away. With
-    ``until_end``, the stream ends with ``end`` once ``states`` do (after a terminal state;
-    or at once when resuming after the terminal one: ``final`` gives that state).
+    ``until_end``, ``states`` end after the execution's end (one no retry re-opened) and the
+    stream follows with ``end`` (naming the last state sent, or, when resuming after the end,
+    the state ``final`` gives).
     """
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=64)
     outcome: list[bool] = []
@@ -88,6 +90,7 @@ async def sse_states(
                 queue.put_nowait(_DONE)
 
     task = asyncio.create_task(pump())
+    sent: ExecutionState | None = None
     try:
         yield b"retry: %d\n\n" % RETRY_MS
         while True:
@@ -100,15 +103,14 @@ async def sse_states(
                 continue
             if item is _DONE:
                 if until_end and outcome:
-                    last = await final()
+                    # The states end after the end for good (not one a retry re-opened).
+                    last = sent if sent is not None else await final()
                     if last is not None:
                         yield end_event(last)
                 break
             assert isinstance(item, ExecutionState)
             yield state_event(item)
-            if until_end and item.terminal:
-                yield end_event(item)
-                break
+            sent = item
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

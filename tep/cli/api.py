@@ -17,7 +17,7 @@ from projections.state_manager import StateManager
 from tep.api.app import create_app
 from tep.api.backend import ApiBackend, admin_settings
 from tep.api.config import DEFAULT_API_PORT, ApiSettings
-from tep.api.server import bind, serve
+from tep.api.server import ListenError, bind, serve
 from tep.api.tokens import Tokens, load_tokens
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
 from tep.logging_setup import configure_logging
@@ -38,8 +38,8 @@ A tokens file maps a name to a token's SHA-256 (or, for development, the token) 
 scopes: {{"ci": {{"token_sha256": "<hex>", "scopes": ["read", "submit"]}}}}
 (`printf %s "$TOKEN" | sha256sum` gives the hex). Scopes: read (GET routes, the event
 stream), submit (start executions, complete waitpoints by token), operate (cancel, retry,
-resume/reject, schedules). Every route but /healthz needs a token. The OpenAPI document is at
-/openapi.json, interactive docs at /docs; see docs/api.md.
+resume/reject, schedules). Every route but /healthz needs a token, /openapi.json (the
+OpenAPI 3.1 document) too; see docs/api.md.
 
 NATS: the API connects as the client identity (--nkey/--creds, or a local `tep up`'s); changing
 schedules needs the admin identity (TEP_API_ADMIN_NKEY / TEP_API_ADMIN_CREDS). `tep up` runs
@@ -88,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
             "no API tokens configured: give --tokens-file or TEP_API_TOKENS (see tep api --help)"
         )
     configure_logging("api", settings)
-    sock = bind(api.host, api.port)
+    try:
+        sock = bind(api.host, api.port)
+    except ListenError as exc:
+        raise UsageError(str(exc)) from None
     with single_errors():
         anyio.run(_serve, settings, api, tokens, sock)
     return EXIT_OK

@@ -7,7 +7,7 @@ import sys
 
 import anyio
 
-from eventstore.events import ExecutionCancelRequested
+from projections.cancel import request_cancel
 from tep.cli.common import (
     EXIT_NOT_COMPLETED,
     EXIT_OK,
@@ -16,7 +16,7 @@ from tep.cli.common import (
     add_nats_url,
     print_json,
 )
-from tep.cli.executions import load_state, open_log, wait_for_terminal
+from tep.cli.executions import open_log, require_execution, wait_for_terminal
 
 __all__ = ["register"]
 
@@ -76,26 +76,23 @@ def _report(args: argparse.Namespace, outcome: str, status: str, message: str) -
 async def _cancel(args: argparse.Namespace) -> int:
     execution_id = args.execution_id
     async with open_log(args) as log:
-        state = await load_state(log, execution_id)
-        if state.terminal:
+        await require_execution(log, execution_id)
+        cancellation, state = await request_cancel(log, execution_id, args.reason)
+        outcome = cancellation.outcome
+        if outcome == "already_ended":
             code = EXIT_OK if state.status == "cancelled" else EXIT_NOT_COMPLETED
             _report(
                 args,
-                "already_ended",
+                outcome,
                 state.status,
                 f"{execution_id} already {state.status}; nothing to cancel",
             )
             return code
-        if state.cancel_requested:
-            outcome, message = (
-                "already_requested",
-                f"{execution_id}: cancellation already requested",
-            )
-        else:
-            await log.append(
-                ExecutionCancelRequested(execution_id=execution_id, reason=args.reason)
-            )
-            outcome, message = "requested", f"{execution_id}: cancellation requested"
+        message = (
+            f"{execution_id}: cancellation already requested"
+            if outcome == "already_requested"
+            else f"{execution_id}: cancellation requested"
+        )
         if not args.wait:
             _report(args, outcome, state.status, message)
             return EXIT_OK

@@ -29,6 +29,8 @@ from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect_as
 from eventstore.jetstream.local_stack import note_local_stack, remove_local_stack
 from executor.secrets import check_secret_environment
+from tep.api.config import DEFAULT_API_PORT
+from tep.api.local import LocalApi, ensure_local_token, free_or_other_port
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, settings_from, single_errors
 from tep.cli.up_children import CHILD_GRACE_S, LOOPBACK_CIDRS, LineRenderer, child_specs
 from tep.cli.up_server import (
@@ -57,6 +59,10 @@ examples:
   tep up --executors 3 --with-demo-target
   tep up --nats-url nats://10.0.0.5:4222  # use an existing NATS, run only the roles
   tep up --data-dir /tmp/tep --port 4333  # a second, separate stack
+  tep up --no-api                         # without the HTTP API
+
+The HTTP API (`tep api`) listens on http://127.0.0.1:--api-port; the banner prints its token,
+kept in <data dir>/api/token (readable by you alone) across restarts.
 
 Stop with Ctrl-C (or SIGTERM): every child is stopped within 5 seconds. Starting `tep up` again
 on the same data dir continues with the same history; only one `tep up` at a time may use a
@@ -121,6 +127,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         help="passed to every executor: a module registering Python action handlers",
     )
+    parser.add_argument(
+        "--api-port",
+        type=int,
+        default=DEFAULT_API_PORT,
+        metavar="P",
+        help="port of the HTTP API on loopback (default %(default)s; another free one if taken)",
+    )
+    parser.add_argument("--no-api", action="store_true", help="do not run the HTTP API (`tep api`)")
     parser.add_argument(
         "--restart-unhealthy-after",
         type=float,
@@ -216,6 +230,7 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
     server: EmbeddedServer | None = None
     creds_dir: Path | None = None
     nc = await _try_connect(settings, lock)
+    api = _local_api(args)
     try:
         if nc is not None:
             # The server of a `tep up` holding this data dir belongs to that stack, which is
@@ -240,11 +255,17 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
             url = server.url
             settings = _as_admin(settings, url, creds_dir)
             nc = await connect_as(settings, Role.ADMIN, name="tep-up")
-            note_local_stack(settings.state_dir, url, creds_dir)
+            note_local_stack(
+                settings.state_dir,
+                url,
+                creds_dir,
+                api_url=api.url if api else None,
+                api_token=api.credential.token if api else None,
+            )
         await provision(nc.jetstream(), settings)
-        specs = child_specs(args, url, creds_dir=creds_dir, environ=os.environ)
+        specs = child_specs(args, url, creds_dir=creds_dir, environ=os.environ, api=api)
         if not stop.is_set():
-            _banner(args, url, server, specs)
+            _banner(args, url, server, specs, api)
             await _supervise(specs, stop, server, _health_watch(args))
         else:
             print("stopping...", flush=True)
@@ -257,6 +278,14 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
                 remove_local_stack(settings.state_dir, url)
                 await anyio.to_thread.run_sync(server.stop, _SERVER_GRACE_S)
             lock.release()
+
+
+def _local_api(args: argparse.Namespace) -> LocalApi | None:
+    """The HTTP API to run (``None`` with ``--no-api``): its port and the data dir's token."""
+    if args.no_api:
+        return None
+    credential = ensure_local_token(args.data_dir / "api")
+    return LocalApi(port=free_or_other_port(args.api_port), credential=credential)
 
 
 def _as_admin(settings: TepSettings, url: str, creds_dir: Path) -> TepSettings:
@@ -337,7 +366,11 @@ def _json_logs() -> bool:
 
 
 def _banner(
-    args: argparse.Namespace, url: str, server: EmbeddedServer | None, specs: list[ChildSpec]
+    args: argparse.Namespace,
+    url: str,
+    server: EmbeddedServer | None,
+    specs: list[ChildSpec],
+    api: LocalApi | None = None,
 ) -> None:
     if server is not None:
         nats = (
@@ -365,6 +398,11 @@ def _banner(
         lines.append(
             f"  auth    one nkey per role in {args.data_dir / 'creds'}; server on loopback only; "
             "tep commands on this machine use them by themselves"
+        )
+    if api is not None:
+        lines.append(
+            f"  api     {api.url}  token {api.credential.token} "
+            f"(also in {api.credential.token_file}; docs/api.md)"
         )
     if "TEP_EXECUTOR_ALLOW_CIDRS" not in os.environ:
         lines.append(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.access import Role
+from tep.api.local import LocalApi
 from tep.creds import seed_path
 from tep.server import find_free_port
 from tep.supervisor import ChildSpec
@@ -41,6 +42,7 @@ def child_specs(
     *,
     creds_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    api: LocalApi | None = None,
 ) -> list[ChildSpec]:
     """The processes to supervise, each ``python -m tep.cli.main <role>`` (no PATH needed).
 
@@ -48,6 +50,8 @@ def child_specs(
     tell when the stack is ready. With ``creds_dir`` (the embedded server's credentials) each
     role gets its own nkey; otherwise the identity flags given to ``tep up`` are passed on.
     Executors may call loopback targets unless ``TEP_EXECUTOR_ALLOW_CIDRS`` says otherwise.
+    With ``api``, ``tep api`` runs too, as the client identity (and the admin one for schedule
+    writes), letting in the stack's token; its own ``/healthz`` is its health endpoint.
     """
     environ = environ if environ is not None else {}
     base = [sys.executable, "-m", "tep.cli.main"]
@@ -78,6 +82,15 @@ def child_specs(
         name = "executor" if args.executors == 1 else f"executor-{n}"
         specs.append(role(name, "executor", Role.EXECUTOR, *grace, *handler_args))
     specs.append(role("projector", "projector", Role.PROJECTOR))
+    if api is not None:
+        tokens = ["--tokens-file", str(api.credential.tokens_file)]
+        listen = ["--host", "127.0.0.1", "--port", str(api.port)]
+        api_env = dict(env)
+        if creds_dir is not None:
+            api_env["TEP_NKEY"] = str(seed_path(creds_dir, Role.CLIENT))
+            api_env["TEP_API_ADMIN_NKEY"] = str(seed_path(creds_dir, Role.ADMIN))
+        argv = [*base, "api", *url, *listen, *tokens]
+        specs.append(ChildSpec("api", argv, api_env, health_url=f"{api.url}/healthz"))
     if args.with_demo_target:
         demo = [*base, "demo-target", "--port", str(args.demo_port)]
         health_url = f"http://127.0.0.1:{args.demo_port}/health"

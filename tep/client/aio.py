@@ -12,7 +12,7 @@ import httpx
 
 from eventstore.plan import Plan
 from eventstore.state import ActionState, ExecutionState
-from projections.cancel import Cancellation
+from projections.cancellation import Cancellation
 from projections.schedule_info import ScheduleInfo
 from projections.view import ExecutionSummary
 from tep.api.envelopes import (

@@ -13,7 +13,7 @@ import msgspec
 
 from eventstore.plan import Plan
 from eventstore.state import ActionState, ExecutionState
-from projections.cancel import Cancellation
+from projections.cancellation import Cancellation
 from projections.schedule_info import ScheduleInfo
 from tep.api.envelopes import (
     EventPage,

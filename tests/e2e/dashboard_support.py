@@ -45,9 +45,7 @@ def chromium_path() -> str:
 async def launched_browser() -> AsyncIterator[Browser]:
     """Headless Chromium from the system, for the module's tests."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium_path(), headless=True
-        )
+        browser = await playwright.chromium.launch(executable_path=chromium_path(), headless=True)
         try:
             yield browser
         finally:
@@ -81,6 +79,8 @@ async def opened_page(browser: Browser, test_name: str) -> AsyncIterator[Browser
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", test_name).strip("-")
+    for stale in (ARTIFACTS / "dashboard").glob(f"{name}-*.png"):
+        stale.unlink()
     opened = BrowserPage(page, name)
     page.on("pageerror", lambda error: opened.errors.append(str(error)))
     page.on("console", lambda m: opened.console.append(f"{m.type}: {m.text}"))

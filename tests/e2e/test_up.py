@@ -132,7 +132,15 @@ def test_up_starts_every_role_and_stops_them_all_within_5s(
         str(find_free_port()),
     )
     ups.append(up)
-    expected = ["demo-target", "executor", "executor", "nats-server", "orchestrator", "projector"]
+    expected = [
+        "api",
+        "demo-target",
+        "executor",
+        "executor",
+        "nats-server",
+        "orchestrator",
+        "projector",
+    ]
     roles = wait_for(
         lambda: (r := up.roles()) and sorted(r.values()) == expected and r,
         15,

@@ -2,6 +2,7 @@
 
 import { graphlib, layout } from "./vendor/dagre/dagre.esm.js";
 import { fmtDuration, s } from "./dom.js";
+import { itemsDone } from "./events.js";
 
 const NODE_WIDTH = 188;
 const NODE_HEIGHT = 56;
@@ -9,10 +10,6 @@ const MAX_LABEL = 24;
 
 function clip(text, length) {
   return text.length > length ? `${text.slice(0, length - 1)}…` : text;
-}
-
-function itemsDone(items) {
-  return items.completed + items.failed + items.cancelled;
 }
 
 /** The second line of a node: what its action is doing or how it ended. */

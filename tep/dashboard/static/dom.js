@@ -14,6 +14,7 @@ function assign(element, props) {
     if (value === undefined || value === null) continue;
     if (key === "class") element.className = value;
     else if (key === "text") element.textContent = String(value);
+    else if (key === "for") element.htmlFor = value;
     else if (key === "data") Object.assign(element.dataset, value);
     else if (key === "attrs") for (const [name, v] of Object.entries(value)) element.setAttribute(name, v);
     else if (key === "on") for (const [name, fn] of Object.entries(value)) element.addEventListener(name, fn);

@@ -1,6 +1,26 @@
-// Reading an execution's events: action keys, one-line summaries, an action's attempts.
+// Reading an execution: its status and counts, action keys, one-line summaries of its
+// events, an action's attempts and the request it sent; the address of its page.
 
 import { fmtDuration } from "./dom.js";
+
+/** The statuses an execution ends in (until a retry opens it again). */
+export const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+/** Actions that ended in any way, from an execution's `counts`. */
+export function finishedActions(counts) {
+  return counts.completed + counts.failed + counts.skipped + counts.cancelled;
+}
+
+/** Items of a for-each action that ended in any way. */
+export function itemsDone(items) {
+  return items.completed + items.failed + items.cancelled;
+}
+
+/** The dashboard's address of an execution's page (`params`: action, at). */
+export function executionHref(id, params = {}) {
+  const query = new URLSearchParams(params).toString();
+  return `#/executions/${encodeURIComponent(id)}${query ? `?${query}` : ""}`;
+}
 
 const KEY = /^([A-Za-z0-9_-]{1,64})(?:~([1-9][0-9]*))?(?:@(0|[1-9][0-9]*))?$/;
 

@@ -4,22 +4,12 @@
 import { allEvents, call } from "./api.js";
 import { DagView } from "./dag.js";
 import { badge, facts, fmtDuration, h, msBetween, replace, timeCell } from "./dom.js";
-import { parseKey, planOf, summarize } from "./events.js";
+import { executionHref, finishedActions, parseKey, planOf, summarize, TERMINAL } from "./events.js";
 import { actionPanel } from "./panel.js";
 import { followStream } from "./sse.js";
 import { Timeline } from "./timeline.js";
 
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const CACHED_STATES = 300;
-
-function finished(counts) {
-  return counts.completed + counts.failed + counts.skipped + counts.cancelled;
-}
-
-function link(id, params = {}) {
-  const query = new URLSearchParams(params).toString();
-  return `#/executions/${encodeURIComponent(id)}${query ? `?${query}` : ""}`;
-}
 
 /** Mount the page of execution `id` in `root`; returns the function that leaves it. */
 export function executionPage(root, id, params) {
@@ -69,6 +59,11 @@ class ExecutionPage {
     const index = at ? this.records.findIndex((r) => r.sequence >= at) : -1;
     if (index >= 0 && index < this.records.length - 1) this.travel(index);
     else this.render();
+    // A running execution's duration goes on between its events.
+    const ticker = setInterval(() => {
+      if (this.atIndex === null && !TERMINAL.has(this.live.status)) this.renderHead(this.live);
+    }, 1000);
+    this.signal.addEventListener("abort", () => clearInterval(ticker), { once: true });
     followStream(`${this.path}/stream`, {
       signal: this.signal,
       onEvent: (event) => this.onStreamEvent(event),
@@ -173,10 +168,10 @@ class ExecutionPage {
       ["started", state.started_at ? timeCell(state.started_at) : null],
       ["ended", end ? timeCell(end) : null],
       ["duration", state.started_at ? fmtDuration(msBetween(state.started_at, end)) : null],
-      ["progress", `${finished(counts)}/${counts.total} actions` +
+      ["progress", `${finishedActions(counts)}/${counts.total} actions` +
         ` (${counts.completed} completed, ${counts.failed} failed, ${counts.running} running, ${counts.waiting} waiting)`],
       ["run", state.run > 1 ? String(state.run) : null],
-      ["parent", state.parent ? h("a", { href: link(state.parent.execution_id, { action: parseKey(state.parent.action_id)?.id || "" }), text: `${state.parent.execution_id} (${state.parent.action_id})`, class: "mono" }) : null],
+      ["parent", state.parent ? h("a", { href: executionHref(state.parent.execution_id, { action: parseKey(state.parent.action_id)?.id || "" }), text: `${state.parent.execution_id} (${state.parent.action_id})`, class: "mono" }) : null],
       ["cancel", state.cancel_requested ? `requested${state.cancel_reason ? `: ${state.cancel_reason}` : ""}` : null],
       ["error", state.error ? `${state.error.code}: ${state.error.message}` : null],
     ]));
@@ -336,7 +331,7 @@ class ExecutionPage {
     const params = {};
     if (this.selected) params.action = this.selected;
     if (this.atIndex !== null) params.at = String(this.records[this.atIndex].sequence);
-    history.replaceState(history.state, "", link(this.id, params));
+    history.replaceState(history.state, "", executionHref(this.id, params));
   }
 
   say(text, kind = "info") {

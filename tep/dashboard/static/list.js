@@ -3,9 +3,9 @@
 
 import { call } from "./api.js";
 import { badge, debounce, fmtDuration, h, msBetween, replace, timeCell } from "./dom.js";
+import { executionHref, finishedActions, TERMINAL } from "./events.js";
 
 const STATUSES = ["pending", "running", "waiting", "completed", "failed", "cancelled"];
-const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const POLL_MS = 2000;
 const PAGE = 50;
 const PARALLEL_READS = 6;
@@ -143,11 +143,11 @@ class ListPage {
     let progress = h("span", { class: "note", text: "-" });
     if (known) {
       const c = known.counts;
-      const done = c.completed + c.failed + c.skipped + c.cancelled;
+      const done = finishedActions(c);
       progress = h("span", { class: "progress", title: `${c.completed} completed, ${c.failed} failed, ${c.skipped} skipped, ${c.cancelled} cancelled, ${c.running} running, ${c.waiting} waiting` },
         h("progress", { max: c.total || 1, value: done }), ` ${done}/${c.total}`);
     }
-    const href = `#/executions/${encodeURIComponent(item.execution_id)}`;
+    const href = executionHref(item.execution_id);
     return h("tr", { data: { execution: item.execution_id, status: item.status } },
       h("td", {}, h("a", { href, class: "mono", text: item.execution_id })),
       h("td", {}, badge(item.status)),

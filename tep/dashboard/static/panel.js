@@ -1,7 +1,7 @@
 // The panel of one action: what it is, how it ran (attempts, items, earlier runs), what it
 // sent and got back, its events, and the operations on it (resume/reject, retry from here).
 
-import { attemptsOf, recordsOfAction, requestOf, summarize } from "./events.js";
+import { attemptsOf, executionHref, itemsDone, recordsOfAction, requestOf, summarize } from "./events.js";
 import { badge, facts, fmtDuration, h, msBetween, timeCell } from "./dom.js";
 import { waitpointForm } from "./forms.js";
 
@@ -64,7 +64,7 @@ function requestBlock(dispatch, item) {
 }
 
 function itemsSection(items) {
-  const done = items.completed + items.failed + items.cancelled;
+  const done = itemsDone(items);
   const bar = h("progress", { max: items.count, value: done });
   const summary = h("p", {},
     `${done}/${items.count} done: ${items.completed} completed, ${items.failed} failed, ${items.cancelled} cancelled; ` +
@@ -119,7 +119,7 @@ function forEachText(spec) {
 }
 
 function childLink(id) {
-  return h("a", { href: `#/executions/${encodeURIComponent(id)}`, text: id, class: "mono" });
+  return h("a", { href: executionHref(id), text: id, class: "mono" });
 }
 
 /**

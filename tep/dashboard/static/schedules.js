@@ -3,6 +3,7 @@
 
 import { ApiError, call } from "./api.js";
 import { badge, h, replace, timeCell } from "./dom.js";
+import { executionHref } from "./events.js";
 
 const POLL_MS = 5000;
 
@@ -16,14 +17,14 @@ export function schedulesPage(root) {
 function jsonField(id, label, rows, value, hint) {
   return h("div", { class: "field" },
     h("label", { for: id, text: label }),
-    h("textarea", { id, rows, class: "code", spellcheck: false, value }),
+    h("textarea", { id, rows, class: "code", spellcheck: false, defaultValue: value }),
     hint ? h("small", { class: "hint", text: hint }) : null);
 }
 
 function textField(id, label, value, hint) {
   return h("div", { class: "field" },
     h("label", { for: id, text: label }),
-    h("input", { id, type: "text", value, autocomplete: "off" }),
+    h("input", { id, type: "text", defaultValue: value, autocomplete: "off" }),
     hint ? h("small", { class: "hint", text: hint }) : null);
 }
 
@@ -87,7 +88,7 @@ class SchedulesPage {
   row(info) {
     const path = `v1/schedules/${encodeURIComponent(info.name)}`;
     const last = info.last_execution_id
-      ? h("span", {}, h("a", { href: `#/executions/${encodeURIComponent(info.last_execution_id)}`, class: "mono", text: info.last_execution_id }),
+      ? h("span", {}, h("a", { href: executionHref(info.last_execution_id), class: "mono", text: info.last_execution_id }),
         " ", info.last_execution_status ? badge(info.last_execution_status) : "")
       : "-";
     const remove = h("button", {
@@ -111,7 +112,7 @@ class SchedulesPage {
       h("td", {}, info.next_fire ? timeCell(info.next_fire) : "-"),
       h("td", {}, info.last_fired_at ? timeCell(info.last_fired_at) : "-"),
       h("td", {}, last),
-      h("td", { class: "buttons" },
+      h("td", {}, h("div", { class: "buttons row-buttons" },
         h("button", {
           type: "button", text: info.paused ? "Resume" : "Pause",
           on: { click: () => this.act(() => call(path, { method: "PATCH", body: { paused: !info.paused } }), `${info.name} ${info.paused ? "resumed" : "paused"}`) },
@@ -123,7 +124,7 @@ class SchedulesPage {
             return `${info.name} started ${result.execution_id}`;
           }, `${info.name} triggered`) },
         }),
-        remove));
+        remove)));
   }
 
   createForm() {

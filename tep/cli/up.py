@@ -404,6 +404,7 @@ def _banner(
             f"  api     {api.url}  token {api.credential.token} "
             f"(also in {api.credential.token_file}; docs/api.md)"
         )
+        lines.append(f"  dashboard {api.url}/?token={api.credential.token}  (docs/dashboard.md)")
     if "TEP_EXECUTOR_ALLOW_CIDRS" not in os.environ:
         lines.append(
             f"  targets executors may also call loopback ({', '.join(LOOPBACK_CIDRS)}): "

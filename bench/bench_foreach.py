@@ -195,7 +195,15 @@ async def report(
         f"ratio tep / direct: {ratio:.2f}x (end to end {e2e_rate / direct:.2f}x); "
         f"target >= 0.5x: {verdict}"
     )
-    wanted = "processed appended batches batched conflicts retried dead_lettered".split()
+    wanted = [
+        "processed",
+        "appended",
+        "batches",
+        "batched",
+        "conflicts",
+        "retried",
+        "dead_lettered",
+    ]
     print("orchestrator counters: " + ", ".join(f"{k} {counters.get(k, '?')}" for k in wanted))
 
     print(f"\n{'process':<16}{'RSS idle, MB':>13}{'CPU s, full run':>17}{'ms per item':>13}")

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -96,6 +97,11 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _problem_response(internal_error())
 
 
+def _operation_id(route: APIRoute) -> str:
+    # The route's function name: what the document's links name (names are unique).
+    return route.name
+
+
 def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> FastAPI:
     """The API over ``backend``, letting in the holders of ``tokens``.
 
@@ -109,6 +115,7 @@ def create_app(backend: ApiBackend, settings: ApiSettings, tokens: Tokens) -> Fa
         openapi_url=None,  # served below, behind a token like every route but /healthz
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=_operation_id,
     )
     app.state.backend = backend
     app.state.tokens = tokens

@@ -20,10 +20,10 @@ from tep.api.envelopes import EventPage, ExecutionPage, Submitted
 from tep.api.models import SubmitRequest
 from tep.api.pagination import Order, page_of, parse_time
 from tep.api.problems import ProblemItem, validation_problem
-from tep.api.schemas import MsgspecResponse, responds
+from tep.api.schemas import MsgspecResponse, link, responds
 from tep.api.stream import sse_states
 
-__all__ = ["router"]
+__all__ = ["EXECUTION_LINKS", "router"]
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -33,6 +33,19 @@ assert set(LISTING_STATUSES) == set(ListingStatus.__args__)  # type: ignore[attr
 
 _MAX_PAGE = 500
 _SSE = "text/event-stream"
+
+_BY_ID = {"execution_id": "$response.body#/execution_id"}
+_FIRST_ACTION = {**_BY_ID, "action_id": "$response.body#/state/plan/actions/0/id"}
+EXECUTION_LINKS = {
+    "GetExecution": link("get_execution", **_BY_ID),
+    "ListEvents": link("list_events", **_BY_ID),
+    "Stream": link("stream", **_BY_ID),
+    "Cancel": link("cancel", **_BY_ID),
+    "Retry": link("retry", **_BY_ID),
+    "ResumeFirstAction": link("resume", **_FIRST_ACTION),
+    "RejectFirstAction": link("reject", **_FIRST_ACTION),
+}
+"""The links of an answer naming an execution (``execution_id``, ``state``)."""
 
 
 def backend_of(request: Request) -> ApiBackend:
@@ -59,8 +72,13 @@ def _with_input(plan: dict[str, Any], values: dict[str, Any] | None) -> dict[str
     response_class=MsgspecResponse,
     summary="Start an execution of a plan",
     responses={
-        **responds("Submitted", 201, "started"),
-        **responds("Submitted", 200, "an earlier submission with this idempotency key started it"),
+        **responds("Submitted", 201, "started", EXECUTION_LINKS),
+        **responds(
+            "Submitted",
+            200,
+            "an earlier submission with this idempotency key started it",
+            EXECUTION_LINKS,
+        ),
     },
 )
 async def submit(

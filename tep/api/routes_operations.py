@@ -22,7 +22,7 @@ from tep.api.models import (
     RetryRequest,
     WaitpointCompletion,
 )
-from tep.api.routes_executions import ExecutionId, backend_of
+from tep.api.routes_executions import EXECUTION_LINKS, ExecutionId, backend_of
 from tep.api.schemas import MsgspecResponse, responds
 
 __all__ = ["router"]
@@ -62,7 +62,7 @@ async def cancel(
     "/v1/executions/{execution_id}/retry",
     response_class=MsgspecResponse,
     summary="Run an ended execution again from a step",
-    responses=responds("RetryResult"),
+    responses=responds("RetryResult", links=EXECUTION_LINKS),
 )
 async def retry(
     execution_id: ExecutionId,

@@ -20,14 +20,22 @@ from tep.api.envelopes import ScheduleList, TriggerResult
 from tep.api.models import ScheduleCreate, ScheduleUpdate
 from tep.api.problems import ProblemItem, validation_problem
 from tep.api.routes_executions import backend_of
-from tep.api.schemas import MsgspecResponse, json_content, responds
+from tep.api.schemas import MsgspecResponse, json_content, link, responds
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
 ScheduleName = Annotated[str, Path(description="the schedule's name", max_length=64)]
-_INFO = {"description": "the schedule", "content": json_content("ScheduleInfo")}
+_BY_NAME = {"name": "$response.body#/name"}
+_LINKS = {
+    "GetSchedule": link("get_schedule", **_BY_NAME),
+    "UpdateSchedule": link("update_schedule", **_BY_NAME),
+    "RemoveSchedule": link("remove_schedule", **_BY_NAME),
+    "TriggerSchedule": link("trigger_schedule", **_BY_NAME),
+}
+_INFO = {"description": "the schedule", "content": json_content("ScheduleInfo"), "links": _LINKS}
+_TRIGGERED = {"GetExecution": link("get_execution", execution_id="$response.body#/execution_id")}
 
 
 @router.get(
@@ -110,7 +118,7 @@ async def remove_schedule(name: ScheduleName, request: Request, caller: Operator
     "/{name}/trigger",
     response_class=MsgspecResponse,
     summary="Start one execution now",
-    responses=responds("TriggerResult"),
+    responses=responds("TriggerResult", links=_TRIGGERED),
 )
 async def trigger_schedule(
     name: ScheduleName, request: Request, caller: Operator

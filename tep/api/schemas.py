@@ -41,6 +41,7 @@ __all__ = [
     "MsgspecResponse",
     "PlanJson",
     "json_content",
+    "link",
     "merge_components",
     "ref_schema",
     "responds",
@@ -96,9 +97,24 @@ def json_content(name: str, *, media_type: str = "application/json") -> dict[str
     return {media_type: {"schema": ref_schema(name)}}
 
 
-def responds(name: str, status: int = 200, description: str = "") -> dict[int | str, Any]:
-    """The ``responses=`` of a route answering the msgspec component ``name``."""
-    return {status: {"description": description or name, "content": json_content(name)}}
+def responds(
+    name: str,
+    status: int = 200,
+    description: str = "",
+    links: dict[str, Any] | None = None,
+) -> dict[int | str, Any]:
+    """The ``responses=`` of a route answering the msgspec component ``name``; ``links``:
+    its OpenAPI links (what a client may call next with values from the answer)."""
+    response: dict[str, Any] = {"description": description or name, "content": json_content(name)}
+    if links:
+        response["links"] = links
+    return {status: response}
+
+
+def link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``operation_id`` (a route's function name), each
+    parameter a runtime expression such as ``$response.body#/execution_id``."""
+    return {"operationId": operation_id, "parameters": parameters}
 
 
 def _clean(node: Any) -> Any:

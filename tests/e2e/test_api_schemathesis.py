@@ -1,0 +1,199 @@
+"""Schemathesis against the OpenAPI document of a real stack (see api_support.py): every
+operation with generated requests, then stateful sequences along the document's links (a
+submitted execution read, listed by its events, streamed, cancelled, retried, its waitpoint
+resumed or rejected; a schedule added, read, paused, triggered, removed). Checked: no 5xx,
+every response matches its schema, every status is one the operation documents.
+
+Generated plans are nearly always invalid (a 400 is the right answer), so half the bodies of
+``POST /v1/executions`` and ``POST /v1/schedules`` are swapped for valid ones (waitpoints,
+calls that succeed, calls that fail) to reach the routes behind them.
+
+The short form runs in CI (a few examples an operation); ``-m slow`` runs the long form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from anyio.from_thread import start_blocking_portal
+from api_support import TOKENS, Api, running_api
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+from support.http_target import HttpTarget
+
+from tep.api.app import create_app
+from tep.api.config import ApiSettings
+from tep.api.tokens import Tokens
+
+CHECKS: list[CheckFunction] = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+]
+AUTH = {"Authorization": f"Bearer {TOKENS['all']}"}
+
+# A stream of a running execution never ends: read its first state, for a few seconds at most.
+_STREAM_EVENTS = 1
+_REQUEST_TIMEOUT_S = 5
+
+_SHORT = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+_LONG = settings(_SHORT, max_examples=60, derandomize=False)
+
+_target_url: list[str] = []
+"""The stack's HTTP target, once it runs (valid plans call it)."""
+
+
+@asynccontextmanager
+async def _stack(directory: Path) -> AsyncIterator[Api]:
+    async with HttpTarget() as target, running_api(directory, target) as api:
+        _target_url[:] = [target.base_url]
+        yield api
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The stack, its event loop in a thread of its own: schemathesis calls block."""
+    directory = tmp_path_factory.mktemp("schemathesis")
+    with (
+        start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(_stack(directory)) as running,
+    ):
+        yield running
+
+
+def _document() -> dict[str, Any]:
+    """The OpenAPI document the API's code serves (``GET /openapi.json``; the first test
+    checks the stack serves exactly this one): schemathesis needs it at collection time."""
+    app = create_app(None, ApiSettings(), Tokens({}))  # type: ignore[arg-type]
+    return app.openapi()
+
+
+schema = schemathesis.openapi.from_dict(
+    _document(),
+    config=schemathesis.Config.from_dict(
+        {"request-timeout": _REQUEST_TIMEOUT_S, "max-stream-events": _STREAM_EVENTS}
+    ),
+)
+
+# ---------------------------------------------------------------------- valid bodies
+
+_ids = st.from_regex(r"[a-z][a-z0-9_-]{0,15}", fullmatch=True)
+
+
+@st.composite
+def _actions(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A chain of one to three actions, the first being what a link resumes or rejects."""
+    kinds = draw(st.lists(st.sampled_from(["wait", "echo", "fail"]), min_size=1, max_size=3))
+    base = _target_url[0] if _target_url else "http://127.0.0.1:9"
+    actions: list[dict[str, Any]] = []
+    for n, kind in enumerate(kinds, start=1):
+        action: dict[str, Any] = {"id": f"a{n}"}
+        if kind == "wait":
+            action.update(type="wait", schema={"type": "object"})
+        else:
+            path = "/echo/schemathesis" if kind == "echo" else "/status/500/schemathesis"
+            action["request"] = {"url": base + path}
+        if n > 1:
+            action["depends_on"] = [f"a{n - 1}"]
+        actions.append(action)
+    return actions
+
+
+_plans = st.builds(lambda plan_id, actions: {"id": plan_id, "actions": actions}, _ids, _actions())
+_inputs = st.none() | st.dictionaries(_ids, st.integers() | st.text(max_size=8), max_size=3)
+_submissions = st.fixed_dictionaries(
+    {"plan": _plans, "input": _inputs},
+    optional={"execution_id": _ids, "idempotency_key": _ids},
+)
+_schedules = st.fixed_dictionaries(
+    {
+        "name": st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+        "cron": st.sampled_from(["@every 1h", "0 3 * * *", "@daily"]),
+        "plan": _plans,
+    },
+    optional={"tz": st.sampled_from(["UTC", "Europe/Paris"]), "paused": st.just(None)}.__class__(
+        tz=st.sampled_from(["UTC", "Europe/Paris"]),
+        catch_up=st.sampled_from(["none", "one", "all"]),
+    ),
+)
+_VALID_BODIES = {
+    ("POST", "/v1/executions"): _submissions,
+    ("POST", "/v1/schedules"): _schedules,
+}
+
+
+@schema.hook
+def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
+    """Half the bodies of a submission or a new schedule: a valid one."""
+    operation = context.operation
+    valid = None
+    if operation is not None:
+        valid = _VALID_BODIES.get((operation.method.upper(), operation.path))
+    return st.just(body) if valid is None else st.just(body) | valid
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_the_stack_serves_the_document_under_test(api: Api) -> None:
+    served = httpx.get(f"{api.url}/openapi.json", headers=AUTH, timeout=10)
+    assert served.status_code == 200
+    assert served.json() == schema.raw_schema
+
+
+def _call(case: Any, api: Api) -> None:
+    case.call_and_validate(
+        base_url=api.url, headers=AUTH, checks=CHECKS, timeout=_REQUEST_TIMEOUT_S
+    )
+
+
+@schema.parametrize()
+@_SHORT
+def test_every_operation_conforms(case: Any, api: Api) -> None:
+    _call(case, api)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@_LONG
+def test_every_operation_conforms_long(case: Any, api: Api) -> None:
+    _call(case, api)
+
+
+def _state_machine(api: Api) -> Any:
+    machine = schema.as_state_machine()
+
+    class Checked(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": api.url, "headers": AUTH, "timeout": _REQUEST_TIMEOUT_S}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    return Checked
+
+
+def test_stateful_sequences_conform(api: Api) -> None:
+    _state_machine(api).run(settings=settings(_SHORT, max_examples=8, stateful_step_count=4))
+
+
+@pytest.mark.slow
+def test_stateful_sequences_conform_long(api: Api) -> None:
+    _state_machine(api).run(settings=settings(_LONG, max_examples=60, stateful_step_count=8))

@@ -21,7 +21,7 @@ from eventstore.plan_validation import PlanLimits, parse_plan, plan_problems
 from eventstore.subjects import PLAN_SUBMITTED_PREFIX, execution_id_problem
 from orchestrator import ids
 
-__all__ = ["UnroutableMessageError", "admit_plan"]
+__all__ = ["UnroutableMessageError", "admit_plan", "rejection"]
 
 _MAX_LISTED_PROBLEMS = 20
 
@@ -78,7 +78,7 @@ def admit_plan(
         problems += _document_problems(data, limits) or [decode_error or "undecodable event"]
     if event is not None and not problems:
         return event
-    return _rejection(execution_id, data, problems)
+    return rejection(execution_id, data, problems)
 
 
 def _document_problems(data: bytes, limits: PlanLimits) -> list[str]:
@@ -97,7 +97,8 @@ def _document_problems(data: bytes, limits: PlanLimits) -> list[str]:
     return []
 
 
-def _rejection(execution_id: str, data: bytes, problems: list[str]) -> ExecutionFailed:
+def rejection(execution_id: str, data: bytes, problems: list[str]) -> ExecutionFailed:
+    """The ``execution.failed`` (``invalid_plan``) rejecting a plan for ``problems``."""
     listed = problems[:_MAX_LISTED_PROBLEMS]
     if len(problems) > len(listed):
         listed.append(f"... and {len(problems) - len(listed)} more")

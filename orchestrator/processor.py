@@ -65,6 +65,7 @@ from orchestrator.config import OrchestratorConfig
 from orchestrator.deadline import deadline_at, schedule_deadline
 from orchestrator.decide import decide
 from orchestrator.guards import guard_for
+from orchestrator.input_check import checked_input
 from orchestrator.intake import UnroutableMessageError, admit_plan
 from orchestrator.spans import decided, execution_ended, outcome_folded
 from orchestrator.subplan_service import SubplanService
@@ -219,6 +220,8 @@ class EventProcessor:
                 )
             except UnroutableMessageError as exc:
                 raise _Poison(str(exc)) from exc
+            if isinstance(admitted, PlanSubmitted):
+                admitted = await checked_input(self.payloads, admitted, msg.data)
             if isinstance(admitted, ExecutionFailed):
                 await self._reject_plan(msg, admitted)
                 return

@@ -266,6 +266,30 @@ async def test_a_large_plan_input_is_stored_by_reference_and_read_by_templates(
     assert resolved is not None and resolved.input == big_input()
 
 
+async def test_a_raw_plan_whose_referenced_input_fails_its_schema_is_rejected(
+    large: Large, target: HttpTarget
+) -> None:
+    system = large.system
+    e = system.new_id("forged-input")
+    # Published around the client library: the input, stored by reference, was never checked.
+    forged = {"user_id": 42, "pad": "p" * 300_000}
+    marker = await large.sm.payloads.store(forged)
+    schema = {"type": "object", "properties": {"user_id": {"type": "string"}}}
+    plan = Plan(
+        id="forged",
+        input=marker,
+        input_schema=schema,
+        actions=[call(target, f"/echo/{e}", "fetch")],
+    )
+
+    await system.submit(e, plan)
+    end = await system.wait_end(e, timeout=30)
+
+    assert isinstance(end, ExecutionFailed) and end.error.code == ErrorCode.INVALID_PLAN
+    assert "input.user_id: 42 is not of type 'string'" in end.error.message
+    assert not [hit for hit in target.hits if hit.path == f"/echo/{e}"]
+
+
 async def test_tep_submit_stores_a_large_input_and_waits_for_the_end(
     large: Large, target: HttpTarget
 ) -> None:

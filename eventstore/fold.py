@@ -40,7 +40,12 @@ from eventstore.events import (
     ExecutionRetried,
     PlanSubmitted,
 )
-from eventstore.items import apply_item_event, items_output, start_items
+from eventstore.items import (
+    apply_item_event,
+    items_output,
+    items_started_problem,
+    start_items,
+)
 from eventstore.records import RecordedEvent
 from eventstore.routes import note_route, routes_by_source, unhandled_failures, with_routes
 from eventstore.runs import apply_retried
@@ -274,7 +279,9 @@ def _apply_action_event(
                 state.status = "running"
                 state.started_at = event.occurred_at
         case ActionItemsStarted():
-            if start_items(action, event):
+            if (problem := items_started_problem(event)) is not None:
+                _refuse(state, event, sequence, problem)
+            elif start_items(action, event):
                 if state.status == "pending":
                     state.status = "running"
                     state.started_at = event.occurred_at

@@ -52,6 +52,7 @@ __all__ = [
     "describe_items",
     "items_marker",
     "items_output",
+    "items_started_problem",
     "start_items",
     "unfinished_item_keys",
     "unfinished_items",
@@ -80,6 +81,17 @@ def array_reference(source: str) -> Reference | None:
         return None
     references = find_references(text)
     return references[0] if len(references) == 1 else None
+
+
+def items_started_problem(event: ActionItemsStarted) -> str | None:
+    """Why the fold does not believe ``event`` (``None``: it may): a count or a concurrency
+    outside the limits. (Only what the event itself shows: the projector folds without the
+    plan, and both must agree.)"""
+    if not 0 <= event.count <= MAX_ITEMS:
+        return f"action.items.started with {event.count} items (the limit is {MAX_ITEMS})"
+    if not 1 <= event.concurrency <= MAX_CONCURRENCY:
+        return f"action.items.started with concurrency {event.concurrency}"
+    return None
 
 
 def start_items(action: ActionState, event: ActionItemsStarted) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from eventstore.events import (
     ActionCompleted,
     ActionFailed,
+    ActionItemsStarted,
     Event,
     ExecutionCancelled,
     ExecutionCancelRequested,
@@ -36,9 +37,13 @@ def guard_for(event: Event, state: ExecutionState | None = None) -> Guard | None
     """The guard to append ``event`` with, a decision taken on ``state`` (``None``: none).
 
     A cancel request to a sub-plan's child has none: the child may have been asked already,
-    and asking twice changes nothing (its id makes the log store it once).
+    and asking twice changes nothing (its id makes the log store it once). Nor has a for-each's
+    ``action.items.started`` (see below).
     """
-    if isinstance(event, ExecutionCancelRequested):
+    if isinstance(event, ExecutionCancelRequested | ActionItemsStarted):
+        # A for-each's start is appended with its first items' dispatches, each guarded: a
+        # second decision conflicts there. Its own subject may hold a forgery the fold refused,
+        # which must not keep the true one out.
         return None
     if isinstance(event, ExecutionCompleted | ExecutionFailed | ExecutionCancelled):
         return Guard(refused_end_sequence(state), terminal_filter(event.execution_id))

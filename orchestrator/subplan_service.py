@@ -24,7 +24,7 @@ from eventstore import fold
 from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
 from eventstore.errors import ConcurrencyError, EventTooLargeError
-from eventstore.events import ActionCompleted, ActionFailed, ErrorInfo
+from eventstore.events import ActionCompleted, ActionFailed, ActionStarted, ErrorInfo
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.payloads import PayloadStore, store_large_output
 from eventstore.jetstream.plan_registry import PlanRegistry
@@ -33,8 +33,13 @@ from eventstore.plan import Plan
 from eventstore.plan_registry import PlanRegistryError
 from eventstore.records import Guard, RecordedEvent
 from eventstore.state import ExecutionState
-from eventstore.subjects import action_filter, action_ids
-from orchestrator.subplans import SubplanContext, child_outcome, plan_refs_wanted
+from eventstore.subjects import action_filter, action_ids, action_subject, plan_subject
+from orchestrator.subplans import (
+    SubplanContext,
+    child_outcome,
+    children_to_start,
+    plan_refs_wanted,
+)
 
 __all__ = ["SubplanService"]
 
@@ -81,11 +86,33 @@ class SubplanService:
             plan = await self._plan(name)
             if plan is not None:
                 found[name] = plan
+        taken: dict[str, int] = {}
+        for key, child in children_to_start(state):
+            sequence = await self._taken(child, key, state)
+            if sequence is not None:
+                _log.warning(
+                    "a sub-plan's child id is taken by a plan.submitted its parent did not write",
+                    extra={"execution_id": child, "sequence": sequence},
+                )
+                taken[child] = sequence
         return SubplanContext(
             registry=found,
             max_depth=self.settings.max_subplan_depth,
             max_event_bytes=self.settings.max_msg_bytes,
+            taken=taken,
         )
+
+    async def _taken(self, child: str, key: str, state: ExecutionState | None) -> int | None:
+        """The sequence of a ``plan.submitted`` of ``child`` that its parent did not write
+        (one direct get per child about to start; ``None``: the id is free, or the parent's
+        action did start it and ``state`` is behind)."""
+        record = await self.log.last_on(plan_subject(child), leader=True)
+        if record is None or state is None:
+            return None
+        started = action_subject(ActionStarted, state.execution_id, key)
+        if await self.log.last_on(started, leader=True) is not None:
+            return None  # the parent started it: deciding on a fresher state says so
+        return record.sequence
 
     async def _plan(self, name: str) -> Plan | None:
         now = self.clock()

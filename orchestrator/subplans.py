@@ -22,7 +22,10 @@ naming the child and its error. A cancelled parent asks each running child to ca
 Nothing starts when the child cannot: a ``plan_ref`` the registry does not hold fails the
 action with ``plan_not_found``, a child deeper than the depth limit with ``subplan_too_deep``,
 input that does not render to an object with ``invalid_request`` and input that does not match
-the child plan's ``input_schema`` with ``input_invalid``.
+the child plan's ``input_schema`` with ``input_invalid``, and a child whose id the log already
+holds a ``plan.submitted`` for (published by someone else before the orchestrator started it:
+the id is derived, so anyone can compute it) with ``subplan_failed``: that execution is not
+this action's child, and its end is never taken for the action's outcome.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ __all__ = [
     "cancel_children",
     "child_execution_id",
     "child_outcome",
+    "children_to_start",
     "may_be_child",
     "plan_refs_wanted",
     "start_child",
@@ -77,11 +81,13 @@ _MAX_MESSAGE_CHARS = 2000
 class SubplanContext(NamedTuple):
     """What deciding a sub-plan action needs from outside: the registry's plans that the
     execution's pending ``plan_ref`` actions name (a name missing here is not registered),
-    the depth limit and the largest event."""
+    the depth limit, the largest event, and the ids of children about to start that the log
+    already holds a ``plan.submitted`` for (with its sequence): taken by someone else."""
 
     registry: Mapping[str, Plan] = {}
     max_depth: int = DEFAULT_MAX_SUBPLAN_DEPTH
     max_event_bytes: int = DEFAULT_PLAN_LIMITS.max_event_bytes
+    taken: Mapping[str, int] = {}
 
 
 NO_SUBPLANS = SubplanContext()
@@ -127,6 +133,38 @@ def _plan_refs(plan: Plan) -> tuple[tuple[str, str], ...]:
     return refs
 
 
+def _subplan_actions(plan: Plan) -> tuple[Action, ...]:
+    key = id(plan)
+    memo = _subplans_memo.get(key)
+    if memo is not None and memo[0] is plan:
+        return memo[1]
+    found = tuple(a for a in plan.actions if a.runs_plan)
+    _subplans_memo[key] = (plan, found)
+    if len(_subplans_memo) > _MEMO_SIZE:
+        _subplans_memo.popitem(last=False)
+    return found
+
+
+_subplans_memo: OrderedDict[int, tuple[Plan, tuple[Action, ...]]] = OrderedDict()
+
+
+def children_to_start(state: ExecutionState | None) -> list[tuple[str, str]]:
+    """``(action key, child id)`` of each child the execution's ready, unstarted sub-plan
+    actions would start (what to look for in the log before deciding: see
+    :class:`SubplanContext`)."""
+    if state is None or state.plan is None or state.terminal:
+        return []
+    found = []
+    for spec in _subplan_actions(state.plan):
+        action = state.actions[spec.id]
+        if action.status != "pending" or action.dispatched_at is not None:
+            continue
+        if all(state.actions[dep].finished for dep in spec.depends_on):
+            key = action_key(spec.id, action.run)
+            found.append((key, child_execution_id(state.execution_id, key)))
+    return found
+
+
 def plan_refs_wanted(state: ExecutionState) -> set[str]:
     """The registry names of the execution's ``plan_ref`` actions that have not started."""
     if state.plan is None or state.terminal:
@@ -167,6 +205,14 @@ def start_child(
     parent = state.execution_id
     run = state.actions[spec.id].run
     key = action_key(spec.id, run)
+    child = child_execution_id(parent, key)
+    if child in context.taken:
+        return ErrorInfo(
+            message=f"sub-plan action {spec.id}: its child's id {child} was taken by a "
+            f"plan.submitted the orchestrator did not write (sequence {context.taken[child]}); "
+            "the child is not started",
+            code=ErrorCode.SUBPLAN_FAILED,
+        )
     depth = _depth(state) + 1
     if depth > context.max_depth:
         return ErrorInfo(
@@ -208,7 +254,6 @@ def start_child(
     too_large = event_size_problem(plan, context.max_event_bytes)
     if too_large is not None:
         return ErrorInfo(message=f"{label}: {too_large}", code=ErrorCode.INVALID_REQUEST)
-    child = child_execution_id(parent, key)
     started = ActionStarted(
         execution_id=parent,
         action_id=key,

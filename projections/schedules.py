@@ -124,6 +124,10 @@ async def get_schedule(
 
 
 async def _store(log: EventLog, name: str) -> ScheduleStore:
+    problem = schedule_name_problem(name)
+    if problem:
+        # Not a key the bucket could hold: no such schedule, without asking the server.
+        raise ScheduleNotFoundError(f'unknown schedule "{name}": {problem}')
     store = await ScheduleStore.open(log)
     if store is None:
         raise ScheduleNotFoundError(

@@ -12,7 +12,7 @@ from typing import Literal
 import msgspec
 
 from eventstore.records import RecordedEvent
-from eventstore.state import ExecutionState
+from eventstore.state import ExecutionState, ExecutionStatus
 from projections.schedule_info import ScheduleInfo
 from projections.view import ExecutionSummary, ViewStats
 
@@ -23,6 +23,7 @@ __all__ = [
     "RetryResult",
     "ScheduleList",
     "StatsDocument",
+    "StreamEnd",
     "Submitted",
     "TriggerResult",
 ]
@@ -104,6 +105,18 @@ class TriggerResult(msgspec.Struct, kw_only=True):
 
     name: str
     execution_id: str
+
+
+class StreamEnd(msgspec.Struct, kw_only=True):
+    """The ``end`` event of an execution's stream: the last state sent ended it.
+
+    Attributes:
+        last_sequence: the stream sequence of that state (its event's ``id``).
+    """
+
+    execution_id: str
+    status: ExecutionStatus
+    last_sequence: int
 
 
 class Health(msgspec.Struct, kw_only=True):

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from eventstore.fold import fold
 from eventstore.records import RecordedEvent
 from eventstore.state import ExecutionState
+from eventstore.subjects import ID_PATTERN
 from projections.errors import ExecutionNotFoundError
 from projections.history import parse_at
 from projections.view import LISTING_STATUSES, detached_state
@@ -20,14 +21,22 @@ from tep.api.envelopes import EventPage, ExecutionPage, Submitted
 from tep.api.models import SubmitRequest
 from tep.api.pagination import Order, page_of, parse_time
 from tep.api.problems import ProblemItem, validation_problem
-from tep.api.schemas import MsgspecResponse, link, responds
+from tep.api.schemas import MsgspecResponse, link, responds, sse_event_schema
 from tep.api.stream import sse_states
 
 __all__ = ["EXECUTION_LINKS", "router"]
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
-ExecutionId = Annotated[str, Path(description="the execution id", max_length=128)]
+ExecutionId = Annotated[
+    str,
+    Path(
+        description="the execution id",
+        max_length=128,
+        # Documented only: the StateManager checks it and answers `invalid-execution-id`.
+        json_schema_extra={"pattern": ID_PATTERN.pattern.removesuffix("\\Z") + "$"},
+    ),
+]
 ListingStatus = Literal["pending", "running", "completed", "failed", "cancelled", "waiting"]
 assert set(LISTING_STATUSES) == set(ListingStatus.__args__)  # type: ignore[attr-defined]
 
@@ -191,12 +200,24 @@ async def get_execution(
                 raise bad_request("at", f"execution {execution_id} did not exist yet at {at}")
             raise ExecutionNotFoundError(execution_id)
         return MsgspecResponse(state)
+    if min_sequence is not None:
+        await _check_appended(backend_of(request), min_sequence)
     state = await manager.get_execution_state(
         execution_id, min_sequence=min_sequence, resolve=resolve
     )
     if state is None:
         state = await _from_log(backend_of(request), execution_id)
     return MsgspecResponse(state)
+
+
+async def _check_appended(backend: ApiBackend, sequence: int) -> None:
+    """400 for a sequence the log has not reached: no wait for the view would get there."""
+    manager = backend.manager
+    if sequence <= await manager.view_checkpoint():
+        return
+    last = await manager.log.last_sequence()
+    if sequence > last:
+        raise bad_request("min_sequence", f"the log is at sequence {last}, not {sequence} yet")
 
 
 async def _from_log(backend: ApiBackend, execution_id: str) -> ExecutionState:
@@ -244,7 +265,9 @@ async def list_events(
         200: {
             "description": "`event: state` per state (`id` = its stream sequence, `data` = "
             "the ExecutionState), `event: end` after a terminal one with until_end",
-            "content": {_SSE: {"schema": {"type": "string"}}},
+            "content": {
+                _SSE: {"schema": sse_event_schema({"state": "ExecutionState", "end": "StreamEnd"})}
+            },
         }
     },
 )

@@ -26,7 +26,15 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
-ScheduleName = Annotated[str, Path(description="the schedule's name", max_length=64)]
+ScheduleName = Annotated[
+    str,
+    Path(
+        description="the schedule's name",
+        max_length=64,
+        # Documented only: another name is no schedule's (404 `schedule-not-found`).
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    ),
+]
 _BY_NAME = {"name": "$response.body#/name"}
 _LINKS = {
     "GetSchedule": link("get_schedule", **_BY_NAME),

@@ -31,6 +31,7 @@ from tep.api.envelopes import (
     RetryResult,
     ScheduleList,
     StatsDocument,
+    StreamEnd,
     Submitted,
     TriggerResult,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "merge_components",
     "ref_schema",
     "responds",
+    "sse_event_schema",
 ]
 
 COMPONENT_PREFIX = "#/components/schemas/"
@@ -66,6 +68,7 @@ STRUCTS: dict[str, Any] = {
     "StatsDocument": StatsDocument,
     "ScheduleList": ScheduleList,
     "TriggerResult": TriggerResult,
+    "StreamEnd": StreamEnd,
     "Health": Health,
 }
 """The msgspec types the API speaks, by component name (``Event`` is the tagged union)."""
@@ -115,6 +118,30 @@ def link(operation_id: str, **parameters: str) -> dict[str, Any]:
     """An OpenAPI link to the operation ``operation_id`` (a route's function name), each
     parameter a runtime expression such as ``$response.body#/execution_id``."""
     return {"operationId": operation_id, "parameters": parameters}
+
+
+def sse_event_schema(events: dict[str, str]) -> dict[str, Any]:
+    """The schema of one Server-Sent Event of a stream (OpenAPI 3.1 describes a
+    ``text/event-stream`` by its events): each event name with the msgspec component its
+    ``data`` holds as JSON."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"const": event},
+                    "id": {"type": "string", "description": "the state's stream sequence"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": ref_schema(component),
+                    },
+                },
+            }
+            for event, component in events.items()
+        ]
+    }
 
 
 def _clean(node: Any) -> Any:

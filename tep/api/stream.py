@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 
 from eventstore.state import ExecutionState
+from tep.api.envelopes import StreamEnd
 
 __all__ = ["RETRY_MS", "end_event", "sse_states", "state_event"]
 
@@ -49,14 +50,10 @@ def state_event(state: ExecutionState) -> bytes:
 
 def end_event(state: ExecutionState) -> bytes:
     """The ``end`` event after a terminal state."""
-    data = _encoder.encode(
-        {
-            "execution_id": state.execution_id,
-            "status": state.status,
-            "last_sequence": state.last_sequence,
-        }
+    end = StreamEnd(
+        execution_id=state.execution_id, status=state.status, last_sequence=state.last_sequence
     )
-    return b"event: end\ndata: %s\n\n" % data
+    return b"event: end\ndata: %s\n\n" % _encoder.encode(end)
 
 
 async def sse_states(

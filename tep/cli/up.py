@@ -230,7 +230,14 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
     server: EmbeddedServer | None = None
     creds_dir: Path | None = None
     nc = await _try_connect(settings, lock)
-    api = _local_api(args)
+    # An existing server leaves the data dir alone: the API's token is kept with the state.
+    parts = urlsplit(url)
+    token_dir = (
+        args.data_dir / "api"
+        if nc is None
+        else settings.state_dir / "api" / f"{parts.hostname}-{parts.port or 4222}"
+    )
+    api = _local_api(args, token_dir)
     try:
         if nc is not None:
             # The server of a `tep up` holding this data dir belongs to that stack, which is
@@ -280,11 +287,12 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
             lock.release()
 
 
-def _local_api(args: argparse.Namespace) -> LocalApi | None:
-    """The HTTP API to run (``None`` with ``--no-api``): its port and the data dir's token."""
+def _local_api(args: argparse.Namespace, token_dir: Path) -> LocalApi | None:
+    """The HTTP API to run (``None`` with ``--no-api``): its port and the token kept in
+    ``token_dir``."""
     if args.no_api:
         return None
-    credential = ensure_local_token(args.data_dir / "api")
+    credential = ensure_local_token(token_dir)
     return LocalApi(port=free_or_other_port(args.api_port), credential=credential)
 
 

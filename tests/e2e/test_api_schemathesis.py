@@ -25,6 +25,7 @@ from schemathesis import GenerationMode
 from anyio.from_thread import start_blocking_portal
 from api_support import TOKENS, Api, running_api
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import Flaky
 from hypothesis import strategies as st
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -188,24 +189,40 @@ def test_every_operation_conforms_long(case: Any, api: Api) -> None:
     _call(case, api)
 
 
-def _state_machine(api: Api) -> Any:
-    machine = schema.as_state_machine()
+def _run_stateful(api: Api, run: settings) -> None:
+    """Sequences along the document's links, every response checked.
 
-    class Checked(machine):  # type: ignore[misc, valid-type]
+    Which links can be followed depends on the server's answers, and those on its state and
+    timing (an execution ended or not yet, a schedule still there or removed), so Hypothesis
+    may find a replayed sequence drawing differently and call the run flaky. Every failed step
+    is recorded here: a flaky run with none is inconclusive, not a failure.
+    """
+    failed: list[str] = []
+
+    class Checked(schema.as_state_machine()):  # type: ignore[misc]
+        def step(self, input: Any) -> Any:
+            try:
+                return super().step(input)
+            except Exception as exc:
+                failed.append(f"{input.case.as_curl_command()}\n{exc}")
+                raise
+
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": api.url, "headers": AUTH, "timeout": _REQUEST_TIMEOUT_S}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
-            with open("/tmp/work/st_log.txt", "a") as f: f.write(f"SF {case.method} {case.operation.path} {response.status_code} {case.meta.phase.name} {case.meta.generation.mode} {response.content[:200]!r}\n")
             case.validate_response(response, checks=CHECKS)
 
-    return Checked
+    try:
+        Checked.run(settings=run)
+    except Flaky:
+        assert not failed, "\n\n".join(failed)
 
 
 def test_stateful_sequences_conform(api: Api) -> None:
-    _state_machine(api).run(settings=settings(_SHORT, max_examples=30, stateful_step_count=6))
+    _run_stateful(api, settings(_SHORT, max_examples=30, stateful_step_count=6))
 
 
 @pytest.mark.slow
 def test_stateful_sequences_conform_long(api: Api) -> None:
-    _state_machine(api).run(settings=settings(_LONG, max_examples=60, stateful_step_count=8))
+    _run_stateful(api, settings(_LONG, max_examples=100, stateful_step_count=10))

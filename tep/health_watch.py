@@ -18,13 +18,16 @@ class HealthWatch:
     """When a supervised child counts as stuck and is restarted.
 
     Attributes:
-        grace: seconds without a 200 (since it started, or since its last 200) before it is
-            restarted.
+        grace: seconds without a 200 since its last 200 before it is restarted.
+        startup_grace: seconds a child that never answered 200 yet gets (at least ``grace``):
+            starting a role on a busy machine takes a few seconds, and one restarted before it
+            could answer would only start over.
         interval: seconds between two probes.
         probe_timeout: how long one probe waits for an answer.
     """
 
     grace: float = 15.0
+    startup_grace: float = 30.0
     interval: float = 1.0
     probe_timeout: float = 1.0
 
@@ -48,13 +51,14 @@ async def unhealthy_for(url: str, watch: HealthWatch) -> str:
     """
     async with _session(watch.probe_timeout) as session:
         last_ok = anyio.current_time()
+        allowed = max(watch.grace, watch.startup_grace)
         while True:
             await anyio.sleep(watch.interval)
             problem = await probe(session, url)
             now = anyio.current_time()
             if problem is None:
-                last_ok = now
-            elif now - last_ok >= watch.grace:
+                last_ok, allowed = now, watch.grace
+            elif now - last_ok >= allowed:
                 return f"{problem} for {now - last_ok:.0f}s"
 
 

@@ -67,8 +67,8 @@ kept in <data dir>/api/token (readable by you alone) across restarts.
 Stop with Ctrl-C (or SIGTERM): every child is stopped within 5 seconds. Starting `tep up` again
 on the same data dir continues with the same history; only one `tep up` at a time may use a
 data dir. A child that crashes, or whose /healthz has not answered 200 for
---restart-unhealthy-after seconds, is restarted with exponential backoff (0.5 s doubling to
-30 s). Each log line names the process it came from.
+--restart-unhealthy-after seconds (30 s while it starts), is restarted with exponential
+backoff (0.5 s doubling to 30 s). Each log line names the process it came from.
 exit codes: 0 stopped cleanly, 1 could not start (nats-server missing or failing, the data dir
 in use by another tep up) or the embedded nats-server died, 2 bad usage,
 3 --nats-url is remote and unreachable.
@@ -141,7 +141,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=_UNHEALTHY_GRACE_S,
         metavar="S",
         help="restart a child whose health endpoint has not answered 200 for S seconds "
-        "(default %(default)g; 0 turns it off)",
+        "(default %(default)g; 0 turns it off); a child still starting gets at least 30 s",
     )
     add_nats_url(parser)
     parser.set_defaults(handler=run)

@@ -166,7 +166,7 @@ def test_up_stops_every_role_and_exits_1_when_its_nats_server_dies(
     up = start_up(tmp_path, *embedded_args(tmp_path))
     ups.append(up)
     roles = wait_for(
-        lambda: (r := up.roles()) and len(r) == 4 and r, 15, f"every role running ({up.roles()})"
+        lambda: (r := up.roles()) and len(r) == 5 and r, 15, f"every role running ({up.roles()})"
     )
     server = next(pid for pid, role in roles.items() if role == "nats-server")
 
@@ -241,7 +241,9 @@ async def test_the_supervisor_restarts_a_child_whose_health_says_503() -> None:
     )
     lines: list[str] = []
     supervisor = Supervisor(
-        [spec], lambda name, line: lines.append(line), health=HealthWatch(grace=1.0, interval=0.2)
+        [spec],
+        lambda name, line: lines.append(line),
+        health=HealthWatch(grace=1.0, startup_grace=1.0, interval=0.2),
     )
     pids: set[int] = set()
 

@@ -183,6 +183,30 @@ def test_the_stack_serves_the_document_under_test(api: Api) -> None:
     assert served.json() == schema.raw_schema
 
 
+def test_what_schemathesis_found_stays_fixed(api: Api) -> None:
+    """A name no schedule can have is unknown (it was a 500 from the KV store); a
+    ``min_sequence`` the log has not reached is refused at once (it was a wait of the whole
+    read timeout, then a 504); the stream's events match the document (it said a string)."""
+    plan = {"id": "found", "actions": [{"id": "approve", "type": "wait"}]}
+    with httpx.Client(base_url=api.url, headers=AUTH, timeout=10) as http:
+        for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/trigger")]:
+            answer = http.request(method, f"/v1/schedules/%C3%93{path}")
+            assert answer.status_code == 404, answer.text
+        assert http.patch("/v1/schedules/a.b", json={"paused": True}).status_code == 404
+        submitted = http.post("/v1/executions", json={"plan": plan}).json()
+        far = http.get(
+            f"/v1/executions/{submitted['execution_id']}", params={"min_sequence": 10**9}
+        )
+        assert far.status_code == 400, far.text
+        assert far.elapsed.total_seconds() < 2
+    stream = schema["/v1/executions/{execution_id}/stream"]["GET"]
+    case = stream.Case(path_parameters={"execution_id": submitted["execution_id"]})
+    answer = case.call_and_validate(
+        base_url=api.url, headers=AUTH, checks=CHECKS, timeout=_REQUEST_TIMEOUT_S
+    )
+    assert b"event: state" in answer.content
+
+
 def _call(case: Any, api: Api) -> None:
     case.call_and_validate(
         base_url=api.url, headers=AUTH, checks=CHECKS, timeout=_REQUEST_TIMEOUT_S

@@ -4,21 +4,39 @@ read their health documents, sample their RSS and CPU time (Linux /proc).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from nats.aio.client import Client as NatsClient
 
+from eventstore.access import Role
+from eventstore.config import TepSettings
+from eventstore.jetstream.connection import connect_as
+from projections.state_manager import StateManager
 from tep.server import find_free_port
 
-__all__ = ["RssSampler", "Stack", "start_stack"]
+__all__ = [
+    "Connected",
+    "RssSampler",
+    "Stack",
+    "bench_parser",
+    "connected_stack",
+    "load_average",
+    "run_bench",
+    "start_stack",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +48,9 @@ class Stack:
     process: subprocess.Popen[bytes]
     stdout: Path
     nats_url: str = ""
+    api_url: str = ""
+    """The HTTP API's base URL and bearer token, from the banner (empty with ``--no-api``)."""
+    api_token: str = ""
 
     def processes(self) -> dict[int, str]:
         """The stack's live processes, pid -> name (role, `nats-server`, `tep up`)."""
@@ -93,9 +114,72 @@ def start_stack(directory: Path, env: dict[str, str], executors: int, demo_port:
             raise SystemExit(f"tep up did not start:\n{stdout.read_text()}")
         time.sleep(0.1)
     for line in stdout.read_text().splitlines():
-        if line.strip().startswith("nats"):
-            stack.nats_url = line.split()[1]
+        words = line.split()
+        if words[:1] == ["nats"]:
+            stack.nats_url = words[1]
+        elif words[:1] == ["api"] and "token" in words:
+            stack.api_url, stack.api_token = words[1], words[words.index("token") + 1]
     return stack
+
+
+@dataclass
+class Connected:
+    """A running stack, a StateManager and an admin connection on it, and its demo target."""
+
+    stack: Stack
+    settings: TepSettings
+    sm: StateManager
+    admin: NatsClient
+    target: str
+
+
+@asynccontextmanager
+async def connected_stack(
+    name: str, executors: int = 1, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Connected]:
+    """`tep up` in a scratch directory (no ``TEP_*`` of ours but ``env``, logs at WARNING), a
+    StateManager and an admin connection named after the bench; all stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix=f"tep-{name}-") as tmp:
+        directory = Path(tmp)
+        state_dir = directory / "state"
+        os.environ["TEP_STATE_DIR"] = str(state_dir)
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
+        child_env.update(TEP_STATE_DIR=str(state_dir), TEP_LOG_LEVEL="WARNING", **(env or {}))
+        demo_port = find_free_port()
+        stack = start_stack(directory, child_env, executors, demo_port)
+        try:
+            settings = TepSettings.from_env().model_copy(update={"nats_url": stack.nats_url})
+            sm = await StateManager.connect(stack.nats_url, settings=settings, name=name)
+            admin = await connect_as(settings, Role.ADMIN, name=f"{name}-admin")
+            try:
+                yield Connected(stack, settings, sm, admin, f"http://127.0.0.1:{demo_port}")
+            finally:
+                await sm.close()
+                await admin.close()
+        finally:
+            stack.stop()
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's argument parser: its docstring's first line as the description, the rest
+    (usage and what it prints) after the options in ``--help``."""
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0] if doc else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(doc.splitlines()[2:]) if doc else None,
+    )
+
+
+def run_bench(main: Coroutine[Any, Any, None]) -> None:
+    """Run a bench's ``main``; SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the stack
+    it started is stopped."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    asyncio.run(main)
+
+
+def load_average() -> str:
+    """The closing line of a bench: the machine's load average."""
+    return f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
 
 
 def _descendants(pid: int) -> set[int]:

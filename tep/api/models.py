@@ -32,7 +32,8 @@ _MAX_WAIT_S = 60.0
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Strict: a body is JSON of the documented types (no 0 for false, no "3" for 3).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 # ------------------------------------------------------------------------------ requests

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from eventstore.fold import fold
@@ -21,7 +21,13 @@ from tep.api.envelopes import EventPage, ExecutionPage, Submitted
 from tep.api.models import SubmitRequest
 from tep.api.pagination import Order, page_of, parse_time
 from tep.api.problems import ProblemItem, validation_problem
-from tep.api.schemas import MsgspecResponse, link, responds, sse_event_schema
+from tep.api.schemas import (
+    MsgspecResponse,
+    documented_path,
+    link,
+    responds,
+    sse_event_schema,
+)
 from tep.api.stream import sse_states
 
 __all__ = ["EXECUTION_LINKS", "router"]
@@ -30,11 +36,10 @@ router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
 ExecutionId = Annotated[
     str,
-    Path(
-        description="the execution id",
+    documented_path(
+        "the execution id",
+        pattern=ID_PATTERN.pattern.removesuffix("\\Z") + "$",  # checked by the StateManager
         max_length=128,
-        # Documented only: the StateManager checks it and answers `invalid-execution-id`.
-        json_schema_extra={"pattern": ID_PATTERN.pattern.removesuffix("\\Z") + "$"},
     ),
 ]
 ListingStatus = Literal["pending", "running", "completed", "failed", "cancelled", "waiting"]

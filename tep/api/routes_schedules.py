@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from eventstore.cron import CronError, TimeZoneError
@@ -20,20 +20,15 @@ from tep.api.envelopes import ScheduleList, TriggerResult
 from tep.api.models import ScheduleCreate, ScheduleUpdate
 from tep.api.problems import ProblemItem, validation_problem
 from tep.api.routes_executions import backend_of
-from tep.api.schemas import MsgspecResponse, json_content, link, responds
+from tep.api.schemas import MsgspecResponse, documented_path, json_content, link, responds
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
+# Another name is no schedule's: 404 `schedule-not-found`, as for a name not taken.
 ScheduleName = Annotated[
-    str,
-    Path(
-        description="the schedule's name",
-        max_length=64,
-        # Documented only: another name is no schedule's (404 `schedule-not-found`).
-        json_schema_extra={"pattern": "^[A-Za-z0-9_-]{1,64}$"},
-    ),
+    str, documented_path("the schedule's name", pattern="^[A-Za-z0-9_-]{1,64}$", max_length=64)
 ]
 _BY_NAME = {"name": "$response.body#/name"}
 _LINKS = {

@@ -15,6 +15,7 @@ import inspect
 from typing import Annotated, Any
 
 import msgspec
+from fastapi import Path
 from pydantic import WithJsonSchema
 from starlette.responses import Response
 
@@ -41,6 +42,7 @@ __all__ = [
     "STRUCTS",
     "MsgspecResponse",
     "PlanJson",
+    "documented_path",
     "json_content",
     "link",
     "merge_components",
@@ -93,6 +95,15 @@ def _component(name: str) -> WithJsonSchema:
 PlanJson = Annotated[dict[str, Any], _component("Plan")]
 """A pydantic field holding a plan document, documented as the ``Plan`` component (the
 request's plan is validated by ``parse_plan``, which lists every problem)."""
+
+
+def documented_path(description: str, *, pattern: str, max_length: int) -> Any:
+    """A path parameter whose ``pattern`` the document states but FastAPI does not check: the
+    layer below checks it and answers with its own problem (an unknown execution or schedule
+    stays the same problem whatever its name)."""
+    return Path(
+        description=description, max_length=max_length, json_schema_extra={"pattern": pattern}
+    )
 
 
 def json_content(name: str, *, media_type: str = "application/json") -> dict[str, Any]:

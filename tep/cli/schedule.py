@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,8 +18,6 @@ from eventstore.cron import CronError, TimeZoneError, time_zone
 from eventstore.cron_parsing import parse_cron
 from eventstore.errors import PlanValidationError
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.provision import ensure_log
-from eventstore.jetstream.schedules import ScheduleStore, Stored, submit_scheduled
 from eventstore.schedules import (
     CATCH_UP_POLICIES,
     DEFAULT_CATCH_UP,
@@ -27,12 +25,11 @@ from eventstore.schedules import (
     ScheduleDefinition,
     ScheduleError,
     ScheduleState,
-    manual_execution_id,
-    next_fire,
     schedule_name_problem,
     stamp,
 )
 from projections import StateManager
+from projections import schedules as ops
 from tep.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -42,7 +39,7 @@ from tep.cli.common import (
     settings_from,
 )
 from tep.cli.executions import open_log
-from tep.cli.schedule_output import local_time, schedule_document, schedule_table
+from tep.cli.schedule_output import local_time, schedule_table
 from tep.cli.submit import load_plan
 
 __all__ = ["register"]
@@ -186,25 +183,21 @@ def run_add(args: argparse.Namespace) -> int:
         catch_up=args.catch_up,
         created_at=stamp(datetime.now(UTC)),
     )
-    anyio.run(_add, args, definition)
-    upcoming = next_fire(definition, None, datetime.now(UTC))
+
+    async def add() -> None:
+        async with open_log(args, role=Role.ADMIN) as log:
+            await ops.add_schedule(log, definition)
+
+    _as_usage(add)
+    info = ops.schedule_info(definition, ScheduleState(), datetime.now(UTC))
     if args.json:
-        print_json(schedule_document(definition, ScheduleState(), upcoming, None))
+        print_json(msgspec.to_builtins(info))
     else:
         print(
             f'schedule {name} added: "{definition.cron}" in {definition.tz}, '
-            f"next fire {local_time(upcoming, definition.tz)}"
+            f"next fire {local_time(info.next_fire, definition.tz)}"
         )
     return EXIT_OK
-
-
-async def _add(args: argparse.Namespace, definition: ScheduleDefinition) -> None:
-    async with open_log(args, role=Role.ADMIN) as log:
-        store = await ScheduleStore.ensure(log)
-        try:
-            await store.add(definition)
-        except ScheduleError as exc:
-            raise UsageError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- list
@@ -226,37 +219,22 @@ def run_list(args: argparse.Namespace) -> int:
 
 async def _list(args: argparse.Namespace) -> list[dict[str, Any]]:
     async with open_log(args) as log:
-        store = await ScheduleStore.open(log)
-        if store is None:
-            return []
-        schedules = await store.read_all()
-        now = datetime.now(UTC)
-        states = {n: s.value for n, s in schedules.states.items()}
-        statuses = await _statuses(log, [s.last_execution_id for s in states.values()])
-        documents = []
-        for name in sorted(schedules.definitions):
-            definition = schedules.definitions[name].value
-            state = states.get(name, ScheduleState())
-            try:
-                upcoming = next_fire(definition, state, now)
-            except (CronError, TimeZoneError):
-                upcoming = None
-            status = statuses.get(state.last_execution_id or "")
-            documents.append(schedule_document(definition, state, upcoming, status))
-        return documents
+
+        async def statuses(execution_ids: list[str]) -> Mapping[str, str]:
+            return await _statuses(log, execution_ids)
+
+        infos = await ops.list_schedules(log, statuses)
+    return [msgspec.to_builtins(info) for info in infos]
 
 
-async def _statuses(log: EventLog, execution_ids: list[str | None]) -> dict[str, str]:
+async def _statuses(log: EventLog, execution_ids: list[str]) -> dict[str, str]:
     """The status in the view of each execution it holds (none without a view: a status is a
     nicety of the listing, not worth failing it)."""
-    wanted = [i for i in execution_ids if i]
-    if not wanted:
-        return {}
     manager = StateManager(log.nc, log.settings)
     found: dict[str, str] = {}
     try:
         await manager.open()
-        for execution_id in wanted:
+        for execution_id in execution_ids:
             state = await manager.get_execution_state(execution_id)
             if state is not None:
                 found[execution_id] = state.status
@@ -273,15 +251,9 @@ async def _statuses(log: EventLog, execution_ids: list[str | None]) -> dict[str,
 def _changed(args: argparse.Namespace, paused: bool) -> int:
     name = _checked_name(args.name)
 
-    def edit(definition: ScheduleDefinition) -> ScheduleDefinition:
-        if definition.paused == paused:
-            return definition
-        resumed = definition.resumed_at if paused else stamp(datetime.now(UTC))
-        return msgspec.structs.replace(definition, paused=paused, resumed_at=resumed)
-
     async def change() -> ScheduleDefinition:
         async with open_log(args, role=Role.ADMIN) as log:
-            return await (await _store(log)).change(name, edit)
+            return await ops.set_paused(log, name, paused)
 
     definition = _as_usage(change)
     if args.json:
@@ -301,20 +273,13 @@ def run_resume(args: argparse.Namespace) -> int:
     return _changed(args, False)
 
 
-async def _store(log: EventLog) -> ScheduleStore:
-    store = await ScheduleStore.open(log)
-    if store is None:
-        raise UsageError("no schedules yet (tep schedule add NAME --cron EXPR PLAN.json)")
-    return store
-
-
 def run_remove(args: argparse.Namespace) -> int:
     """Handle ``tep schedule remove``."""
     name = _checked_name(args.name)
 
     async def remove() -> None:
         async with open_log(args, role=Role.ADMIN) as log:
-            await (await _store(log)).remove(name)
+            await ops.remove_schedule(log, name)
 
     _as_usage(remove)
     if args.json:
@@ -330,18 +295,7 @@ def run_trigger(args: argparse.Namespace) -> int:
 
     async def trigger() -> str:
         async with open_log(args, role=Role.ADMIN) as log:
-            await ensure_log(log.js, log.settings)
-            store = await _store(log)
-            definition: Stored[ScheduleDefinition] = await store.definition(name)
-            now = datetime.now(UTC)
-            execution_id = manual_execution_id(name, now)
-            if not await submit_scheduled(log, definition.value, execution_id):
-                raise UsageError(
-                    f"schedule {name} was already triggered this second ({execution_id}); try again"
-                )
-            fired_at = stamp(now)
-            await store.record(name, lambda s: s.with_manual(execution_id, fired_at))
-            return execution_id
+            return await ops.trigger_schedule(log, name)
 
     execution_id = _as_usage(trigger)
     if args.json:
@@ -352,7 +306,7 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 
 def _as_usage(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work``; an unknown schedule (or a lost race) is bad input, exit 2."""
+    """Run ``work``; an unknown schedule, a name taken (or a lost race) is bad input, exit 2."""
     try:
         return anyio.run(work)
     except ScheduleError as exc:

@@ -1,5 +1,4 @@
-"""What ``tep schedule`` prints: a schedule as a JSON document, the listing's table, times in
-the schedule's zone. Pure."""
+"""What ``tep schedule`` prints: the listing's table, times in the schedule's zone. Pure."""
 
 from __future__ import annotations
 
@@ -8,36 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.cron import TimeZoneError, time_zone
-from eventstore.schedules import ScheduleDefinition, ScheduleState, stamp
 from tep.cli.text_format import format_table
 
-__all__ = ["local_time", "schedule_document", "schedule_table"]
-
-
-def schedule_document(
-    definition: ScheduleDefinition,
-    state: ScheduleState,
-    upcoming: datetime | None,
-    status: str | None,
-) -> dict[str, Any]:
-    """One schedule as ``--json`` prints it: its definition, its state, its next fire and the
-    status of its last execution."""
-    return {
-        "name": definition.name,
-        "cron": definition.cron,
-        "tz": definition.tz,
-        "catch_up": definition.catch_up,
-        "paused": definition.paused,
-        "plan_id": definition.plan.id,
-        "input": definition.input,
-        "created_at": definition.created_at,
-        "resumed_at": definition.resumed_at,
-        "last_tick": state.last_tick,
-        "last_fired_at": state.last_fired_at,
-        "next_fire": stamp(upcoming) if upcoming else None,
-        "last_execution_id": state.last_execution_id,
-        "last_execution_status": status,
-    }
+__all__ = ["local_time", "schedule_table"]
 
 
 def local_time(moment: datetime | str | None, tz: str) -> str:
@@ -54,7 +26,8 @@ def local_time(moment: datetime | str | None, tz: str) -> str:
 
 
 def schedule_table(documents: Sequence[dict[str, Any]]) -> list[str]:
-    """The lines of ``tep schedule list``: one row per :func:`schedule_document`."""
+    """The lines of ``tep schedule list``: one row per schedule, as ``--json`` prints it
+    (a :class:`~projections.schedule_info.ScheduleInfo` as JSON)."""
     rows = [
         [
             d["name"],

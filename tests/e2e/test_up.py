@@ -81,7 +81,7 @@ def start_up(tmp_path: Path, *args: str, name: str = "up") -> Up:
     try:
         wait_for(lambda: "ready:" in up.output() or process.poll() is not None, 30, "tep up ready")
     except AssertionError:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)  # its children too: they share its group
         raise
     assert process.poll() is None, up.output() + stderr.read_text()
     for line in up.output().splitlines():

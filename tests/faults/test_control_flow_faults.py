@@ -86,12 +86,15 @@ async def folded(fs: FaultSystem, e: str) -> ExecutionState:
 
 
 async def viewed_equals_fold(fs: FaultSystem, e: str) -> ExecutionState:
-    """The view's state of the ended ``e`` (once it applied the end), which must equal a
-    fresh fold of the log."""
+    """The view's state of the ended ``e`` (once it applied everything in the log), which must
+    equal a fresh fold of the log."""
     end = await fs.system.sequence_of(f"execution.*.{e}")
     assert end is not None
+    # Everything published so far (late forgeries after the end too) must be in the view
+    # before it is compared with a fold of the whole log.
+    last = await fs.system.log.last_sequence()
     async with await StateManager.connect(settings=fs.settings) as sm:
-        view = await sm.get_execution_state(e, min_sequence=end, timeout=20)
+        view = await sm.get_execution_state(e, min_sequence=max(end, last), timeout=20)
     state = await folded(fs, e)
     assert view is not None
     left = msgspec.to_builtins(msgspec.structs.replace(view, plan=None))

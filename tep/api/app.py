@@ -43,7 +43,7 @@ __all__ = ["create_app"]
 _log = logging.getLogger("tep.api")
 
 _DESCRIPTION = """\
-Submit plans, follow executions live, scrub through their history, steer them (cancel,
+Submit plans, follow executions live, scrub through their history, operate on them (cancel,
 retry, resume or reject waitpoints) and manage schedules. Every route but `/healthz` needs a
 bearer token with the route's scope (`read`, `submit` or `operate`); every error is an RFC 9457
 `application/problem+json` document. See docs/api.md.

@@ -1,4 +1,4 @@
-"""Steering executions: cancel, retry, resume or reject a waitpoint, complete one by token.
+"""Operating on executions: cancel, retry, resume or reject a waitpoint, complete one by token.
 
 Each is checked against the execution's history before anything is appended (a refusal
 appends nothing); the caller's token name is recorded as ``requested_by`` where events have

@@ -1,4 +1,4 @@
-"""The HTTP API's steering routes on a real stack (see api_support.py): cancel, retry,
+"""The HTTP API's operation routes on a real stack (see api_support.py): cancel, retry,
 resume and reject a waitpoint by id, complete one by its token, schedules, stats, metrics;
 and the synchronous client.
 """

@@ -17,7 +17,7 @@ export function clearToken() {
   sessionStorage.removeItem(TOKEN_KEY);
 }
 
-/** Take a `?token=` the page was opened with into the session, and out of the address bar. */
+/** Keep a `?token=` from the opening URL in session storage and remove it from the URL. */
 export function adoptTokenFromUrl() {
   const url = new URL(window.location.href);
   const token = url.searchParams.get("token");

@@ -180,7 +180,7 @@ class ExecutionPage {
     this.cancelButton.hidden = TERMINAL.has(live.status) || live.cancel_requested;
     this.retryButton.hidden = !(live.status === "failed" || live.status === "cancelled");
     this.cancelButton.disabled = this.retryButton.disabled = travelling;
-    this.cancelButton.title = this.retryButton.title = travelling ? "back to live to steer the execution" : "";
+    this.cancelButton.title = this.retryButton.title = travelling ? "back to live to cancel or retry the execution" : "";
   }
 
   renderTravel() {
@@ -217,8 +217,8 @@ class ExecutionPage {
 
   operations() {
     const ops = {
-      resume: (actionId, data) => this.steer(`actions/${encodeURIComponent(actionId)}/resume`, { data, wait: true }, `${actionId} resumed`),
-      reject: (actionId, reason) => this.steer(`actions/${encodeURIComponent(actionId)}/reject`, { reason, wait: true }, `${actionId} rejected`),
+      resume: (actionId, data) => this.operate(`actions/${encodeURIComponent(actionId)}/resume`, { data, wait: true }, `${actionId} resumed`),
+      reject: (actionId, reason) => this.operate(`actions/${encodeURIComponent(actionId)}/reject`, { reason, wait: true }, `${actionId} rejected`),
     };
     if (TERMINAL.has(this.live.status)) ops.retryFrom = (actionId) => this.retry({ from: [actionId] });
     return ops;
@@ -340,7 +340,7 @@ class ExecutionPage {
     this.message.textContent = text;
   }
 
-  async steer(tail, body, done) {
+  async operate(tail, body, done) {
     await call(`${this.path}/${tail}`, { method: "POST", body, signal: this.signal });
     this.say(done);
   }
@@ -351,7 +351,7 @@ class ExecutionPage {
 
   async cancel(reason) {
     try {
-      await this.steer("cancel", reason ? { reason } : {}, "cancel requested");
+      await this.operate("cancel", reason ? { reason } : {}, "cancel requested");
     } catch (error) {
       this.say(`Cancel refused: ${error.message}`, "error");
     }

@@ -40,6 +40,7 @@ from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
 from eventstore.plan import Plan
 from orchestrator.config import OrchestratorConfig
+from projections import StateManager
 from tep.server import EmbeddedServer, find_free_port
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "attempts_per_action",
     "dispatches_per_action",
     "eventually",
+    "projected",
     "running_system",
 ]
 
@@ -282,3 +284,23 @@ async def running_system(
         if nc is not None:
             await nc.close()
         server.stop()
+
+
+@asynccontextmanager
+async def projected(system: System, directory: Path) -> AsyncIterator[StateManager]:
+    """A `tep projector` process on the system's server and an open StateManager reading the
+    view it keeps; both stopped on exit."""
+    url = system.server.url
+    projector = Processes()
+    projector.start(
+        tep_command("projector", "--nats-url", url),
+        child_env(url, TEP_LOG_LEVEL="WARNING"),
+        directory / "projector.log",
+    )
+    sm = StateManager(system.nc, TepSettings(nats_url=url))
+    try:
+        await sm.open()
+        yield sm
+    finally:
+        await sm.close()
+        projector.stop_all()

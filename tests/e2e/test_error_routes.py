@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 from support.http_target import HttpTarget
-from system_support import System, running_system
-from tep_cli import Processes, child_env, tep_command
+from system_support import System, projected, running_system
 
-from eventstore.config import TepSettings
 from eventstore.events import (
     ActionExecuteRequested,
     ActionSkipped,
@@ -69,21 +67,11 @@ async def routes(
     tmp_path_factory: pytest.TempPathFactory, target: HttpTarget
 ) -> AsyncIterator[Routes]:
     directory = tmp_path_factory.mktemp("routes")
-    async with running_system(directory, target, orchestrators=2, executors=1) as system:
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        sm = StateManager(system.nc, TepSettings(nats_url=url))
-        try:
-            await sm.open()
-            yield Routes(system, sm)
-        finally:
-            await sm.close()
-            projector.stop_all()
+    async with (
+        running_system(directory, target, orchestrators=2, executors=1) as system,
+        projected(system, directory) as sm,
+    ):
+        yield Routes(system, sm)
 
 
 def charge_plan(

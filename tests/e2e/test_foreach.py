@@ -21,21 +21,17 @@ import pytest
 from aiohttp import web
 from support.http_target import HttpTarget
 from support.nats_auth import violations
-from system_support import System, eventually, running_system
+from system_support import System, eventually, projected, running_system
 from tep_cli import (
     DemoTarget,
-    Processes,
     Roles,
-    child_env,
     json_output,
     plan_against,
     run_tep,
-    tep_command,
     write_plan,
 )
 from test_up import embedded_args, start_up
 
-from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ActionCancelled,
@@ -138,21 +134,9 @@ async def foreach(
     async with (
         HttpTarget() as unused,
         running_system(directory, unused, orchestrators=2, executors=2, concurrency=16) as system,
+        projected(system, directory) as sm,
     ):
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        sm = StateManager(system.nc, TepSettings(nats_url=url))
-        try:
-            await sm.open()
-            yield ForEach(system, target, sm)
-        finally:
-            await sm.close()
-            projector.stop_all()
+        yield ForEach(system, target, sm)
 
 
 def for_each_plan(

@@ -22,8 +22,8 @@ import anyio
 import msgspec
 import pytest
 from support.http_target import HttpTarget
-from system_support import System, eventually, running_system
-from tep_cli import Processes, child_env, run_tep, tep_command, write_plan
+from system_support import System, eventually, projected, running_system
+from tep_cli import run_tep, write_plan
 
 from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
@@ -82,22 +82,12 @@ async def large(
     tmp_path_factory: pytest.TempPathFactory, target: HttpTarget
 ) -> AsyncIterator[Large]:
     directory = tmp_path_factory.mktemp("large")
-    async with running_system(directory, target, orchestrators=2, executors=1) as system:
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        settings = TepSettings(nats_url=url)
-        sm = StateManager(system.nc, settings)
-        try:
-            await sm.open()
-            yield Large(system, sm, settings, directory)
-        finally:
-            await sm.close()
-            projector.stop_all()
+    async with (
+        running_system(directory, target, orchestrators=2, executors=1) as system,
+        projected(system, directory) as sm,
+    ):
+        settings = sm.settings
+        yield Large(system, sm, settings, directory)
 
 
 def call(target: HttpTarget, path: str, action_id: str, *deps: str, **spec: Any) -> Action:

@@ -20,8 +20,8 @@ import anyio
 import pytest
 from aiohttp import web
 from support.http_target import HttpTarget
-from system_support import System, eventually, running_system
-from tep_cli import Processes, child_env, run_tep, tep_command
+from system_support import System, eventually, projected, running_system
+from tep_cli import run_tep
 
 from eventstore.config import TepSettings
 from eventstore.events import Event, ExecutionRetried
@@ -131,22 +131,10 @@ async def retries(tmp_path_factory: pytest.TempPathFactory, steps: Steps) -> Asy
     async with (
         HttpTarget() as unused,
         running_system(directory, unused, orchestrators=2, executors=1) as system,
+        projected(system, directory) as sm,
     ):
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        settings = TepSettings(nats_url=url)
-        sm = StateManager(system.nc, settings)
-        try:
-            await sm.open()
-            yield Retries(system, sm, settings, steps)
-        finally:
-            await sm.close()
-            projector.stop_all()
+        settings = sm.settings
+        yield Retries(system, sm, settings, steps)
 
 
 def four_steps(steps: Steps, e: str) -> Plan:

@@ -21,10 +21,9 @@ import anyio
 import msgspec
 import pytest
 from support.http_target import HttpTarget
-from system_support import System, eventually, running_system
-from tep_cli import Processes, child_env, run_tep, tep_command, write_plan
+from system_support import System, eventually, projected, running_system
+from tep_cli import run_tep, write_plan
 
-from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
 from eventstore.events import (
     ExecutionCancelled,
@@ -91,21 +90,11 @@ async def subplans(
     tmp_path_factory: pytest.TempPathFactory, target: HttpTarget
 ) -> AsyncIterator[Subplans]:
     directory = tmp_path_factory.mktemp("subplans")
-    async with running_system(directory, target, orchestrators=2, executors=1) as system:
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        sm = StateManager(system.nc, TepSettings(nats_url=url))
-        try:
-            await sm.open()
-            yield Subplans(system, sm, directory)
-        finally:
-            await sm.close()
-            projector.stop_all()
+    async with (
+        running_system(directory, target, orchestrators=2, executors=1) as system,
+        projected(system, directory) as sm,
+    ):
+        yield Subplans(system, sm, directory)
 
 
 def call(target: HttpTarget, execution_id: str, action_id: str, *deps: str, **query: str) -> Action:

@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 import pytest
 from support.http_target import HttpTarget
-from system_support import System, eventually, running_system
-from tep_cli import Processes, child_env, run_tep, tep_command
+from system_support import System, eventually, projected, running_system
+from tep_cli import child_env, run_tep, tep_command
 
 from eventstore.config import TepSettings
 from eventstore.error_codes import ErrorCode
@@ -101,22 +101,12 @@ async def waits(
     tmp_path_factory: pytest.TempPathFactory, target: HttpTarget
 ) -> AsyncIterator[Waits]:
     directory = tmp_path_factory.mktemp("waits")
-    async with running_system(directory, target, orchestrators=2, executors=1) as system:
-        url = system.server.url
-        projector = Processes()
-        projector.start(
-            tep_command("projector", "--nats-url", url),
-            child_env(url, TEP_LOG_LEVEL="WARNING"),
-            directory / "projector.log",
-        )
-        settings = TepSettings(nats_url=url)
-        sm = StateManager(system.nc, settings)
-        try:
-            await sm.open()
-            yield Waits(system, sm, settings)
-        finally:
-            await sm.close()
-            projector.stop_all()
+    async with (
+        running_system(directory, target, orchestrators=2, executors=1) as system,
+        projected(system, directory) as sm,
+    ):
+        settings = sm.settings
+        yield Waits(system, sm, settings)
 
 
 def waitpoint(timeout_s: float | None = None, action_id: str = "approve") -> Action:

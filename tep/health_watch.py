@@ -22,7 +22,8 @@ class HealthWatch:
         startup_grace: seconds a child that never answered 200 yet gets (at least ``grace``):
             starting a role on a busy machine takes a few seconds, and one restarted before it
             could answer would only start over.
-        interval: seconds between two probes.
+        interval: seconds between two probes once it has answered 200 (before that it is
+            probed ten times as often, so it counts as started as soon as ``tep up`` says so).
         probe_timeout: how long one probe waits for an answer.
     """
 
@@ -52,12 +53,13 @@ async def unhealthy_for(url: str, watch: HealthWatch) -> str:
     async with _session(watch.probe_timeout) as session:
         last_ok = anyio.current_time()
         allowed = max(watch.grace, watch.startup_grace)
+        interval = watch.interval / 10
         while True:
-            await anyio.sleep(watch.interval)
+            await anyio.sleep(interval)
             problem = await probe(session, url)
             now = anyio.current_time()
             if problem is None:
-                last_ok, allowed = now, watch.grace
+                last_ok, allowed, interval = now, watch.grace, watch.interval
             elif now - last_ok >= allowed:
                 return f"{problem} for {now - last_ok:.0f}s"
 

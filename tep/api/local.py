@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,12 @@ class LocalApiToken:
 
 
 def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A temporary file of its own (mode 0600) per writer: two `tep up`s starting at once
+    # each replace the file whole, never one another's half-written temporary.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as file:
         file.write(text)
-    temporary.replace(path)
+    os.replace(temporary, path)
 
 
 def ensure_local_token(directory: Path) -> LocalApiToken:

@@ -237,17 +237,19 @@ async def _run_stack(args: argparse.Namespace, stop: anyio.Event) -> None:
         if nc is None
         else settings.state_dir / "api" / f"{parts.hostname}-{parts.port or 4222}"
     )
-    api = _local_api(args, token_dir)
+    api: LocalApi | None = None
     try:
         if nc is not None:
             # The server of a `tep up` holding this data dir belongs to that stack, which is
             # not one to join (checked after the probe: that one may have started meanwhile).
             if await is_embedded_server_of(args.data_dir, url):
                 lock.check_free()
+            api = _local_api(args, token_dir)
         else:
             if not _is_loopback(url):
                 raise NatsUnavailableError(f"cannot reach NATS at {url}")
             lock.acquire()
+            api = _local_api(args, token_dir)
             creds_dir = args.data_dir / "creds"
             await anyio.to_thread.run_sync(
                 partial(init_credentials, creds_dir, settings=settings, reuse=True)

@@ -197,8 +197,10 @@ def test_a_role_that_stops_answering_its_health_checks_is_replaced(
 
     os.kill(paused, signal.SIGSTOP)  # alive, connected, and silent
 
+    # Paused right after start, it may not have been seen healthy yet: it then gets the
+    # startup grace (30 s) before the 3 s.
     replacement = wait_for(
-        lambda: role_pid(up, "executor", other_than=paused), 30, "a new executor"
+        lambda: role_pid(up, "executor", other_than=paused), 50, "a new executor"
     )
     wait_for(lambda: not alive(paused), 10, "the paused executor gone")
     log = up.stderr.read_text()

@@ -1,122 +1,201 @@
-"""The whole system on loopback: orchestrator and executor processes, a local HTTP target.
+"""The whole system as a user runs it: `tep up` with its defaults, next to direct HTTP calls.
 
-    .venv/bin/python bench/bench_system.py [--fanout 100] [--chain 20] [--big-fanout 1000]
+    .venv/bin/python bench/bench_system.py [--quick] [--runs 10] [--chain 20] [--fanout 100]
+                                           [--big-fanout 1000] [--profile DIR]
 
-Prints (a) wall time of a 100-action fan-out and a 20-step chain, submit to
-execution.completed; (b) a 1,000-action fan-out in actions/s; (c) the per-step overhead of the
-chain, p50 and p99: from one action's completion event to the next action's request event.
-The executor's HTTP layer against aiohttp used directly is measured by bench/bench_http.py.
+Starts `tep up` in a scratch directory (embedded nats-server, orchestrator, one executor at its
+default concurrency, projector, demo target on loopback) and measures, in the same run:
+
+- a ``--chain``-step chain and a ``--fanout``-action fan-out + join, each submitted with
+  ``StateManager.submit`` and awaited with ``StateManager.wait_for_completion`` (the projector's
+  view, as an application waits), ``--runs`` times each: best and median wall time;
+- the same through ``tep submit --wait`` as a process (and ``tep submit`` without ``--wait``,
+  the cost of starting the CLI and submitting);
+- the same HTTP calls made directly with aiohttp, one session kept alive: sequential for the
+  chain, concurrent for the fan-out (then the join);
+- the ratios to those and the targets (chain <= 2.5x the direct calls + 40 ms; fan-out + join
+  <= 60 ms; per-step overhead p50 <= 1 ms, p99 <= 3 ms);
+- where a chain step's time goes, hop by hop, from the events' own times (``occurred_at``,
+  when a role built the event) and the log's (when the server stored it);
+- unless ``--quick``: a ``--big-fanout``-action fan-out in actions/s.
+
+``--profile DIR`` runs ``py-spy record`` on every role during the timed runs and leaves one
+file of collapsed stacks per role in DIR (``-f raw``: feed it to a flame
+graph tool, or count the frames) (py-spy from the venv; it slows what it samples a little).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import multiprocessing
+import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+import aiohttp
+from tep_stack import Connected, bench_parser, connected_stack, load_average, run_bench
 
-from eventstore.config import TepSettings
-from eventstore.events import ActionCompleted, ActionExecuteRequested, PlanSubmitted
-from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.provision import ensure_log
-from eventstore.plan import Action, Plan, RequestSpec
-from tep.server import EmbeddedServer, find_free_port
+from eventstore.records import RawRecord
+from projections.buckets import bucket_name
+from projections.view import exec_key
 
 ROOT = Path(__file__).resolve().parent.parent
+CHAIN_FACTOR, CHAIN_SLACK_MS = 2.5, 40.0
+FANOUT_TARGET_MS = 60.0
+STEP_P50_MS, STEP_P99_MS = 1.0, 3.0
 
 
-def serve_target(port: int) -> None:
-    async def ok(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "path": request.path})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", ok)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+# ------------------------------------------------------------------ plans
 
 
-def start_role(role: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
-    # The target is on loopback, which executors refuse unless allowed (as `tep up` does).
-    env = dict(os.environ, TEP_LOG_LEVEL="WARNING", TEP_EXECUTOR_ALLOW_CIDRS='["127.0.0.0/8"]')
-    return subprocess.Popen(
-        [sys.executable, "-m", "tep.cli.main", role, "--nats-url", url, *extra],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-
-
-def fan_out(plan_id: str, width: int, target: str) -> Plan:
-    branches = [
-        Action(id=f"b{i}", request=RequestSpec(url=f"{target}/branch/{i}")) for i in range(width)
-    ]
-    join = Action(
-        id="join",
-        depends_on=[b.id for b in branches],
-        request=RequestSpec(url=f"{target}/join"),
-    )
-    return Plan(id=plan_id, actions=[*branches, join])
-
-
-def chain(plan_id: str, length: int, target: str) -> Plan:
-    actions = [Action(id="s0", request=RequestSpec(url=f"{target}/step/0"))]
+def chain(target: str, length: int) -> dict[str, Any]:
+    """``length`` calls, each depending on the one before."""
+    actions: list[dict[str, Any]] = [{"id": "s0", "request": {"url": f"{target}/health"}}]
     for i in range(1, length):
         actions.append(
-            Action(
-                id=f"s{i}", depends_on=[f"s{i - 1}"], request=RequestSpec(url=f"{target}/step/{i}")
-            )
+            {"id": f"s{i}", "depends_on": [f"s{i - 1}"], "request": {"url": f"{target}/health"}}
         )
-    return Plan(id=plan_id, actions=actions)
+    return {"id": "bench-chain", "actions": actions}
 
 
-async def run_plan(nc: NatsClient, log: EventLog, plan: Plan, execution_id: str) -> float:
-    finished = asyncio.Event()
-    outcome: list[str] = []
+def fan_out(target: str, width: int) -> dict[str, Any]:
+    """``width`` independent calls, then one that depends on all of them."""
+    branches = [{"id": f"b{i}", "request": {"url": f"{target}/health"}} for i in range(width)]
+    join = {"id": "join", "depends_on": [b["id"] for b in branches], "request": {"url": f"{target}/health"}}
+    return {"id": "bench-fanout", "actions": [*branches, join]}
 
-    async def on_terminal(msg: object) -> None:
-        outcome.append(msg.subject)  # type: ignore[attr-defined]
-        finished.set()
 
-    sub = await nc.subscribe(f"execution.*.{execution_id}", cb=on_terminal)
-    started = time.perf_counter()
-    await log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
-    await asyncio.wait_for(finished.wait(), 120)
-    elapsed = time.perf_counter() - started
-    await sub.unsubscribe()
-    if not outcome[0].startswith("execution.completed"):
-        raise RuntimeError(f"{execution_id} ended with {outcome[0]}")
+# ------------------------------------------------------------------ direct baseline
+
+
+async def direct_chain(session: aiohttp.ClientSession, target: str, length: int) -> float:
+    began = time.perf_counter()
+    for _ in range(length):
+        async with session.get(f"{target}/health") as response:
+            await response.read()
+    return time.perf_counter() - began
+
+
+async def direct_fan_out(session: aiohttp.ClientSession, target: str, width: int) -> float:
+    async def one() -> None:
+        async with session.get(f"{target}/health") as response:
+            await response.read()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(width)))
+    await one()
+    return time.perf_counter() - began
+
+
+# ------------------------------------------------------------------ through tep
+
+
+async def through_state_manager(c: Connected, plan: dict[str, Any]) -> tuple[float, str, float]:
+    """Submit, wait for the end in the view: (seconds, execution id, wall clock at return)."""
+    began = time.perf_counter()
+    submission = await c.sm.submit(plan)
+    execution_id = submission.state.execution_id
+    state = await c.sm.wait_for_completion(execution_id, timeout=120)
+    elapsed = time.perf_counter() - began
+    if state.status != "completed":
+        raise SystemExit(f"{execution_id} ended {state.status}")
+    return elapsed, execution_id, time.time()
+
+
+def through_cli(c: Connected, plan_file: Path, wait: bool) -> float:
+    command = [sys.executable, "-m", "tep.cli.main", "submit", str(plan_file)]
+    command += ["--nats-url", c.stack.nats_url, *(["--wait", "--timeout", "120"] if wait else [])]
+    began = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, check=False)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"tep submit failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
     return elapsed
 
 
-def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+# ------------------------------------------------------------------ where the time goes
 
 
-async def step_overheads(log: EventLog, execution_id: str) -> list[float]:
-    completed_at: dict[str, datetime] = {}
-    requested_at: dict[str, datetime] = {}
-    for record in await log.read_execution(execution_id):
-        event = record.event
-        if isinstance(event, ActionCompleted):
-            completed_at[event.action_id] = _ts(event.occurred_at)
-        elif isinstance(event, ActionExecuteRequested):
-            requested_at[event.action_id] = _ts(event.occurred_at)
-    overheads = []
-    for action_id, requested in requested_at.items():
-        index = int(action_id[1:])
-        previous = completed_at.get(f"s{index - 1}")
-        if previous is not None:
-            overheads.append((requested - previous).total_seconds() * 1000)
-    return overheads
+def _ns(iso: str) -> int:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1e6) * 1000
+
+
+async def chain_hops(
+    c: Connected, log: EventLog, execution_id: str, returned_at: float
+) -> dict[str, list[float]]:
+    """Milliseconds of every hop of every step of one chain execution."""
+    records: list[RawRecord] = []
+    first = None
+    for recorded in await log.read_execution(execution_id):
+        first = recorded.sequence if first is None else first
+    assert first is not None
+    async for raw in log.replay_raw(first):
+        if execution_id in raw.subject:
+            records.append(raw)
+        if raw.subject.startswith("execution.completed."):
+            if execution_id in raw.subject:
+                break
+    by_kind: dict[tuple[str, str], tuple[int, int, dict[str, Any]]] = {}
+    for raw in records:
+        event = json.loads(raw.data)
+        kind = event["type"]
+        action = event.get("action_id", "")
+        by_kind[(kind, action)] = (_ns(event["occurred_at"]), raw.stored_ns, event)
+    hops: dict[str, list[float]] = defaultdict(list)
+
+    def hop(name: str, start_ns: int, end_ns: int) -> None:
+        hops[name].append((end_ns - start_ns) / 1e6)
+
+    steps = sorted({a for _, a in by_kind if a.startswith("s")}, key=lambda a: int(a[1:]))
+    for index, action in enumerate(steps):
+        req_at, req_stored, _ = by_kind[("action.execute.requested", action)]
+        start_at, start_stored, _ = by_kind[("action.started", action)]
+        done_at, done_stored, done = by_kind[("action.completed", action)]
+        if index:
+            _, previous_stored, _ = by_kind[("action.completed", steps[index - 1])]
+            hop("7 outcome stored -> next request built (orchestrator pull, fold, decide)",
+                previous_stored, req_at)
+            hop("8 next request built -> stored (orchestrator append)", req_at, req_stored)
+            hop("= per-step overhead: outcome stored -> next request stored", previous_stored,
+                req_stored)
+        hop("1 request stored -> started built (executor pull, position read)", req_stored,
+            start_at)
+        hop("2 action.started built -> stored (claim append)", start_at, start_stored)
+        call_ns = int(done["duration_ms"] * 1e6)
+        hop("3 HTTP call (duration_ms)", 0, call_ns)
+        hop("4 started stored -> outcome built, less the call", start_stored + call_ns, done_at)
+        hop("5 outcome built -> stored (outcome append)", done_at, done_stored)
+        hop("= step: request stored -> outcome stored", req_stored, done_stored)
+    _, last_stored, _ = by_kind[("action.completed", steps[-1])]
+    end_at, end_stored, _ = by_kind[("execution.completed", "")]
+    hop("9 last outcome stored -> execution.completed stored", last_stored, end_stored)
+    bucket = bucket_name(c.sm._view.generation)
+    written = await c.admin.jetstream().get_last_msg(
+        f"KV_{bucket}", f"$KV.{bucket}.{exec_key(execution_id)}"
+    )
+    assert written.time is not None
+    written_ns = int(written.time.timestamp() * 1e6) * 1000
+    hop("10 execution.completed stored -> view written (projector)", end_stored, written_ns)
+    hop("11 view written -> wait_for_completion returned", written_ns, int(returned_at * 1e9))
+    _, submit_stored, _ = by_kind[("plan.submitted", "")]
+    req0_stored = by_kind[("action.execute.requested", steps[0])][1]
+    hop("0 plan.submitted stored -> first request stored", submit_stored, req0_stored)
+    return hops
+
+
+# ------------------------------------------------------------------ report
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -124,63 +203,139 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def main(args: argparse.Namespace) -> None:
-    http_port = find_free_port()
-    target_process = multiprocessing.Process(target=serve_target, args=(http_port,), daemon=True)
-    target_process.start()
-    target = f"http://127.0.0.1:{http_port}"
-    with EmbeddedServer() as server:
-        settings = TepSettings(nats_url=server.url)
-        nc = await connect(server.url)
-        await ensure_log(nc.jetstream(), settings)
-        roles = [
-            start_role("orchestrator", server.url),
-            start_role("executor", server.url, "--concurrency", "64"),
-        ]
-        log = EventLog(nc, settings)
-        try:
-            await run_plan(nc, log, chain("warmup", 3, target), "warmup")  # roles are up
-            fan = [
-                await run_plan(nc, log, fan_out("fan", args.fanout, target), f"fan{i}")
-                for i in range(3)
-            ]
-            chains = [
-                await run_plan(nc, log, chain("chain", args.chain, target), f"chain{i}")
-                for i in range(3)
-            ]
-            big = await run_plan(nc, log, fan_out("big", args.big_fanout, target), "big")
-            overheads: list[float] = []
-            for i in range(3):
-                overheads += await step_overheads(log, f"chain{i}")
-        finally:
-            for process in roles:
-                os.killpg(process.pid, signal.SIGTERM)
-            for process in roles:
-                process.wait(10)
-            await nc.close()
-            target_process.terminate()
+def ms(values: list[float]) -> str:
+    return f"best {min(values) * 1000:7.1f}  median {statistics.median(values) * 1000:7.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+async def timed(runs: int, one: Callable[[], Awaitable[float]]) -> list[float]:
+    return [await one() for _ in range(runs)]
+
+
+class Profiler:
+    """``py-spy record`` on every role of the stack, stopped with SIGINT (it then writes)."""
+
+    def __init__(self, c: Connected, directory: Path | None) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+        if directory is None:
+            return
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        directory.mkdir(parents=True, exist_ok=True)
+        for pid, role in c.stack.processes().items():
+            if role in ("nats-server", "tep up"):
+                continue
+            out = directory / f"{role}-{pid}.txt"
+            self.processes.append(
+                subprocess.Popen(
+                    [spy, "record", "-p", str(pid), "-o", str(out), "-r", "500", "-f", "raw", "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def main(args: Any) -> None:
+    runs = 3 if args.quick else args.runs
+    async with connected_stack("system", executors=1) as c:
+        log = EventLog(c.admin, c.settings)
+        target = c.target
+        chain_plan, fan_plan = chain(target, args.chain), fan_out(target, args.fanout)
+        connector = aiohttp.TCPConnector(limit=max(args.fanout, 100))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(3):  # roles, connections and caches warm
+                await through_state_manager(c, chain(target, 3))
+                await through_state_manager(c, fan_out(target, 10))
+                await direct_fan_out(session, target, args.fanout)
+            profiler = Profiler(c, args.profile)
+            chains: list[float] = []
+            fans: list[float] = []
+            direct_seq: list[float] = []
+            direct_conc: list[float] = []
+            hops: dict[str, list[float]] = defaultdict(list)
+            try:
+                for _ in range(runs):  # interleaved, so both see the same machine
+                    direct_seq.append(await direct_chain(session, target, args.chain))
+                    elapsed, execution_id, returned = await through_state_manager(c, chain_plan)
+                    chains.append(elapsed)
+                    for name, values in (await chain_hops(c, log, execution_id, returned)).items():
+                        hops[name] += values
+                    direct_conc.append(await direct_fan_out(session, target, args.fanout))
+                    fans.append((await through_state_manager(c, fan_plan))[0])
+            finally:
+                profiler.stop()
+        with tempfile.TemporaryDirectory(prefix="tep-system-plans-") as tmp:
+            chain_file, fan_file = Path(tmp) / "chain.json", Path(tmp) / "fan.json"
+            chain_file.write_text(json.dumps(chain_plan))
+            fan_file.write_text(json.dumps(fan_plan))
+            cli_runs = max(2, runs // 3)
+            cli_chain = [through_cli(c, chain_file, True) for _ in range(cli_runs)]
+            cli_fan = [through_cli(c, fan_file, True) for _ in range(cli_runs)]
+            cli_submit = [through_cli(c, chain_file, False) for _ in range(cli_runs)]
+        big = None
+        if not args.quick:
+            big = (await through_state_manager(c, fan_out(target, args.big_fanout)))[0]
+
+    seq_ms, conc_ms = statistics.median(direct_seq) * 1000, statistics.median(direct_conc) * 1000
+    chain_ms, fan_ms = statistics.median(chains) * 1000, statistics.median(fans) * 1000
+    chain_limit = CHAIN_FACTOR * seq_ms + CHAIN_SLACK_MS
+    overhead = hops["= per-step overhead: outcome stored -> next request stored"]
+    p50, p99 = percentile(overhead, 0.5), percentile(overhead, 0.99)
+    print(f"tep up (1 executor, defaults), {runs} runs each, medians unless said")
+    print(f"{args.chain}-step chain")
+    print(f"  direct sequential HTTP        {ms(direct_seq)}")
+    print(f"  StateManager submit + wait    {ms(chains)}  = {chain_ms / seq_ms:.1f}x direct")
+    print(f"  tep submit --wait (process)   {ms(cli_chain)}")
     print(
-        f"{args.fanout}-action fan-out + join: best {min(fan) * 1000:.0f} ms, "
-        f"median {statistics.median(fan) * 1000:.0f} ms"
+        f"  target <= {CHAIN_FACTOR}x direct + {CHAIN_SLACK_MS:.0f} ms = {chain_limit:.1f} ms: "
+        f"{verdict(chain_ms <= chain_limit)}"
     )
+    print(f"{args.fanout}-action fan-out + join")
+    print(f"  direct concurrent HTTP        {ms(direct_conc)}")
+    print(f"  StateManager submit + wait    {ms(fans)}  = {fan_ms / conc_ms:.1f}x direct")
+    print(f"  tep submit --wait (process)   {ms(cli_fan)}")
+    print(f"  target <= {FANOUT_TARGET_MS:.0f} ms: {verdict(fan_ms <= FANOUT_TARGET_MS)}")
+    print(f"tep submit without --wait (CLI start + submit): {ms(cli_submit)}")
     print(
-        f"{args.chain}-step chain:            best {min(chains) * 1000:.0f} ms, "
-        f"median {statistics.median(chains) * 1000:.0f} ms"
+        f"per-step overhead (outcome stored -> next request stored): p50 {p50:.2f} ms, "
+        f"p99 {p99:.2f} ms ({len(overhead)} steps); target p50 <= {STEP_P50_MS:g}, "
+        f"p99 <= {STEP_P99_MS:g}: {verdict(p50 <= STEP_P50_MS and p99 <= STEP_P99_MS)}"
     )
-    print(
-        f"{args.big_fanout}-action fan-out:        {big:.2f} s = "
-        f"{(args.big_fanout + 1) / big:,.0f} actions/s"
-    )
-    print(
-        f"chain per-step overhead (completed -> next requested): "
-        f"p50 {percentile(overheads, 0.5):.2f} ms, p99 {percentile(overheads, 0.99):.2f} ms "
-        f"({len(overheads)} steps)"
-    )
+    print("where a chain's time goes (ms per occurrence: p50, p99, sum per chain)")
+    for name in sorted(hops, key=lambda n: (n[0] == "=", float(n.split()[0]) if n[0] != "=" else 0)):
+        values = hops[name]
+        print(
+            f"  {name:<76}{percentile(values, 0.5):7.2f}{percentile(values, 0.99):7.2f}"
+            f"{sum(values) / runs:8.1f}"
+        )
+    if big is not None:
+        print(
+            f"{args.big_fanout}-action fan-out (StateManager): {big:.2f} s = "
+            f"{(args.big_fanout + 1) / big:,.0f} actions/s"
+        )
+    if args.profile:
+        print(f"py-spy flame graphs in {args.profile}")
+    print(load_average())
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fanout", type=int, default=100)
-    parser.add_argument("--chain", type=int, default=20)
-    parser.add_argument("--big-fanout", type=int, default=1000)
-    asyncio.run(main(parser.parse_args()))
+    parser = bench_parser(__doc__)
+    parser.add_argument("--quick", action="store_true", help="3 runs, no big fan-out")
+    parser.add_argument("--runs", type=int, default=10, help="runs of each (default %(default)s)")
+    parser.add_argument("--chain", type=int, default=20, help="chain length (default %(default)s)")
+    parser.add_argument("--fanout", type=int, default=100, help="fan-out width (default %(default)s)")
+    parser.add_argument("--big-fanout", type=int, default=1000, help="(default %(default)s)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy output")
+    os.environ.setdefault("TEP_LOG_LEVEL", "WARNING")
+    run_bench(main(parser.parse_args()))

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,13 +90,20 @@ class Stack:
                 self.process.wait()
 
 
-def start_stack(directory: Path, env: dict[str, str], executors: int, demo_port: int) -> Stack:
-    """Start `tep up` with its data in ``directory`` and the demo target on ``demo_port``;
-    return once it says it is ready (exits the bench if it does not within a minute)."""
+def start_stack(
+    directory: Path,
+    env: dict[str, str],
+    executors: int,
+    demo_port: int,
+    up_args: Sequence[str] = (),
+) -> Stack:
+    """Start `tep up` (with ``up_args``) with its data in ``directory`` and the demo target on
+    ``demo_port``; return once it says it is ready (exits the bench if it does not within a
+    minute)."""
     stdout = directory / "up.out"
     command = [sys.executable, "-m", "tep.cli.main", "up", "--data-dir", str(directory / "data")]
     command += ["--port", str(find_free_port()), "--executors", str(executors)]
-    command += ["--with-demo-target", "--demo-port", str(demo_port)]
+    command += ["--with-demo-target", "--demo-port", str(demo_port), *up_args]
     with stdout.open("wb") as out, (directory / "up.err").open("wb") as err:
         process = subprocess.Popen(
             command,
@@ -135,7 +142,10 @@ class Connected:
 
 @asynccontextmanager
 async def connected_stack(
-    name: str, executors: int = 1, env: Mapping[str, str] | None = None
+    name: str,
+    executors: int = 1,
+    env: Mapping[str, str] | None = None,
+    up_args: Sequence[str] = (),
 ) -> AsyncIterator[Connected]:
     """`tep up` in a scratch directory (no ``TEP_*`` of ours but ``env``, logs at WARNING), a
     StateManager and an admin connection named after the bench; all stopped on exit."""
@@ -146,7 +156,7 @@ async def connected_stack(
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEP_")}
         child_env.update(TEP_STATE_DIR=str(state_dir), TEP_LOG_LEVEL="WARNING", **(env or {}))
         demo_port = find_free_port()
-        stack = start_stack(directory, child_env, executors, demo_port)
+        stack = start_stack(directory, child_env, executors, demo_port, up_args)
         try:
             settings = TepSettings.from_env().model_copy(update={"nats_url": stack.nats_url})
             sm = await StateManager.connect(stack.nats_url, settings=settings, name=name)
@@ -240,10 +250,12 @@ class RssSampler:
         while True:
             processes = self.stack.processes()
             counts: dict[str, int] = {}
+            several = {n for n in processes.values() if list(processes.values()).count(n) > 1}
             for pid in sorted(processes):
                 name = processes[pid]
                 counts[name] = counts.get(name, 0) + 1
-                label = name if name != "executor" else f"executor-{counts[name]}"
+                numbered = name == "executor" or name in several
+                label = f"{name}-{counts[name]}" if numbered else name
                 kb, cpu = _rss_kb(pid), _cpu_s(pid)
                 if kb is not None:
                     self.samples.setdefault(self.phase, {}).setdefault(label, []).append(kb)

@@ -13,7 +13,8 @@ Each role gets the least it needs to do its job:
     events (``action.started|attempt.failed|completed|failed``); no ``plan.*``, no
     ``execution.*``, no view.
 ``orchestrator``
-    consumes its decisions' consumer and publishes decisions (dispatches, skips, cancels,
+    consumes the partition stream (every consumer on it is an orchestrator's: one per
+    partition) and publishes decisions (dispatches, skips, cancels,
     waits and their outcomes, execution ends, deadlines and timers) and its lease; submits the
     executions of schedule ticks and sub-plans' children (and cancels the children of a
     cancelled parent), and records the schedules' state (``$KV.tep_schedules.state.>``), never
@@ -29,7 +30,7 @@ payload bucket (``$O.<bucket>.C.>`` chunks, ``$O.<bucket>.M.>`` metadata: put on
 purge or delete); every role may read it, as it reads the log.
 
 The JetStream API (``$JS.API.>``) is narrowed the same way: every role may look at stream
-metadata and read (direct get, ephemeral consumers); only the owners of the two durable
+metadata and read (direct get, ephemeral consumers); only the owners of the durable
 consumers may create, pull from and acknowledge on them; only the admin may create, update or
 delete streams (a stream records whatever subjects it is given, so a role that could create
 one could record the others' replies) and delete the durable consumers. The admin provisions
@@ -46,6 +47,7 @@ from enum import StrEnum
 import msgspec
 
 from eventstore.payloads import DEFAULT_PAYLOAD_BUCKET
+from eventstore.partitions import partition_stream
 from eventstore.plan_registry import PLAN_BUCKET
 from eventstore.subjects import DEADLETTER_PREFIX
 
@@ -98,7 +100,9 @@ def permissions(
         role: the identity.
         stream: the events stream (``TEP_STREAM``).
         deadletter_stream: the dead-letter stream.
-        orchestrator_consumer: the orchestrator's durable consumer.
+        orchestrator_consumer: the name the orchestrator's durable consumers start with
+            (one per partition, on the partition stream; the one shared before partitions
+            on the log).
         lease_bucket: the KV bucket of the orchestrator's lease.
         queues: the executor queues this executor identity may serve.
         payload_bucket: the Object Store bucket of values stored by reference.
@@ -114,10 +118,22 @@ def permissions(
         Role.EXECUTOR: {f"queue-{queue}" for queue in queues},
     }.get(role, set())
     durables = [orchestrator_consumer, *(f"queue-{queue}" for queue in queues)]
+    partitions = partition_stream(stream)
     protected = (
         # The unnamed create is a create-or-update of any consumer named in the request.
         f"{_API}.CONSUMER.CREATE.{stream}",
         f"{_API}.CONSUMER.CREATE.{deadletter_stream}",
+        f"{_API}.CONSUMER.CREATE.{partitions}",
+        f"{_API}.CONSUMER.DELETE.{partitions}.*",
+        # Every consumer of the partition stream is an orchestrator's.
+        *(
+            ()
+            if role is Role.ORCHESTRATOR
+            else (
+                f"{_API}.CONSUMER.CREATE.{partitions}.>",
+                f"{_API}.CONSUMER.DURABLE.CREATE.{partitions}.>",
+            )
+        ),
         *(
             subject
             for name in durables
@@ -172,7 +188,7 @@ def permissions(
         return Permissions(
             publish_allow=(
                 *common,
-                *_owned_durable(stream, orchestrator_consumer),
+                *_owned_durable(partitions, "*"),
                 "action.execute.requested.>",
                 "action.skipped.*.*",
                 "action.cancelled.*.*",

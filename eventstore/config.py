@@ -30,6 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from eventstore.errors import SettingsError
+from eventstore.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from eventstore.payloads import (
     DEFAULT_INLINE_BYTES,
     DEFAULT_MAX_BYTES,
@@ -179,6 +180,14 @@ class TepSettings(SettingsBase):
     deadletter_stream: str = Field(
         "TEP_DEADLETTER",
         description="stream for messages no role could process (`tep.deadletter.>`)",
+    )
+    partitions: int = Field(
+        DEFAULT_PARTITIONS,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="orchestrator partitions of a new deployment (executions are spread over "
+        "them by id; orchestrator processes share them). Fixed once provisioned: the count is "
+        "kept in the meta bucket and a different value is refused",
     )
     replicas: int = Field(
         1,

@@ -26,6 +26,7 @@ __all__ = [
     "SCHEDULE_TARGET",
     "STATUS",
     "STATUS_DESCRIPTION",
+    "STREAM_SOURCE",
     "TRACEPARENT",
     "TTL",
 ]
@@ -41,6 +42,8 @@ SCHEDULE = "Nats-Schedule"
 SCHEDULE_TARGET = "Nats-Schedule-Target"
 TTL = "Nats-TTL"
 MARKER_REASON = "Nats-Marker-Reason"
+STREAM_SOURCE = "Nats-Stream-Source"
+"""Set by the server on a sourced message: the origin stream and sequence first."""
 KV_OPERATION = "KV-Operation"
 ROLLUP = "Nats-Rollup"
 """``sub``: the message replaces every earlier one on its subject (an object's metadata)."""

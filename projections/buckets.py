@@ -18,7 +18,7 @@ from eventstore.config import TepSettings
 from eventstore.errors import TepError
 from eventstore.events import utc_now
 from eventstore.jetstream.kv_protocol import kv_stream
-from eventstore.jetstream.provision import ensure_kv
+from eventstore.jetstream.provision import META_BUCKET, ensure_kv
 
 __all__ = [
     "META_BUCKET",
@@ -35,7 +35,6 @@ __all__ = [
     "view_bucket_exists",
 ]
 
-META_BUCKET = "tep_meta"
 POINTER_KEY = "view.current"
 _VIEW_PREFIX = "tep_view_"
 

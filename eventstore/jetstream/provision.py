@@ -9,21 +9,39 @@ from __future__ import annotations
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+    SubjectTransform,
+)
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
+from eventstore.partitions import PARTITIONS_KEY, partition_stream, partition_transforms
 from eventstore.subjects import DEADLETTER_PREFIX, EVENT_SUBJECT_ROOTS
 
 __all__ = [
+    "LEGACY_ORCHESTRATOR_CONSUMER",
+    "META_BUCKET",
     "deadletter_stream_config",
     "ensure_kv",
     "ensure_log",
+    "ensure_partitions",
     "ensure_stream",
     "log_stream_config",
+    "partition_stream_config",
 ]
+
+META_BUCKET = "tep_meta"
+"""The small bucket of deployment facts: the view pointer, the partition count."""
+LEGACY_ORCHESTRATOR_CONSUMER = "orchestrator"
+"""The one durable consumer orchestrators shared before partitions."""
 
 # Fields we set and therefore check on an existing stream.
 _CHECKED_FIELDS = (
@@ -140,6 +158,100 @@ async def ensure_kv(
 
 
 async def ensure_log(js: JetStreamContext, settings: TepSettings) -> None:
-    """Ensure the events stream and the dead-letter stream exist with our settings."""
+    """Ensure the events stream, the dead-letter stream and the partition stream exist with
+    our settings."""
     await ensure_stream(js, log_stream_config(settings))
     await ensure_stream(js, deadletter_stream_config(settings))
+    await ensure_partitions(js, settings)
+
+
+def partition_stream_config(
+    settings: TepSettings, count: int, *, start_sequence: int = 0
+) -> StreamConfig:
+    """The partition stream: the orchestrator's events of the log, under
+    ``tep.part.<n>.<subject>`` (:mod:`eventstore.partitions`). A work queue: an event leaves it
+    once its partition's orchestrator acknowledged it; the log keeps it."""
+    transforms = [SubjectTransform(src=s, dest=d) for s, d in partition_transforms(count)]
+    source = StreamSource(
+        name=settings.stream,
+        opt_start_seq=start_sequence or None,
+        subject_transforms=transforms,
+    )
+    return StreamConfig(
+        name=partition_stream(settings.stream),
+        description=f"tep orchestrator partitions ({count}) of {settings.stream}",
+        sources=[source],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        max_msg_size=settings.max_msg_bytes,
+        max_age=settings.max_age_s,
+    )
+
+
+async def ensure_partitions(js: JetStreamContext, settings: TepSettings) -> int:
+    """The deployment's partition count, its stream created the first time.
+
+    The count is written once into the meta bucket (``TEP_PARTITIONS`` at that moment) and
+    read back ever after. A log whose orchestrators shared one consumer before partitions is
+    sourced from where that consumer had acknowledged everything (the consumer is then
+    deleted): events after it may be decided again, which every decision's guard makes
+    harmless.
+
+    Raises:
+        ConfigConflictError: ``TEP_PARTITIONS`` differs from the deployment's count, or the
+            partition stream's sources differ from that count's.
+    """
+    meta = await ensure_kv(js, META_BUCKET, replicas=settings.replicas)
+    count = await _partition_count(meta, settings.partitions)
+    if count != settings.partitions and "partitions" in settings.model_fields_set:
+        raise ConfigConflictError(
+            f"this deployment has {count} orchestrator partitions, fixed when it was first "
+            f"provisioned; TEP_PARTITIONS={settings.partitions} differs: unset it or set {count}"
+        )
+    name = partition_stream(settings.stream)
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        start = await _legacy_start(js, settings.stream)
+        await js.add_stream(partition_stream_config(settings, count, start_sequence=start))
+        if start:
+            await js.delete_consumer(settings.stream, LEGACY_ORCHESTRATOR_CONSUMER)
+        return count
+    wanted = [(s, d) for s, d in partition_transforms(count)]
+    have = [
+        (t.src, t.dest)
+        for source in info.config.sources or []
+        for t in source.subject_transforms or []
+    ]
+    if sorted(have) != sorted(wanted):
+        raise ConfigConflictError(
+            f"stream {name} does not route the log into {count} partitions; it was left "
+            "unchanged: delete it (it is rebuilt from the log) or restore the meta bucket's "
+            f"{PARTITIONS_KEY}"
+        )
+    return count
+
+
+async def _partition_count(meta: KeyValue, wanted: int) -> int:
+    try:
+        entry = await meta.get(PARTITIONS_KEY)
+    except KeyNotFoundError:
+        try:
+            await meta.create(PARTITIONS_KEY, str(wanted).encode())
+            return wanted
+        except KeyWrongLastSequenceError:
+            entry = await meta.get(PARTITIONS_KEY)  # another process wrote it first
+    value = (entry.value or b"").decode()
+    if not value.isdigit():
+        raise ConfigConflictError(f"the meta bucket's {PARTITIONS_KEY} is not a count: {value!r}")
+    return int(value)
+
+
+async def _legacy_start(js: JetStreamContext, stream: str) -> int:
+    """Where to source from: after the old shared consumer's ack floor, or from the start."""
+    try:
+        info = await js.consumer_info(stream, LEGACY_ORCHESTRATOR_CONSUMER)
+    except NotFoundError:
+        return 0
+    return int(info.ack_floor.stream_seq if info.ack_floor else 0) + 1

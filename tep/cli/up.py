@@ -57,6 +57,7 @@ _EPILOG = """\
 examples:
   tep up                                  # embedded NATS in ./.tep, 1 executor
   tep up --executors 3 --with-demo-target
+  tep up --orchestrators 2 --executors 2  # two orchestrators share the partitions
   tep up --nats-url nats://10.0.0.5:4222  # use an existing NATS, run only the roles
   tep up --data-dir /tmp/tep --port 4333  # a second, separate stack
   tep up --no-api                         # without the HTTP API
@@ -94,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--executors", type=int, default=1, metavar="N", help="executor processes (default 1)"
+    )
+    parser.add_argument(
+        "--orchestrators",
+        type=int,
+        default=1,
+        metavar="N",
+        help="orchestrator processes, sharing the executions' partitions (default 1)",
     )
     parser.add_argument(
         "--data-dir",
@@ -166,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``tep up``."""
     if args.executors < 0:
         raise UsageError("--executors must be 0 or more")
+    if args.orchestrators < 0:
+        raise UsageError("--orchestrators must be 0 or more")
     if args.restart_unhealthy_after < 0:
         raise UsageError("--restart-unhealthy-after must be 0 or more")
     settings_from(args)  # validate TEP_* settings before anything starts
@@ -392,8 +402,9 @@ def _banner(
     url_flag = "" if url == DEFAULT_NATS_URL else f" --nats-url {url}"
     names = [spec.name for spec in specs]
     executors = sum(1 for n in names if n.startswith("executor"))
+    orchestrators = sum(1 for n in names if n.startswith("orchestrator"))
     roles = [
-        "orchestrator",
+        f"orchestrator x{orchestrators}" if orchestrators != 1 else "orchestrator",
         f"executor x{executors}" if executors != 1 else "executor",
         "projector",
     ]

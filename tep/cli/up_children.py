@@ -46,9 +46,11 @@ def child_specs(
 ) -> list[ChildSpec]:
     """The processes to supervise, each ``python -m tep.cli.main <role>`` (no PATH needed).
 
-    Every role serves its health endpoint on a free loopback port, which ``tep up`` polls to
-    tell when the stack is ready. With ``creds_dir`` (the embedded server's credentials) each
-    role gets its own nkey; otherwise the identity flags given to ``tep up`` are passed on.
+    ``args.orchestrators`` orchestrators and ``args.executors`` executors run, each numbered
+    (``executor-2``) when there are several. Every role serves its health endpoint on a free
+    loopback port, which ``tep up`` polls to tell when the stack is ready. With ``creds_dir``
+    (the embedded server's credentials) each role gets its own nkey; otherwise the identity
+    flags given to ``tep up`` are passed on.
     Executors may call loopback targets unless ``TEP_EXECUTOR_ALLOW_CIDRS`` says otherwise.
     With ``api``, ``tep api`` runs too, as the client identity (and the admin one for schedule
     writes), letting in the stack's token; its own ``/healthz`` is its health endpoint.
@@ -74,12 +76,15 @@ def child_specs(
             child_env["TEP_EXECUTOR_ALLOW_CIDRS"] = json.dumps(list(LOOPBACK_CIDRS))
         return ChildSpec(name, argv, child_env, health_url=f"http://127.0.0.1:{port}/healthz")
 
-    specs = [role("orchestrator", "orchestrator", Role.ORCHESTRATOR)]
+    specs = [
+        role(_numbered("orchestrator", n, args.orchestrators), "orchestrator", Role.ORCHESTRATOR)
+        for n in range(1, args.orchestrators + 1)
+    ]
     handler_args = [arg for module in args.handlers for arg in ("--handlers", module)]
     # In-flight calls must be handed back before the supervisor's grace period ends.
     grace = ["--shutdown-grace", str(CHILD_GRACE_S - 1)]
     for n in range(1, args.executors + 1):
-        name = "executor" if args.executors == 1 else f"executor-{n}"
+        name = _numbered("executor", n, args.executors)
         specs.append(role(name, "executor", Role.EXECUTOR, *grace, *handler_args))
     specs.append(role("projector", "projector", Role.PROJECTOR))
     if api is not None:
@@ -96,6 +101,11 @@ def child_specs(
         health_url = f"http://127.0.0.1:{args.demo_port}/health"
         specs.append(ChildSpec("demo-target", demo, env, health_url=health_url))
     return specs
+
+
+def _numbered(role: str, n: int, count: int) -> str:
+    """A child's name: the role alone when it runs once, ``role-n`` among several."""
+    return role if count == 1 else f"{role}-{n}"
 
 
 class LineRenderer:

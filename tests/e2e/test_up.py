@@ -15,14 +15,17 @@ import pytest
 from tep_cli import (
     EXAMPLES,
     ROOT,
+    DemoTarget,
     alive,
     child_env,
     command_line,
     descendants,
     json_output,
+    plan_against,
     run_tep,
     tep_command,
     wait_for,
+    write_plan,
 )
 
 from tep.server import EmbeddedServer, find_free_port
@@ -155,6 +158,34 @@ def test_up_starts_every_role_and_stops_them_all_within_5s(
     survivors = [pid for pid in roles if alive(pid)]
     assert survivors == [], f"still running: {[roles[p] for p in survivors]}"
     assert up.output().splitlines()[-1] == "stopped"
+
+
+def test_up_runs_several_orchestrators_and_a_plan_completes(
+    tmp_path: Path, ups: list[Up], demo_target: DemoTarget
+) -> None:
+    up = start_up(tmp_path, *embedded_args(tmp_path), "--orchestrators", "2", "--no-api")
+    ups.append(up)
+    orchestrators = wait_for(
+        lambda: len(o := [p for p, r in up.roles().items() if r == "orchestrator"]) == 2 and o,
+        15,
+        f"two orchestrators running ({up.roles()})",
+    )
+    assert "orchestrator x2" in up.output()
+    plan = write_plan(tmp_path, plan_against(demo_target, "sequential-pipeline.json"))
+
+    submitted = run_tep(
+        "submit", str(plan), "--wait", "--timeout", "60", "--json", nats_url=up.nats_url
+    )
+
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    assert json_output(submitted)["status"] == "completed"
+    assert all(alive(pid) for pid in orchestrators)
+    ports = {_flag(command_line(pid), "--health-port") for pid in orchestrators}
+    assert len(ports) == 2  # each its own health endpoint
+
+
+def _flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
 
 
 def test_children_log_lines_carry_their_role(tmp_path: Path, ups: list[Up]) -> None:

@@ -1,0 +1,318 @@
+"""Throughput through `tep up`: many executions at once, and a steady arrival rate.
+
+    .venv/bin/python bench/bench_throughput.py [--shape burst|steady|both] [--executions 2000]
+        [--rate 200] [--duration 10] [--executors 1] [--orchestrators 1] [--dag]
+        [--profile DIR]
+
+Starts `tep up` with its defaults in a scratch directory (embedded nats-server, ``--orchestrators``
+orchestrators, ``--executors`` executors at their default concurrency, projector, API) and a
+loopback HTTP target in a process of its own (aiohttp, one handler answering a small JSON body),
+so that neither the target nor this process's own work caps the stack. Plans are 5-step chains
+(``--dag``: s0 -> s1, s2, s3 -> s4), submitted with ``StateManager.submit``; an execution has
+ended when the view's counters say so (``StateManager.get_stats``).
+
+- burst: ``--executions`` executions submitted together (at most 256 submits in flight); wall
+  time from the first submit to the last execution's end being visible in the view; actions/s
+  (completed actions / wall time) and executions/s.
+- steady: ``--rate`` executions/s for ``--duration`` s; the completion rate over the arrival
+  window, submit -> visible end per execution (p50/p99, first and last quarter of the arrivals),
+  the backlog when arrivals stop and how long it took to drain.
+- for both: projection lag p50/p99 (see ``throughput_measure``), RSS of every process of the
+  stack at the start, peak and end of the measured phases (after a warm-up), CPU seconds per
+  process, and completed actions per orchestrator CPU-second.
+- baseline, in the same run: as many HTTP calls as the burst's actions made directly with
+  aiohttp to the same target at the executors' total concurrency, and the ratio.
+
+``--profile DIR`` records every role with py-spy during the burst (collapsed stacks in DIR, and
+the functions with the largest share of each role's samples printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from tep_stack import Connected, RssSampler, bench_parser, connected_stack, load_average, run_bench
+from throughput_measure import (
+    CheckpointWatch,
+    PhaseLog,
+    lag_line,
+    orchestrator_cpu,
+    percentile,
+    read_phase,
+    role_table,
+    settle,
+)
+from throughput_profile import Profiler
+
+from eventstore.jetstream.log import EventLog
+from eventstore.state import TERMINAL_EXECUTION_STATUSES
+from executor.config import DEFAULT_CONCURRENCY
+from projections.buckets import ensure_current_view
+from tep.server import find_free_port
+
+ACTIONS_TARGET = 2000.0
+LAG_P99_TARGET_MS = 250.0
+SUBMITS_IN_FLIGHT = 256
+STEPS = 5
+
+
+def serve_target(port: int) -> None:
+    """The loopback target: every path answers a small JSON body."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "path": request.path})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", ok)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def plan(target: str, dag: bool) -> dict[str, Any]:
+    def step(i: int, after: list[int]) -> dict[str, Any]:
+        request = {"method": "GET", "url": f"{target}/step/{i}", "timeout_s": 30}
+        return {"id": f"s{i}", "depends_on": [f"s{a}" for a in after], "request": request}
+
+    if dag:
+        shape = [step(0, []), step(1, [0]), step(2, [0]), step(3, [0]), step(4, [1, 2, 3])]
+    else:
+        shape = [step(i, [i - 1] if i else []) for i in range(STEPS)]
+    return {"id": "throughput-dag" if dag else "throughput-chain", "actions": shape}
+
+
+async def direct_calls(target: str, calls: int, concurrency: int) -> float:
+    """``calls`` GETs at ``concurrency`` over one kept-alive session: calls per second."""
+    remaining = iter(range(calls))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for i in remaining:
+                async with session.get(f"{target}/step/{i % STEPS}") as response:
+                    await response.read()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return calls / (time.perf_counter() - began)
+
+
+async def ended(c: Connected) -> int:
+    stats = await c.sm.get_stats()
+    return sum(stats.executions.get(s, 0) for s in TERMINAL_EXECUTION_STATUSES)
+
+
+async def wait_ended(c: Connected, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await ended(c) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {await ended(c)} of {count} executions ended in {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Run:
+    """One phase: when it began (ns), what the log says, and each execution's submit time."""
+
+    began_ns: int
+    arrivals_end_ns: int
+    log: PhaseLog
+    submitted_ns: dict[str, int]
+
+    @property
+    def last_end_ns(self) -> int:
+        return max(visible for _, _, visible in self.log.ended.values())
+
+    def wall_s(self) -> float:
+        return (self.last_end_ns - self.began_ns) / 1e9
+
+
+async def run_phase(
+    c: Connected,
+    watch: CheckpointWatch,
+    ids: list[str],
+    submit_all: Callable[[list[str], dict[str, int]], Awaitable[None]],
+) -> Run:
+    log = EventLog(c.admin, c.settings)
+    before = await ended(c)
+    first = await log.last_sequence() + 1
+    submitted: dict[str, int] = {}
+    began = time.time_ns()
+    await submit_all(ids, submitted)
+    arrivals_end = time.time_ns()
+    await wait_ended(c, before + len(ids), timeout=600)
+    await settle(0.5)  # the watch has seen the last checkpoint
+    phase = await read_phase(log, first, await log.last_sequence(), watch, set(ids))
+    if len(phase.ended) != len(ids) or phase.statuses().get("execution.completed") != len(ids):
+        raise SystemExit(f"not every execution completed: {phase.statuses()}")
+    return Run(began, arrivals_end, phase, submitted)
+
+
+def burst_submitter(c: Connected, document: dict[str, Any]) -> Callable[..., Awaitable[None]]:
+    async def submit_all(ids: list[str], submitted: dict[str, int]) -> None:
+        gate = asyncio.Semaphore(SUBMITS_IN_FLIGHT)
+
+        async def one(execution_id: str) -> None:
+            async with gate:
+                submitted[execution_id] = time.time_ns()
+                await c.sm.submit(document, execution_id=execution_id)
+
+        await asyncio.gather(*(one(e) for e in ids))
+
+    return submit_all
+
+
+def steady_submitter(
+    c: Connected, document: dict[str, Any], rate: float
+) -> Callable[..., Awaitable[None]]:
+    async def submit_all(ids: list[str], submitted: dict[str, int]) -> None:
+        start = time.monotonic()
+        tasks = []
+        for i, execution_id in enumerate(ids):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            submitted[execution_id] = time.time_ns()
+            tasks.append(asyncio.create_task(c.sm.submit(document, execution_id=execution_id)))
+        await asyncio.gather(*tasks)
+
+    return submit_all
+
+
+def burst_lines(run: Run, direct: float, cpu: float) -> list[str]:
+    wall = run.wall_s()
+    actions = run.log.actions_completed
+    rate = actions / wall
+    log_end = max(stored for _, stored, _ in run.log.ended.values())
+    verdict = "ok" if rate >= ACTIONS_TARGET else "MISSED"
+    return [
+        f"burst: {len(run.log.ended)} executions, {actions} actions, submitted in "
+        f"{(run.arrivals_end_ns - run.began_ns) / 1e9:.2f} s, all ended (view) after {wall:.2f} s "
+        f"(log: {(log_end - run.began_ns) / 1e9:.2f} s)",
+        f"  {rate:,.0f} actions/s [target >= {ACTIONS_TARGET:,.0f}: {verdict}], "
+        f"{len(run.log.ended) / wall:,.0f} executions/s; direct aiohttp {direct:,.0f} calls/s; "
+        f"ratio tep/direct {rate / direct:.2f}",
+        f"  {actions / cpu:,.0f} actions per orchestrator CPU-second ({cpu:.2f} CPU s)"
+        if cpu
+        else "  orchestrator CPU not sampled",
+        f"  {lag_line(run.log, LAG_P99_TARGET_MS)}",
+    ]
+
+
+def steady_lines(run: Run, rate: float, cpu: float) -> list[str]:
+    window = (run.arrivals_end_ns - run.began_ns) / 1e9
+    latencies = sorted(
+        (run.submitted_ns[e], (visible - run.submitted_ns[e]) / 1e6)
+        for e, (_, _, visible) in run.log.ended.items()
+    )
+    quarter = max(1, len(latencies) // 4)
+    first = [ms for _, ms in latencies[:quarter]]
+    last = [ms for _, ms in latencies[-quarter:]]
+    all_ms = [ms for _, ms in latencies]
+    by_end = sum(1 for _, _, v in run.log.ended.values() if v <= run.arrivals_end_ns)
+    ended_in_window = [v for _, _, v in run.log.ended.values() if v <= run.arrivals_end_ns]
+    actions_per_execution = run.log.actions_completed / len(run.log.ended)
+    sustained = len(ended_in_window) * actions_per_execution / window
+    drain = (run.last_end_ns - run.arrivals_end_ns) / 1e9
+    return [
+        f"steady: {len(run.log.ended)} executions at {rate:g}/s offered "
+        f"({len(run.log.ended) / window:.1f}/s achieved over {window:.1f} s)",
+        f"  {sustained:,.0f} actions/s completed during the arrivals (offered "
+        f"{rate * actions_per_execution:,.0f}); {len(run.log.ended) - by_end} executions still "
+        f"running when arrivals stopped, drained {drain:.2f} s later",
+        f"  submit -> visible end: p50 {percentile(all_ms, 0.5):.0f} ms, "
+        f"p99 {percentile(all_ms, 0.99):.0f} ms; first quarter p50 "
+        f"{percentile(first, 0.5):.0f} ms, last quarter p50 {percentile(last, 0.5):.0f} ms",
+        f"  {run.log.actions_completed / cpu:,.0f} actions per orchestrator CPU-second "
+        f"({cpu:.2f} CPU s)"
+        if cpu
+        else "  orchestrator CPU not sampled",
+        f"  {lag_line(run.log, LAG_P99_TARGET_MS)}",
+    ]
+
+
+async def main(args: argparse.Namespace) -> None:
+    port = find_free_port()
+    server = multiprocessing.Process(target=serve_target, args=(port,), daemon=True)
+    server.start()
+    target = f"http://127.0.0.1:{port}"
+    up_args = ["--orchestrators", str(args.orchestrators)]
+    document = plan(target, args.dag)
+    concurrency = args.executors * int(
+        os.environ.get("TEP_EXECUTOR_CONCURRENCY", DEFAULT_CONCURRENCY)
+    )
+    shapes = ["burst", "steady"] if args.shape == "both" else [args.shape]
+    try:
+        async with connected_stack(
+            "bench-throughput", executors=args.executors, up_args=up_args
+        ) as c:
+            sampler = RssSampler(c.stack)
+            _, _, kv = await ensure_current_view(c.admin.jetstream(), c.settings)
+            watch = CheckpointWatch(kv)
+            tasks = [asyncio.create_task(sampler.run()), asyncio.create_task(watch.run())]
+            sampler.phase = "direct"
+            direct = await direct_calls(target, args.executions * STEPS, concurrency)
+            sampler.phase = "warm-up"
+            warm = [f"warm-{i}" for i in range(100)]
+            await run_phase(c, watch, warm, burst_submitter(c, document))
+            await settle(1.0)
+            lines = [
+                f"tep up --executors {args.executors} --orchestrators {args.orchestrators}; "
+                f"{'diamond DAG' if args.dag else 'chain'} of {STEPS} steps; target: aiohttp "
+                f"in its own process; direct baseline at concurrency {concurrency}"
+            ]
+            before = "warm-up"
+            for shape in shapes:
+                sampler.phase = shape
+                ids = [f"{shape}-{i}" for i in range(args.executions)]
+                if shape == "burst":
+                    profiler = Profiler(c.stack, args.profile) if args.profile else None
+                    if profiler:
+                        profiler.start()
+                    run = await run_phase(c, watch, ids, burst_submitter(c, document))
+                    if profiler:
+                        lines += profiler.stop()
+                    await settle(0.6)
+                    lines += burst_lines(run, direct, orchestrator_cpu(sampler, before, shape))
+                else:
+                    ids = [f"steady-{i}" for i in range(int(args.rate * args.duration))]
+                    submitter = steady_submitter(c, document, args.rate)
+                    run = await run_phase(c, watch, ids, submitter)
+                    await settle(0.6)
+                    lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
+                before = shape
+            sampler.phase = "after"
+            await asyncio.sleep(3)
+            lines.append("RSS (MB) from the end of the warm-up to 3 s after the last phase:")
+            lines += role_table(sampler, [*shapes, "after"], "warm-up")
+            for task in tasks:
+                task.cancel()
+    finally:
+        server.terminate()
+    print("\n".join(lines))
+    print(load_average())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--shape", choices=["burst", "steady", "both"], default="both")
+    parser.add_argument("--executions", type=int, default=2000, help="the burst's executions")
+    parser.add_argument("--rate", type=float, default=200.0, help="steady executions/s")
+    parser.add_argument("--duration", type=float, default=10.0, help="steady seconds")
+    parser.add_argument("--executors", type=int, default=1)
+    parser.add_argument("--orchestrators", type=int, default=1)
+    parser.add_argument("--dag", action="store_true", help="a diamond instead of a chain")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every role")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    run_bench(main(parse_args()))

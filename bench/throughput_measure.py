@@ -1,0 +1,157 @@
+"""What the throughput bench measures besides wall time: when each event became visible in the
+view (projection lag), when each execution ended, and the roles' RSS and CPU over a phase.
+
+Projection lag is read from two server clocks on one machine: the log's stored time of an event,
+and the stored time of the first ``meta.checkpoint`` write of the view at or past the event's
+sequence. The projector writes the checkpoint in the same atomic batch as the states it folded,
+so that moment is when a reader of the view first sees the event's effect. The checkpoint key
+is watched live (one small value per projector batch); the log is read after the phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from nats.js.kv import KeyValue
+from tep_stack import RssSampler
+
+from eventstore.jetstream.log import EventLog
+from eventstore.subjects import event_type_of
+from projections.view import CHECKPOINT_KEY, decode_checkpoint
+
+__all__ = ["CheckpointWatch", "PhaseLog", "percentile", "read_phase", "role_table"]
+
+_TERMINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank; 0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass
+class CheckpointWatch:
+    """Every ``meta.checkpoint`` write of the view seen: (checkpoint, stored ns, received ns).
+
+    A write replaced before the watch delivered it is missed (the bucket keeps one revision);
+    the next one then stands for its events, which over-states their lag a little.
+    """
+
+    kv: KeyValue
+    writes: list[tuple[int, int, int]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        watcher = await self.kv.watch(CHECKPOINT_KEY)
+        try:
+            async for entry in watcher:
+                if entry is None or not entry.value or entry.created is None:
+                    continue
+                received = time.time_ns()
+                stored = int(entry.created.timestamp() * 1e6) * 1000
+                self.writes.append((decode_checkpoint(entry.value), stored, received))
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def visible_at(self, sequence: int) -> tuple[int, int] | None:
+        """(stored ns, received ns) of the first checkpoint write at or past ``sequence``."""
+        index = bisect.bisect_left(self.writes, (sequence, 0, 0))
+        if index == len(self.writes):
+            return None
+        _, stored, received = self.writes[index]
+        return stored, received
+
+
+@dataclass
+class PhaseLog:
+    """The log of one phase: event counts, each execution's end and each event's lag."""
+
+    events: int = 0
+    actions_completed: int = 0
+    ended: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    """execution id -> (terminal type, stored ns in the log, visible ns in the view)."""
+    lag_ms: list[float] = field(default_factory=list)
+    """Per event: log stored -> view checkpoint stored."""
+    delivered_lag_ms: list[float] = field(default_factory=list)
+    """Per event: log stored -> the checkpoint write reaching this process."""
+
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for kind, _, _ in self.ended.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+async def read_phase(
+    log: EventLog, first: int, last: int, watch: CheckpointWatch, executions: set[str]
+) -> PhaseLog:
+    """Read the log from ``first`` to ``last`` and time what ``executions`` did in it."""
+    phase = PhaseLog()
+    async for batch in log.replay_batches(first, to_sequence=last):
+        for record in batch:
+            kind = event_type_of(record.subject)
+            tokens = record.subject.rsplit(".", 2)  # ids hold no dots
+            execution_id = tokens[-2] if kind.startswith("action.") else tokens[-1]
+            if execution_id not in executions:
+                continue
+            phase.events += 1
+            seen = watch.visible_at(record.sequence)
+            if seen is not None:
+                phase.lag_ms.append((seen[0] - record.stored_ns) / 1e6)
+                phase.delivered_lag_ms.append((seen[1] - record.stored_ns) / 1e6)
+            if kind == "action.completed":
+                phase.actions_completed += 1
+            elif kind in _TERMINAL:
+                visible = seen[0] if seen is not None else record.stored_ns
+                phase.ended[execution_id] = (kind, record.stored_ns, visible)
+    return phase
+
+
+def lag_line(phase: PhaseLog, target_ms: float) -> str:
+    """Projection lag p50/p99/max, stored and as delivered, against the p99 target."""
+    p99 = percentile(phase.lag_ms, 0.99)
+    verdict = "ok" if p99 < target_ms else "MISSED"
+    return (
+        f"projection lag (log stored -> view checkpoint stored), {len(phase.lag_ms)} events: "
+        f"p50 {percentile(phase.lag_ms, 0.5):.0f} ms, p99 {p99:.0f} ms, "
+        f"max {max(phase.lag_ms, default=0):.0f} ms [target p99 < {target_ms:.0f} ms: {verdict}]; "
+        f"delivered to a watcher p50 {percentile(phase.delivered_lag_ms, 0.5):.0f} ms, "
+        f"p99 {percentile(phase.delivered_lag_ms, 0.99):.0f} ms"
+    )
+
+
+def role_table(sampler: RssSampler, phases: list[str], before: str) -> list[str]:
+    """Per role: RSS at the start of ``phases``, its peak and at the end (MB), the CPU seconds
+    from the end of ``before`` to the end of the last phase, and whether RSS grew."""
+    lines = [f"{'process':<16}{'RSS start':>10}{'peak':>8}{'end':>8}{'growth':>9}{'CPU s':>8}"]
+    for label in sampler.labels():
+        values = [v for p in phases for v in sampler.samples.get(p, {}).get(label, [])]
+        if not values:
+            continue
+        start, peak, end = values[0] / 1024, max(values) / 1024, values[-1] / 1024
+        cpu = sampler.cpu(before, phases[-1], label)
+        growth = f"{(end - start):+.1f}"
+        cpu_text = f"{cpu:8.2f}" if cpu is not None else f"{'-':>8}"
+        lines.append(f"{label:<16}{start:10.1f}{peak:8.1f}{end:8.1f}{growth:>9}{cpu_text}")
+    return lines
+
+
+def orchestrator_cpu(sampler: RssSampler, before: str, phase: str) -> float:
+    """CPU seconds every orchestrator process used from the end of ``before`` to ``phase``."""
+    total = 0.0
+    for label in sampler.labels():
+        if label.startswith("orchestrator"):
+            total += sampler.cpu(before, phase, label) or 0.0
+    return total
+
+
+async def settle(seconds: float) -> None:
+    """Let the sampler take a sample or two before a phase ends."""
+    await asyncio.sleep(seconds)

@@ -34,6 +34,7 @@ import asyncio
 import multiprocessing
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,9 @@ import aiohttp
 from aiohttp import web
 from tep_stack import Connected, RssSampler, bench_parser, connected_stack, load_average, run_bench
 from throughput_measure import (
+    ApiCalls,
     CheckpointWatch,
+    Contention,
     PhaseLog,
     lag_line,
     orchestrator_cpu,
@@ -258,6 +261,8 @@ async def main(args: argparse.Namespace) -> None:
             _, _, kv = await ensure_current_view(c.admin.jetstream(), c.settings)
             watch = CheckpointWatch(kv)
             tasks = [asyncio.create_task(sampler.run()), asyncio.create_task(watch.run())]
+            api_calls = ApiCalls()
+            await api_calls.start(c.admin)
             sampler.phase = "direct"
             direct = await direct_calls(target, args.executions * STEPS, concurrency)
             sampler.phase = "warm-up"
@@ -272,6 +277,9 @@ async def main(args: argparse.Namespace) -> None:
             before = "warm-up"
             for shape in shapes:
                 sampler.phase = shape
+                contention = Contention(c.stack)
+                contention.start()
+                calls_before = Counter(api_calls.counts)
                 ids = [f"{shape}-{i}" for i in range(args.executions)]
                 if shape == "burst":
                     profiler = Profiler(c.stack, args.profile) if args.profile else None
@@ -288,6 +296,8 @@ async def main(args: argparse.Namespace) -> None:
                     run = await run_phase(c, watch, ids, submitter)
                     await settle(0.6)
                     lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
+                lines.append(contention.line())
+                lines.append(api_calls.line(calls_before, len(ids)))
                 before = shape
             sampler.phase = "after"
             await asyncio.sleep(3)

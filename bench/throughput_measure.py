@@ -13,17 +13,33 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
-from tep_stack import RssSampler
+from tep_stack import RssSampler, Stack
 
 from eventstore.jetstream.log import EventLog
 from eventstore.subjects import event_type_of
 from projections.view import CHECKPOINT_KEY, decode_checkpoint
 
-__all__ = ["CheckpointWatch", "PhaseLog", "percentile", "read_phase", "role_table"]
+__all__ = [
+    "ApiCalls",
+    "CheckpointWatch",
+    "Contention",
+    "PhaseLog",
+    "lag_line",
+    "orchestrator_cpu",
+    "percentile",
+    "read_phase",
+    "role_table",
+    "settle",
+]
 
 _TERMINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
 
@@ -150,6 +166,76 @@ def orchestrator_cpu(sampler: RssSampler, before: str, phase: str) -> float:
         if label.startswith("orchestrator"):
             total += sampler.cpu(before, phase, label) or 0.0
     return total
+
+
+@dataclass
+class Contention:
+    """How much the stack's processes waited for a CPU, between two snapshots (Linux
+    schedstat: run time and run-queue wait of every thread), and the machine's CPU pressure
+    (``/proc/pressure/cpu``: the share of time some task was ready but not running)."""
+
+    stack: Stack
+    began_s: float = 0.0
+    pressure_us: int = 0
+    before: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.began_s, self.pressure_us = time.monotonic(), _pressure_us()
+        self.before = _sched_by_role(self.stack)
+
+    def line(self) -> str:
+        wall = time.monotonic() - self.began_s
+        pressure = (_pressure_us() - self.pressure_us) / 1e6 / wall if self.pressure_us else 0
+        parts = []
+        for role, (run, wait) in sorted(_sched_by_role(self.stack).items()):
+            run0, wait0 = self.before.get(role, (0.0, 0.0))
+            parts.append(f"{role} ran {run - run0:.1f} s, waited {wait - wait0:.1f} s")
+        return (
+            f"  CPU contention over {wall:.1f} s: machine pressure {100 * pressure:.0f}% "
+            f"(load {os.getloadavg()[0]:.1f}); {'; '.join(parts)}"
+        )
+
+
+def _pressure_us() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/pressure/cpu").read_text().splitlines():
+            if line.startswith("some"):
+                return int(line.rsplit("total=", 1)[1])
+    return 0
+
+
+def _sched_by_role(stack: Stack) -> dict[str, tuple[float, float]]:
+    """Role -> seconds its threads ran and waited on a run queue, since they started."""
+    found: dict[str, tuple[float, float]] = {}
+    for pid, name in stack.processes().items():
+        run = wait = 0
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError):
+                fields = task.read_text().split()
+                run, wait = run + int(fields[0]), wait + int(fields[1])
+        before = found.get(name, (0.0, 0.0))
+        found[name] = (before[0] + run / 1e9, before[1] + wait / 1e9)
+    return found
+
+
+@dataclass
+class ApiCalls:
+    """JetStream API requests seen on ``$JS.API.>`` (the admin identity may listen there),
+    counted by kind and stream: what the roles ask the server for, besides publishing."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    async def start(self, nc: NatsClient) -> None:
+        async def count(msg: Msg) -> None:
+            tokens = msg.subject.split(".")
+            self.counts[".".join(tokens[2:5])] += 1
+
+        await nc.subscribe("$JS.API.>", cb=count)
+
+    def line(self, since: Counter[str], executions: int) -> str:
+        delta = self.counts - since
+        top = ", ".join(f"{kind} {n / executions:.1f}" for kind, n in delta.most_common(6))
+        return f"  JetStream API requests per execution: {top}"
 
 
 async def settle(seconds: float) -> None:

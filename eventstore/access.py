@@ -46,8 +46,8 @@ from enum import StrEnum
 
 import msgspec
 
-from eventstore.payloads import DEFAULT_PAYLOAD_BUCKET
 from eventstore.partitions import partition_stream
+from eventstore.payloads import DEFAULT_PAYLOAD_BUCKET
 from eventstore.plan_registry import PLAN_BUCKET
 from eventstore.subjects import DEADLETTER_PREFIX
 

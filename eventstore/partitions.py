@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_PARTITIONS",
     "MAX_PARTITIONS",
+    "ORCHESTRATOR_CONSUMER",
     "PARTITIONS_KEY",
     "PARTITION_PREFIX",
     "origin_subject",
@@ -31,6 +32,9 @@ __all__ = [
 
 DEFAULT_PARTITIONS = 16
 MAX_PARTITIONS = 256
+ORCHESTRATOR_CONSUMER = "orchestrator"
+"""What the partitions' consumers are named after (``orchestrator-p03``), and the name of the
+one durable consumer orchestrators shared before partitions."""
 PARTITION_PREFIX = "tep.part"
 PARTITIONS_KEY = "orchestrator.partitions"
 """The key of the meta bucket holding the deployment's partition count."""

@@ -10,6 +10,12 @@ server restart; the log does):
 2. **Claim.** Append ``action.started`` guarded on that position. If the guard fails another
    delivery got there first: the request is acked if the action has ended meanwhile, else
    dropped unsettled (an ack or nak would act on the other executor's delivery).
+
+A first delivery (the common case: a request just dispatched) skips the read: it claims
+attempt 1 guarded on "no event on the action's filter", which is what the read would find for
+a new action. The guard, not the delivery count, decides: when the action has any event the
+log refuses the claim and the delivery reads the position from the leader and goes on as
+above.
 3. **Call** the handler under the attempt's time limit, heartbeating the message. The call is
    aborted when the action is cancelled (acked, nothing more recorded) or when a newer
    delivery in this process started the action again.
@@ -29,6 +35,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Literal, NamedTuple, overload
 
 import anyio
 from nats.aio.msg import Msg
@@ -71,7 +78,7 @@ from executor.outcome import (
     max_attempts,
     started_event,
 )
-from executor.position import GiveUp, Settled, Start, next_step
+from executor.position import ActionPosition, GiveUp, Settled, Start, next_step
 from executor.probe import takeover_wait_s
 from executor.request import idempotency_key
 from executor.secret_grants import SecretGrants
@@ -84,7 +91,15 @@ _ABANDON_DELAY_S = 1.0
 _OUTCOME_PATIENCE_S = 10.0
 _PROBE_TIMEOUT_S = 1.0
 
+_NEW_ACTION = Start(attempt=1, interruption=0, after=0)
+
 _log = logging.getLogger("tep.executor")
+
+
+class _Refused(NamedTuple):
+    """The log refused our claim: the action stands at ``position`` (``None``: unreadable)."""
+
+    position: ActionPosition | None
 
 
 class AttemptRunner:
@@ -177,7 +192,14 @@ class AttemptRunner:
             # here keeps the message alive and settles it.
             _log.info("request redelivered while its attempt runs here", extra=action_ids(request))
             return "lost"
-        position = await read_position(self.log, request.execution_id, request.action_id)
+        position: ActionPosition | None = None
+        if _first_delivery(msg):
+            tried = await self._attempt(msg, request, _NEW_ACTION, new=True)
+            if not isinstance(tried, _Refused):
+                return tried
+            position = tried.position
+        if position is None:
+            position = await read_position(self.log, request.execution_id, request.action_id)
         step = next_step(position, max_interruptions=self.config.max_interruptions)
         if isinstance(step, Settled):
             return await already_settled(msg, request, step)
@@ -196,15 +218,31 @@ class AttemptRunner:
             return await self._give_up(msg, request, step)
         return await self._attempt(msg, request, step)
 
-    async def _attempt(self, msg: Msg, request: ActionExecuteRequested, step: Start) -> Disposition:
+    @overload
+    async def _attempt(
+        self, msg: Msg, request: ActionExecuteRequested, step: Start, *, new: Literal[False] = ...
+    ) -> Disposition: ...
+
+    @overload
+    async def _attempt(
+        self, msg: Msg, request: ActionExecuteRequested, step: Start, *, new: Literal[True]
+    ) -> Disposition | _Refused: ...
+
+    async def _attempt(
+        self, msg: Msg, request: ActionExecuteRequested, step: Start, *, new: bool = False
+    ) -> Disposition | _Refused:
+        """Claim and run ``step``. ``new``: the claim assumed an action with no event yet; its
+        refusal is returned (the caller decides again) instead of meaning the action is lost."""
         with attempt_span(request, step.attempt, self.config.queue) as span:
-            disposition = await self._claim_and_call(msg, request, step)
-            span.ended(disposition)
-        return disposition
+            result = await self._claim_and_call(msg, request, step)
+            if isinstance(result, _Refused) and not new:
+                result = await lost(self.log, msg, request, result.position)
+            span.ended("refused" if isinstance(result, _Refused) else result)
+        return result
 
     async def _claim_and_call(
         self, msg: Msg, request: ActionExecuteRequested, step: Start
-    ) -> Disposition:
+    ) -> Disposition | _Refused:
         started = started_event(
             request, step.attempt, self.config.executor_id, interruption=step.interruption
         )
@@ -216,7 +254,7 @@ class AttemptRunner:
             # stored it, and the server could not say where).
             position = await leader_position(self.log, request)
             if position is None or not _same(position.last, started):
-                return await lost(self.log, msg, request, position)
+                return _Refused(position)
             claimed_at = position.sequence
         if step.interruption and await self._ended_meanwhile(request, step.attempt):
             return "lost"
@@ -326,6 +364,15 @@ class AttemptRunner:
         except ConcurrencyError:
             return await lost(self.log, msg, request)
         return "failed"
+
+
+def _first_delivery(msg: Msg) -> bool:
+    """Whether the consumer delivers ``msg`` for the first time (a hint: the count does not
+    survive every server restart, so the claim's guard still decides)."""
+    try:
+        return msg.metadata.num_delivered == 1
+    except Exception:  # not a JetStream delivery (tests, a hand-made message)
+        return False
 
 
 def _same(stored: Event | None, event: Event) -> bool:

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eventstore.config import SettingsBase
+from eventstore.partitions import ORCHESTRATOR_CONSUMER
 
 __all__ = ["OrchestratorConfig"]
 
@@ -22,9 +23,12 @@ class OrchestratorConfig(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="TEP_ORCHESTRATOR_")
     title: ClassVar[str] = "orchestrator setting"
 
-    consumer: str = Field("orchestrator", description="the durable consumer shared by all replicas")
+    consumer: str = Field(
+        ORCHESTRATOR_CONSUMER,
+        description="what the partitions' durable consumers are named after "
+        "(`orchestrator-p03`); every process serving a partition uses its consumer",
+    )
     lease_bucket: str = Field("tep_leases", description="KV bucket holding the leadership lease")
-    lease_key: str = Field("orchestrator", description="the lease's key")
     lease_s: float = Field(
         3.0, description="a lease not renewed for this long lets a standby replica take over"
     )

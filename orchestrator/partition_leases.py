@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import anyio
 import msgspec
@@ -149,8 +151,7 @@ class PartitionLeases:
     async def release_all(self) -> None:
         """Stop serving and give up every partition, and leave (best effort: whatever is not
         released expires)."""
-        for partition in sorted(self.held):
-            await self._give_up(partition)
+        await self._stop_all(list(self.held), self._give_up)
         try:
             await self.kv.delete(member_key(self.holder))
         except Exception as exc:
@@ -162,9 +163,12 @@ class PartitionLeases:
         now = time.monotonic()
         if now - self._last_renewal >= self.renew_s:
             await self._renew(now)
-        for partition in list(self.held):
-            if time.monotonic() - self._renewed_at[partition] > self.lease_s * _STEP_DOWN_FRACTION:
-                await self._lost(partition, "could not renew its lease in time")
+        late = [
+            p
+            for p in self.held
+            if time.monotonic() - self._renewed_at[p] > self.lease_s * _STEP_DOWN_FRACTION
+        ]
+        await self._stop_all(late, partial(self._lost, why="could not renew its lease in time"))
         holders = self.holders()
         now = time.monotonic()
         for partition, holder in holders.items():
@@ -173,35 +177,52 @@ class PartitionLeases:
             else:
                 self._free_since.pop(partition, None)
         long_free = {p for p, since in self._free_since.items() if now - since >= self.lease_s}
+        # Taken by CAS on the revisions the plan was made from: a lease written meanwhile
+        # (by its holder, or by someone taking it) makes the take fail.
+        planned = {p: self._revision_of(p) for p in range(self.count)}
         plan = moves(self.holder, self.members(), self.count, holders, long_free=long_free)
-        for partition in plan.release:
-            await self._give_up(partition)
+        await self._stop_all(plan.release, self._give_up)
         for partition in plan.take:
-            await self._take(partition)
+            await self._take(partition, planned[partition])
 
     async def _renew(self, now: float) -> None:
         await self.kv.put(member_key(self.holder), self._record())
         self._last_renewal = now
+        taken = []
         for partition, revision in list(self.held.items()):
             started = time.monotonic()  # the lease runs from the request, not its answer
             try:
                 written = await self.kv.update(partition_key(partition), self._record(), revision)
             except KeyWrongLastSequenceError:
-                await self._lost(partition, "taken over")
+                taken.append(partition)
                 continue
-            if partition in self.held:
-                self.held[partition] = written
-                self._renewed_at[partition] = started
+            self.held[partition] = written
+            self._renewed_at[partition] = started
+        # Every renewal first, then the stops (which take a moment each) all at once.
+        await self._stop_all(taken, partial(self._lost, why="taken over"))
 
-    async def _take(self, partition: int) -> None:
+    @staticmethod
+    async def _stop_all(
+        partitions: Iterable[int], stop: Callable[[int], Coroutine[Any, Any, None]]
+    ) -> None:
+        async with anyio.create_task_group() as group:
+            for partition in partitions:
+                group.start_soon(stop, partition)
+
+    def _revision_of(self, partition: int) -> int | None:
+        seen = self._table.get(partition_key(partition))
+        return None if seen is None else seen.revision
+
+    async def _take(self, partition: int, planned: int | None) -> None:
+        if self._revision_of(partition) != planned:
+            return  # written since the plan was made: the next round looks again
         key = partition_key(partition)
-        seen = self._table.get(key)
         started = time.monotonic()
         try:
-            if seen is None:
+            if planned is None:
                 revision = await self.kv.create(key, self._record())
             else:
-                revision = await self.kv.update(key, self._record(), seen.revision)
+                revision = await self.kv.update(key, self._record(), planned)
         except KeyWrongLastSequenceError:
             return  # another process was faster, or the holder renewed meanwhile
         self.held[partition] = revision
@@ -233,7 +254,7 @@ class PartitionLeases:
             extra={"holder": self.holder, "partition": partition, "held": sorted(self.held)},
         )
 
-    async def _lost(self, partition: int, why: str) -> None:
+    async def _lost(self, partition: int, *, why: str) -> None:
         if self.held.pop(partition, None) is None:
             return
         self._renewed_at.pop(partition, None)

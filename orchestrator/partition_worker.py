@@ -23,12 +23,12 @@ from anyio.abc import TaskGroup
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventstore.jetstream.heartbeats import Heartbeats
 from eventstore.jetstream.partition_messages import as_logged
+from eventstore.jetstream.provision import partition_consumer_config
 from eventstore.jetstream.pull import PullFeed
-from eventstore.partitions import partition_consumer, partition_filter
+from eventstore.partitions import partition_consumer
 from orchestrator.batch import LaneBatcher
 from orchestrator.config import OrchestratorConfig
 from orchestrator.processor import execution_of, settle
@@ -137,19 +137,14 @@ class PartitionWorker:
                 await self._give_back()
 
     async def _ensure_consumer(self) -> None:
-        config = ConsumerConfig(
-            durable_name=self.consumer,
-            description=f"tep orchestrator: partition {self.partition}",
-            filter_subject=partition_filter(self.partition),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.config.ack_wait_s,
-            max_deliver=-1,
+        config = partition_consumer_config(
+            self.partition,
+            prefix=self.config.consumer,
+            ack_wait_s=self.config.ack_wait_s,
             max_ack_pending=self.config.max_ack_pending,
-            max_waiting=512,
-            num_replicas=self.replicas,
+            replicas=self.replicas,
         )
-        # Create or update: a consumer an earlier version made gets today's settings.
+        # Create or update: the consumer provisioning made gets this holder's timings.
         await self.js.add_consumer(self.stream, config=config)
 
     async def _give_back(self) -> None:

@@ -44,6 +44,7 @@ _HEADER_ROOM = 2048
 _MAX_BACKOFF_S = 5.0
 _FIRST_BACKOFF_S = 0.2
 _PACE_ABOVE_S = 0.01
+_PACE_STATE_BYTES = 64 * 1024
 _PACE_FACTOR = 3.0
 _MAX_PACE_S = 0.5
 
@@ -195,7 +196,7 @@ class Projector:
             batch_applied(batch)
             self._progress.set()
             self._progress = anyio.Event()
-            await self._pace(len(batch), time.monotonic() - began)
+            await self._pace(len(batch), time.monotonic() - began, updater.largest_write)
             if _log.isEnabledFor(logging.DEBUG):
                 elapsed = time.monotonic() - started
                 _log.debug(
@@ -205,16 +206,20 @@ class Projector:
                     updater.checkpoint,
                 )
 
-    async def _pace(self, records: int, took_s: float) -> None:
-        """After a slow batch that left nothing behind, let the next one gather more events.
+    async def _pace(self, records: int, took_s: float, largest_write: int) -> None:
+        """After a slow batch that rewrote a large state and left nothing behind, let the next
+        one gather more events.
 
         The cost of a batch is mostly rewriting the states it touched, whole: a large one
         (a for-each of thousands of items) changed by a few events at a time would be encoded
         and stored many times a second. Pausing for a multiple of the time the batch took
         caps that share of the projector's time, and the view lags a fraction of a second
-        more. A full batch means a backlog: it is worked off without pause.
+        more. Batches of small states are not paused: many executions at once make a batch
+        slow by their number, and a pause would only add to every one's lag. A full batch
+        means a backlog: it is worked off without pause.
         """
-        if records < self.batch_size and took_s > _PACE_ABOVE_S:
+        slow = took_s > _PACE_ABOVE_S and largest_write >= _PACE_STATE_BYTES
+        if records < self.batch_size and slow:
             await anyio.sleep(min(took_s * _PACE_FACTOR, _MAX_PACE_S))
 
     async def _wait_for_switch(self, meta: KeyValue, pointer: ViewPointer) -> None:

@@ -102,6 +102,8 @@ class ViewUpdater:
         self.commits = 0
         self.conflicts = 0
         self.poisoned = 0
+        self.largest_write = 0
+        """The largest state (bytes) the last :meth:`apply` wrote."""
         self._checkpoint_revision = 0
         self._stats_revision = 0
         self._cache: dict[str, CachedState] = {}
@@ -165,6 +167,7 @@ class ViewUpdater:
 
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Fold ``records`` (in log order) into the bucket, committing one or more batches."""
+        self.largest_write = 0
         start = 0
         while start < len(records):
             start, batch = next_range(records, start, self._cache)
@@ -227,6 +230,7 @@ class ViewUpdater:
         work, poisons = folded.touched, folded.poisons
         end = batch.records[-1][0].sequence
         writes, sizes = state_writes(work, self.value_limit)
+        largest = max((size for _, size in sizes.values()), default=0)
         delta = stats_delta(work, sizes)
         stats_at = checkpoint_at = -1
         new_stats = None
@@ -257,6 +261,7 @@ class ViewUpdater:
             self.commits += 1
         self.poisoned += len(poisons)
         self.events_applied += folded.applied
+        self.largest_write = max(self.largest_write, largest)
         if new_stats is not None:
             self.stats = new_stats
             self._stats_revision = first + stats_at

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from eventstore.config import TepSettings
 from eventstore.jetstream.payloads import ensure_payload_store
 from eventstore.jetstream.provision import ensure_kv, ensure_log
+from eventstore.partitions import partition_stream
 from eventstore.plan_registry import PLAN_BUCKET
 from eventstore.schedules import SCHEDULE_BUCKET
 from orchestrator.config import OrchestratorConfig
@@ -37,6 +38,7 @@ async def provision(js: JetStreamContext, settings: TepSettings) -> list[str]:
     return [
         settings.stream,
         settings.deadletter_stream,
+        partition_stream(settings.stream),
         "KV_tep_meta",
         f"KV_{pointer.bucket}",
         f"KV_{lease_bucket}",

@@ -6,10 +6,14 @@ from what we need is reported with :class:`ConfigConflictError`; it is never ove
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -18,16 +22,27 @@ from nats.js.api import (
     StreamSource,
     SubjectTransform,
 )
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from eventstore.config import TepSettings
 from eventstore.errors import ConfigConflictError
-from eventstore.partitions import PARTITIONS_KEY, partition_stream, partition_transforms
+from eventstore.partitions import (
+    ORCHESTRATOR_CONSUMER,
+    PARTITIONS_KEY,
+    partition_consumer,
+    partition_filter,
+    partition_stream,
+    partition_transforms,
+)
 from eventstore.subjects import DEADLETTER_PREFIX, EVENT_SUBJECT_ROOTS
 
 __all__ = [
-    "LEGACY_ORCHESTRATOR_CONSUMER",
     "META_BUCKET",
     "deadletter_stream_config",
     "ensure_kv",
@@ -35,13 +50,13 @@ __all__ = [
     "ensure_partitions",
     "ensure_stream",
     "log_stream_config",
+    "partition_consumer_config",
+    "partition_count",
     "partition_stream_config",
 ]
 
 META_BUCKET = "tep_meta"
 """The small bucket of deployment facts: the view pointer, the partition count."""
-LEGACY_ORCHESTRATOR_CONSUMER = "orchestrator"
-"""The one durable consumer orchestrators shared before partitions."""
 
 # Fields we set and therefore check on an existing stream.
 _CHECKED_FIELDS = (
@@ -166,11 +181,12 @@ async def ensure_log(js: JetStreamContext, settings: TepSettings) -> None:
 
 
 def partition_stream_config(
-    settings: TepSettings, count: int, *, start_sequence: int = 0
+    settings: TepSettings, count: int, *, start_sequence: int = 0, sourced: bool = True
 ) -> StreamConfig:
     """The partition stream: the orchestrator's events of the log, under
-    ``tep.part.<n>.<subject>`` (:mod:`eventstore.partitions`). A work queue: an event leaves it
-    once its partition's orchestrator acknowledged it; the log keeps it."""
+    ``tep.part.<n>.<subject>`` (:mod:`eventstore.partitions`). Interest retention: an event
+    leaves it once every consumer of its partition acknowledged it (the log keeps it), so the
+    partitions' consumers exist before the log is sourced (``sourced=False`` first)."""
     transforms = [SubjectTransform(src=s, dest=d) for s, d in partition_transforms(count)]
     source = StreamSource(
         name=settings.stream,
@@ -180,8 +196,8 @@ def partition_stream_config(
     return StreamConfig(
         name=partition_stream(settings.stream),
         description=f"tep orchestrator partitions ({count}) of {settings.stream}",
-        sources=[source],
-        retention=RetentionPolicy.WORK_QUEUE,
+        sources=[source] if sourced else None,
+        retention=RetentionPolicy.INTEREST,
         storage=StorageType.FILE,
         num_replicas=settings.replicas,
         max_msg_size=settings.max_msg_bytes,
@@ -189,8 +205,32 @@ def partition_stream_config(
     )
 
 
+def partition_consumer_config(
+    partition: int,
+    *,
+    prefix: str = ORCHESTRATOR_CONSUMER,
+    ack_wait_s: float = 3.0,
+    max_ack_pending: int = 4096,
+    replicas: int = 1,
+) -> ConsumerConfig:
+    """The durable consumer of one partition (created with the stream; each holder updates
+    its timings to its own settings)."""
+    return ConsumerConfig(
+        durable_name=partition_consumer(prefix, partition),
+        description=f"tep orchestrator: partition {partition}",
+        filter_subject=partition_filter(partition),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=max_ack_pending,
+        max_waiting=512,
+        num_replicas=replicas,
+    )
+
+
 async def ensure_partitions(js: JetStreamContext, settings: TepSettings) -> int:
-    """The deployment's partition count, its stream created the first time.
+    """The deployment's partition count, its stream and consumers created the first time.
 
     The count is written once into the meta bucket (``TEP_PARTITIONS`` at that moment) and
     read back ever after. A log whose orchestrators shared one consumer before partitions is
@@ -213,12 +253,20 @@ async def ensure_partitions(js: JetStreamContext, settings: TepSettings) -> int:
     try:
         info = await js.stream_info(name)
     except NotFoundError:
+        await js.add_stream(partition_stream_config(settings, count, sourced=False))
+        info = await js.stream_info(name)
+    if not info.config.sources:  # new, or its provisioning was interrupted
         start = await _legacy_start(js, settings.stream)
-        await js.add_stream(partition_stream_config(settings, count, start_sequence=start))
+        for partition in range(count):
+            with contextlib.suppress(BadRequestError):  # exists already, as a holder set it
+                await js.add_consumer(
+                    name, partition_consumer_config(partition, replicas=settings.replicas)
+                )
+        await js.update_stream(partition_stream_config(settings, count, start_sequence=start))
         if start:
-            await js.delete_consumer(settings.stream, LEGACY_ORCHESTRATOR_CONSUMER)
+            await js.delete_consumer(settings.stream, ORCHESTRATOR_CONSUMER)
         return count
-    wanted = [(s, d) for s, d in partition_transforms(count)]
+    wanted = partition_transforms(count)
     have = [
         (t.src, t.dest)
         for source in info.config.sources or []
@@ -227,10 +275,21 @@ async def ensure_partitions(js: JetStreamContext, settings: TepSettings) -> int:
     if sorted(have) != sorted(wanted):
         raise ConfigConflictError(
             f"stream {name} does not route the log into {count} partitions; it was left "
-            "unchanged: delete it (it is rebuilt from the log) or restore the meta bucket's "
-            f"{PARTITIONS_KEY}"
+            "unchanged: delete it (it is made again from the log) or restore the meta "
+            f"bucket's {PARTITIONS_KEY}"
         )
     return count
+
+
+async def partition_count(js: JetStreamContext) -> int | None:
+    """The deployment's partition count, ``None`` before it was provisioned."""
+    try:
+        meta = await js.key_value(META_BUCKET)
+        entry = await meta.get(PARTITIONS_KEY)
+    except (NotFoundError, KeyNotFoundError):
+        return None
+    value = (entry.value or b"").decode()
+    return int(value) if value.isdigit() else None
 
 
 async def _partition_count(meta: KeyValue, wanted: int) -> int:
@@ -251,7 +310,7 @@ async def _partition_count(meta: KeyValue, wanted: int) -> int:
 async def _legacy_start(js: JetStreamContext, stream: str) -> int:
     """Where to source from: after the old shared consumer's ack floor, or from the start."""
     try:
-        info = await js.consumer_info(stream, LEGACY_ORCHESTRATOR_CONSUMER)
+        info = await js.consumer_info(stream, ORCHESTRATOR_CONSUMER)
     except NotFoundError:
         return 0
     return int(info.ack_floor.stream_seq if info.ack_floor else 0) + 1

@@ -33,6 +33,7 @@ from eventstore.events import (
 )
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.partition_status import partition_backlogs
 from eventstore.jetstream.queues import consumer_name
 from eventstore.plan import Action, Condition, Plan, QueueConfig, RequestSpec
 from orchestrator.config import OrchestratorConfig
@@ -158,12 +159,13 @@ async def orchestrator(
 
 
 async def wait_leader(*services: Orchestrator, timeout: float = 10) -> Orchestrator:
+    """Once every partition is served by exactly one of ``services``: one that serves some."""
     with anyio.fail_after(timeout):
         while True:
-            leaders = [s for s in services if s.is_leader]
-            if leaders:
-                assert len(leaders) == 1
-                return leaders[0]
+            held = [p for s in services for p in s.held]
+            count = max((s.partitions for s in services), default=0)
+            if count and sorted(held) == list(range(count)):
+                return next(s for s in services if s.is_leader)
             await anyio.sleep(0.02)
 
 
@@ -402,8 +404,8 @@ async def test_poison_outcome_is_dead_lettered_and_consumption_goes_on(
 
         async def settled() -> bool:
             # The execution's end is consumed too (a sub-plan's parent would be told).
-            info = await js.consumer_info(settings.stream, "orchestrator")
-            return info.num_ack_pending == 0 and info.num_pending == 0
+            backlogs = await partition_backlogs(js, settings)
+            return all(b.pending == 0 and b.ack_pending == 0 for b in backlogs.values())
 
         await eventually(settled, timeout=5, message="the orchestrator did not settle")
 
@@ -411,8 +413,8 @@ async def test_poison_outcome_is_dead_lettered_and_consumption_goes_on(
     assert dead.data == b"\xff garbage"
     assert dead.headers is not None
     assert dead.headers["Tep-Original-Subject"] == "action.completed.e1.a"
-    info = await js.consumer_info(settings.stream, "orchestrator")
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    backlogs = await partition_backlogs(js, settings)
+    assert len(backlogs) == 16 and all(b.exists for b in backlogs.values())
 
 
 # ---------------------------------------------------------------------------- replicas
@@ -564,7 +566,7 @@ async def test_raw_publish_of_a_valid_plan_by_a_foreign_client_runs(
 async def test_two_deciders_on_every_event_at_once_never_double_dispatch(
     nc: NatsClient, settings: TepSettings
 ) -> None:
-    """Without leadership (own lease, own consumer each) only the guards stand between two
+    """Without leases (own lease bucket, own consumers each) only the guards stand between two
     deciders that see every event; each action must still be dispatched exactly once."""
     branches = [http(f"b{i}", "r1", "r2") for i in range(20)]
     plan = Plan(
@@ -572,7 +574,7 @@ async def test_two_deciders_on_every_event_at_once_never_double_dispatch(
         actions=[http("r1"), http("r2"), *branches, http("join", *(b.id for b in branches))],
     )
     configs = [
-        FAST.model_copy(update={"lease_key": f"solo-{n}", "consumer": f"orchestrator-{n}"})
+        FAST.model_copy(update={"lease_bucket": f"solo_{n}", "consumer": f"orchestrator-{n}"})
         for n in (1, 2)
     ]
     async with (

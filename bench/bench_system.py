@@ -17,7 +17,16 @@ default concurrency, projector, demo target on loopback) and measures, in the sa
   <= 60 ms; per-step overhead p50 <= 1 ms, p99 <= 3 ms);
 - where a chain step's time goes, hop by hop, from the events' own times (``occurred_at``,
   when a role built the event) and the log's (when the server stored it);
-- unless ``--quick``: a ``--big-fanout``-action fan-out in actions/s.
+- unless ``--quick`` (or ``--big-fanout 0``): a ``--big-fanout``-action fan-out in actions/s.
+
+The hops of a step, from the events' times: (1) the request stored -> the executor built its
+``action.started`` (pull, decode, claim prepared); (2) that claim's append; (3) the HTTP call
+(``duration_ms``); (4) the rest of the executor's work between claim and outcome; (5) the
+outcome's append; (7) the outcome stored -> the orchestrator built the next request (pull,
+fold, decide); (8) its append. Then the end: (9) the last outcome -> ``execution.completed``
+stored, (10) -> the view's write of the execution (the KV message's time, which the server
+gives it while the atomic batch is being stored: part of the batch's sync falls in (11)),
+(11) -> ``wait_for_completion`` returned.
 
 ``--profile DIR`` runs ``py-spy record`` on every role during the timed runs and leaves one
 file of collapsed stacks per role in DIR (``-f raw``: feed it to a flame
@@ -72,7 +81,11 @@ def chain(target: str, length: int) -> dict[str, Any]:
 def fan_out(target: str, width: int) -> dict[str, Any]:
     """``width`` independent calls, then one that depends on all of them."""
     branches = [{"id": f"b{i}", "request": {"url": f"{target}/health"}} for i in range(width)]
-    join = {"id": "join", "depends_on": [b["id"] for b in branches], "request": {"url": f"{target}/health"}}
+    join = {
+        "id": "join",
+        "depends_on": [b["id"] for b in branches],
+        "request": {"url": f"{target}/health"},
+    }
     return {"id": "bench-fanout", "actions": [*branches, join]}
 
 
@@ -144,9 +157,8 @@ async def chain_hops(
     async for raw in log.replay_raw(first):
         if execution_id in raw.subject:
             records.append(raw)
-        if raw.subject.startswith("execution.completed."):
-            if execution_id in raw.subject:
-                break
+        if raw.subject.startswith("execution.completed.") and execution_id in raw.subject:
+            break
     by_kind: dict[tuple[str, str], tuple[int, int, dict[str, Any]]] = {}
     for raw in records:
         event = json.loads(raw.data)
@@ -165,13 +177,20 @@ async def chain_hops(
         done_at, done_stored, done = by_kind[("action.completed", action)]
         if index:
             _, previous_stored, _ = by_kind[("action.completed", steps[index - 1])]
-            hop("7 outcome stored -> next request built (orchestrator pull, fold, decide)",
-                previous_stored, req_at)
+            hop(
+                "7 outcome stored -> next request built (orchestrator pull, fold, decide)",
+                previous_stored,
+                req_at,
+            )
             hop("8 next request built -> stored (orchestrator append)", req_at, req_stored)
-            hop("= per-step overhead: outcome stored -> next request stored", previous_stored,
-                req_stored)
-        hop("1 request stored -> started built (executor pull, position read)", req_stored,
-            start_at)
+            hop(
+                "= per-step overhead: outcome stored -> next request stored",
+                previous_stored,
+                req_stored,
+            )
+        hop(
+            "1 request stored -> started built (executor pull, position read)", req_stored, start_at
+        )
         hop("2 action.started built -> stored (claim append)", start_at, start_stored)
         call_ns = int(done["duration_ms"] * 1e6)
         hop("3 HTTP call (duration_ms)", 0, call_ns)
@@ -179,7 +198,7 @@ async def chain_hops(
         hop("5 outcome built -> stored (outcome append)", done_at, done_stored)
         hop("= step: request stored -> outcome stored", req_stored, done_stored)
     _, last_stored, _ = by_kind[("action.completed", steps[-1])]
-    end_at, end_stored, _ = by_kind[("execution.completed", "")]
+    _, end_stored, _ = by_kind[("execution.completed", "")]
     hop("9 last outcome stored -> execution.completed stored", last_stored, end_stored)
     bucket = bucket_name(c.sm._view.generation)
     written = await c.admin.jetstream().get_last_msg(
@@ -187,8 +206,8 @@ async def chain_hops(
     )
     assert written.time is not None
     written_ns = int(written.time.timestamp() * 1e6) * 1000
-    hop("10 execution.completed stored -> view written (projector)", end_stored, written_ns)
-    hop("11 view written -> wait_for_completion returned", written_ns, int(returned_at * 1e9))
+    hop("10 execution.completed stored -> view write stamped (projector)", end_stored, written_ns)
+    hop("11 view write stamped -> wait_for_completion returned", written_ns, int(returned_at * 1e9))
     _, submit_stored, _ = by_kind[("plan.submitted", "")]
     req0_stored = by_kind[("action.execute.requested", steps[0])][1]
     hop("0 plan.submitted stored -> first request stored", submit_stored, req0_stored)
@@ -230,7 +249,19 @@ class Profiler:
             out = directory / f"{role}-{pid}.txt"
             self.processes.append(
                 subprocess.Popen(
-                    [spy, "record", "-p", str(pid), "-o", str(out), "-r", "500", "-f", "raw", "--nonblocking"],
+                    [
+                        spy,
+                        "record",
+                        "-p",
+                        str(pid),
+                        "-o",
+                        str(out),
+                        "-r",
+                        "500",
+                        "-f",
+                        "raw",
+                        "--nonblocking",
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -284,7 +315,7 @@ async def main(args: Any) -> None:
             cli_fan = [through_cli(c, fan_file, True) for _ in range(cli_runs)]
             cli_submit = [through_cli(c, chain_file, False) for _ in range(cli_runs)]
         big = None
-        if not args.quick:
+        if not args.quick and args.big_fanout > 0:
             big = (await through_state_manager(c, fan_out(target, args.big_fanout)))[0]
 
     seq_ms, conc_ms = statistics.median(direct_seq) * 1000, statistics.median(direct_conc) * 1000
@@ -313,7 +344,9 @@ async def main(args: Any) -> None:
         f"p99 <= {STEP_P99_MS:g}: {verdict(p50 <= STEP_P50_MS and p99 <= STEP_P99_MS)}"
     )
     print("where a chain's time goes (ms per occurrence: p50, p99, sum per chain)")
-    for name in sorted(hops, key=lambda n: (n[0] == "=", float(n.split()[0]) if n[0] != "=" else 0)):
+    for name in sorted(
+        hops, key=lambda n: (n[0] == "=", float(n.split()[0]) if n[0] != "=" else 0)
+    ):
         values = hops[name]
         print(
             f"  {name:<76}{percentile(values, 0.5):7.2f}{percentile(values, 0.99):7.2f}"
@@ -334,7 +367,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="3 runs, no big fan-out")
     parser.add_argument("--runs", type=int, default=10, help="runs of each (default %(default)s)")
     parser.add_argument("--chain", type=int, default=20, help="chain length (default %(default)s)")
-    parser.add_argument("--fanout", type=int, default=100, help="fan-out width (default %(default)s)")
+    parser.add_argument(
+        "--fanout", type=int, default=100, help="fan-out width (default %(default)s)"
+    )
     parser.add_argument("--big-fanout", type=int, default=1000, help="(default %(default)s)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy output")
     os.environ.setdefault("TEP_LOG_LEVEL", "WARNING")

@@ -113,12 +113,14 @@ async def ended(c: Connected) -> int:
     return sum(stats.executions.get(s, 0) for s in TERMINAL_EXECUTION_STATUSES)
 
 
-async def wait_ended(c: Connected, count: int, timeout: float) -> None:
+async def wait_ended(c: Connected, count: int, timeout: float) -> bool:
+    """Whether ``count`` executions have ended (in the view's counters) within ``timeout``."""
     deadline = time.monotonic() + timeout
     while await ended(c) < count:
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {await ended(c)} of {count} executions ended in {timeout}s")
+            return False
         await asyncio.sleep(0.05)
+    return True
 
 
 @dataclass
@@ -143,7 +145,10 @@ async def run_phase(
     watch: CheckpointWatch,
     ids: list[str],
     submit_all: Callable[[list[str], dict[str, int]], Awaitable[None]],
+    drain_timeout: float = 900.0,
 ) -> Run:
+    """Submit ``ids``, wait until they ended (at most ``drain_timeout`` after the last submit;
+    then the run is cut short: the ones still running are counted as such), read the log."""
     log = EventLog(c.admin, c.settings)
     before = await ended(c)
     first = await log.last_sequence() + 1
@@ -151,11 +156,13 @@ async def run_phase(
     began = time.time_ns()
     await submit_all(ids, submitted)
     arrivals_end = time.time_ns()
-    await wait_ended(c, before + len(ids), timeout=600)
+    drained = await wait_ended(c, before + len(ids), drain_timeout)
     await settle(0.5)  # the watch has seen the last checkpoint
     phase = await read_phase(log, first, await log.last_sequence(), watch, set(ids))
-    if len(phase.ended) != len(ids) or phase.statuses().get("execution.completed") != len(ids):
+    if phase.statuses().get("execution.completed") != len(phase.ended) or not phase.ended:
         raise SystemExit(f"not every execution completed: {phase.statuses()}")
+    if not drained and drain_timeout >= 900:
+        raise SystemExit(f"only {len(phase.ended)} of {len(ids)} executions ended")
     return Run(began, arrivals_end, phase, submitted)
 
 
@@ -220,17 +227,23 @@ def steady_lines(run: Run, rate: float, cpu: float) -> list[str]:
     first = [ms for _, ms in latencies[:quarter]]
     last = [ms for _, ms in latencies[-quarter:]]
     all_ms = [ms for _, ms in latencies]
+    submitted = len(run.submitted_ns)
     by_end = sum(1 for _, _, v in run.log.ended.values() if v <= run.arrivals_end_ns)
-    ended_in_window = [v for _, _, v in run.log.ended.values() if v <= run.arrivals_end_ns]
-    actions_per_execution = run.log.actions_completed / len(run.log.ended)
-    sustained = len(ended_in_window) * actions_per_execution / window
+    during = sum(1 for t in run.log.completed_ns if t <= run.arrivals_end_ns)
+    after = len(run.log.completed_ns) - during
     drain = (run.last_end_ns - run.arrivals_end_ns) / 1e9
+    unfinished = submitted - len(run.log.ended)
+    drained = (
+        f"drained {drain:.2f} s later"
+        if not unfinished
+        else f"{unfinished} still running {drain:.0f} s later (cut short)"
+    )
     return [
-        f"steady: {len(run.log.ended)} executions at {rate:g}/s offered "
-        f"({len(run.log.ended) / window:.1f}/s achieved over {window:.1f} s)",
-        f"  {sustained:,.0f} actions/s completed during the arrivals (offered "
-        f"{rate * actions_per_execution:,.0f}); {len(run.log.ended) - by_end} executions still "
-        f"running when arrivals stopped, drained {drain:.2f} s later",
+        f"steady: {submitted} executions at {rate:g}/s offered "
+        f"({submitted / window:.1f}/s achieved over {window:.1f} s), {len(run.log.ended)} ended",
+        f"  {during / window:,.0f} actions/s completed during the arrivals (offered "
+        f"{rate * STEPS:,.0f}), {after / max(drain, 1e-9):,.0f} actions/s after them; "
+        f"{submitted - by_end} executions still running when arrivals stopped, {drained}",
         f"  submit -> visible end: p50 {percentile(all_ms, 0.5):.0f} ms, "
         f"p99 {percentile(all_ms, 0.99):.0f} ms; first quarter p50 "
         f"{percentile(first, 0.5):.0f} ms, last quarter p50 {percentile(last, 0.5):.0f} ms",
@@ -293,7 +306,7 @@ async def main(args: argparse.Namespace) -> None:
                 else:
                     ids = [f"steady-{i}" for i in range(int(args.rate * args.duration))]
                     submitter = steady_submitter(c, document, args.rate)
-                    run = await run_phase(c, watch, ids, submitter)
+                    run = await run_phase(c, watch, ids, submitter, args.drain_timeout)
                     await settle(0.6)
                     lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
                 lines.append(contention.line())
@@ -317,6 +330,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--executions", type=int, default=2000, help="the burst's executions")
     parser.add_argument("--rate", type=float, default=200.0, help="steady executions/s")
     parser.add_argument("--duration", type=float, default=10.0, help="steady seconds")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="steady: how long to wait for the backlog after the last arrival (default 120 s)",
+    )
     parser.add_argument("--executors", type=int, default=1)
     parser.add_argument("--orchestrators", type=int, default=1)
     parser.add_argument("--dag", action="store_true", help="a diamond instead of a chain")

@@ -91,6 +91,8 @@ class PhaseLog:
 
     events: int = 0
     actions_completed: int = 0
+    completed_ns: list[int] = field(default_factory=list)
+    """When the log stored each ``action.completed``."""
     ended: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     """execution id -> (terminal type, stored ns in the log, visible ns in the view)."""
     lag_ms: list[float] = field(default_factory=list)
@@ -124,6 +126,7 @@ async def read_phase(
                 phase.delivered_lag_ms.append((seen[1] - record.stored_ns) / 1e6)
             if kind == "action.completed":
                 phase.actions_completed += 1
+                phase.completed_ns.append(record.stored_ns)
             elif kind in _TERMINAL:
                 visible = seen[0] if seen is not None else record.stored_ns
                 phase.ended[execution_id] = (kind, record.stored_ns, visible)

@@ -19,7 +19,6 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from support.nats_auth import Admin, AuthServer, Violation, provision
 from support.waiting import eventually
@@ -40,9 +39,10 @@ from eventstore.jetstream.event_messages import event_message
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
 from eventstore.jetstream.queues import QUEUE_CONFIG_BUCKET, ensure_queue_consumer, set_queue_limit
+from eventstore.partitions import partition_consumer, partition_stream
 from eventstore.plan import Action, Plan, RequestSpec
-from eventstore.subjects import ORCHESTRATOR_FILTERS
 from orchestrator.config import OrchestratorConfig
+from orchestrator.partition_leases import partition_key
 from projections import StateManager
 from tep.creds import init_credentials, seed_path
 
@@ -51,6 +51,8 @@ pytestmark = pytest.mark.anyio
 STREAM = TepSettings().stream
 QUEUE_CONSUMER = "queue-http"
 ORCHESTRATOR = OrchestratorConfig()
+PARTITIONS = partition_stream(STREAM)
+PARTITION_CONSUMER = partition_consumer(ORCHESTRATOR.consumer, 0)
 _REFUSED_WAIT_S = 0.25
 """How long a refused request is given before it counts as unanswered (the server's refusal
 itself is what the tests wait for)."""
@@ -78,18 +80,9 @@ async def admin(provisioned: Admin) -> Admin:
     roles would have left them."""
     js, settings = provisioned.js, provisioned.settings
     await ensure_queue_consumer(js, settings, "http")
-    await js.add_consumer(
-        STREAM,
-        config=ConsumerConfig(
-            durable_name=ORCHESTRATOR.consumer,
-            filter_subjects=list(ORCHESTRATOR_FILTERS),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-        ),
-    )
     await set_queue_limit(js, settings, "http", 5)
     lease = await ensure_kv(js, ORCHESTRATOR.lease_bucket)
-    await lease.put(ORCHESTRATOR.lease_key, b'{"holder": "the-real-leader"}')
+    await lease.put(partition_key(0), b'{"holder": "the-real-leader"}')
     return provisioned
 
 
@@ -235,12 +228,21 @@ async def _pending(admin: Admin, consumer: str) -> bool:
     return (await admin.consumer(consumer)).num_pending == 1
 
 
-@pytest.mark.parametrize("consumer", [QUEUE_CONSUMER, ORCHESTRATOR.consumer])
-async def test_a_client_cannot_hijack_or_delete_a_durable_consumer(
-    consumer: str, admin: Admin, identity: OpenIdentity
+@pytest.mark.parametrize(
+    ("role", "stream", "consumer"),
+    [
+        (Role.CLIENT, STREAM, QUEUE_CONSUMER),
+        (Role.CLIENT, PARTITIONS, PARTITION_CONSUMER),
+        (Role.EXECUTOR, PARTITIONS, PARTITION_CONSUMER),
+        (Role.PROJECTOR, PARTITIONS, PARTITION_CONSUMER),
+    ],
+    ids=["client-queue", "client-partition", "executor-partition", "projector-partition"],
+)
+async def test_others_cannot_hijack_or_delete_a_durable_consumer(
+    role: Role, stream: str, consumer: str, admin: Admin, identity: OpenIdentity
 ) -> None:
-    before = (await admin.consumer(consumer)).config
-    client = await identity(Role.CLIENT)
+    before = (await admin.js.consumer_info(stream, consumer)).config
+    client = await identity(role)
     hijacked = {
         "name": consumer,
         "durable_name": consumer,
@@ -252,16 +254,19 @@ async def test_a_client_cannot_hijack_or_delete_a_durable_consumer(
 
     for subject, config in [
         # The unnamed create is a create-or-update of whatever consumer the config names.
-        (f"$JS.API.CONSUMER.CREATE.{STREAM}", hijacked),
-        (f"$JS.API.CONSUMER.CREATE.{STREAM}.{consumer}", hijacked),
-        (f"$JS.API.CONSUMER.CREATE.{STREAM}.{consumer}.action.>", hijacked),
-        (f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.{consumer}", hijacked),
+        (f"$JS.API.CONSUMER.CREATE.{stream}", hijacked),
+        (f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}", hijacked),
+        (f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.tep.>", hijacked),
+        (f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}", hijacked),
     ]:
-        document = {"stream_name": STREAM, "config": config, "action": ""}
+        document = {"stream_name": stream, "config": config, "action": ""}
         await client.refused_request(subject, json.dumps(document).encode())
-    await client.refused_request(f"$JS.API.CONSUMER.DELETE.{STREAM}.{consumer}")
+    await client.refused_request(f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}")
+    await client.refused_request(
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", b'{"batch": 1, "expires": 0}'
+    )
 
-    assert (await admin.consumer(consumer)).config == before
+    assert (await admin.js.consumer_info(stream, consumer)).config == before
 
 
 async def test_a_client_can_submit_cancel_and_read(
@@ -321,7 +326,7 @@ async def test_the_projector_cannot_make_a_stream_that_records_another_roles_rep
 @pytest.mark.parametrize(
     ("role", "bucket", "key"),
     [
-        (Role.PROJECTOR, ORCHESTRATOR.lease_bucket, ORCHESTRATOR.lease_key),
+        (Role.PROJECTOR, ORCHESTRATOR.lease_bucket, partition_key(0)),
         (Role.PROJECTOR, QUEUE_CONFIG_BUCKET, "http"),
         (Role.ORCHESTRATOR, "view", "exec.victim"),
         (Role.EXECUTOR, "view", "exec.victim"),

@@ -18,7 +18,7 @@ from eventstore.events import PlanSubmitted
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec
-from orchestrator.lease import LeaseRecord
+from orchestrator.partition_leases import LeaseRecord, partition_key
 from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
@@ -97,9 +97,12 @@ async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
     assert code == 0
     assert time.monotonic() - started < 5
     assert b"Traceback" not in (process.stderr.read() if process.stderr else b"")
+    assert health["partitions"] == list(range(16))  # alone, it serves every partition
     kv = await nc.jetstream().key_value("tep_leases")
-    lease = msgspec.json.decode((await kv.get("orchestrator")).value or b"", type=LeaseRecord)
-    assert lease.holder is None  # released for a standby to take at once
+    for partition in range(16):
+        entry = await kv.get(partition_key(partition))
+        lease = msgspec.json.decode(entry.value or b"", type=LeaseRecord)
+        assert lease.holder is None  # released for the others to take at once
 
 
 def test_unreachable_nats_exits_3() -> None:

@@ -38,6 +38,7 @@ from eventstore.schedules import (
     tick_execution_id,
 )
 from orchestrator.config import OrchestratorConfig
+from orchestrator.partition_leases import partition_key
 from orchestrator.scheduler import CAUGHT_UP, FIRED, SKIPPED, Scheduler
 from orchestrator.service import Orchestrator
 from tep.provision import provision
@@ -157,8 +158,9 @@ async def test_two_orchestrators_fire_each_tick_exactly_once_across_a_handover(
         one, stop_one = await tg.start(running, settings, "o1")
         two, stop_two = await tg.start(running, settings, "o2")
         before = await at_least(event_log, "beat", 5)
-        leader, standby = (one, two) if one.is_leader else (two, one)
-        (stop_one if leader is one else stop_two).cancel()  # a clean stop: the standby leads
+        # The holder of partition 0 makes the ticks; a clean stop hands it to the other.
+        leader, standby = (one, two) if 0 in one.held else (two, one)
+        (stop_one if leader is one else stop_two).cancel()
         after = await at_least(event_log, "beat", len(before) + 5)
         tg.cancel_scope.cancel()
     counted = one.stats[FIRED] + two.stats[FIRED]
@@ -378,7 +380,8 @@ async def test_killing_the_leading_orchestrator_process_loses_no_tick(
     event_log: EventLog, settings: TepSettings, tmp_path: Path
 ) -> None:
     """``tep orchestrator`` processes; the leader is killed with SIGKILL (no lease release):
-    the standby takes over when the lease runs out and catches up every missed tick."""
+    the other takes partition 0 (whose holder makes the ticks) when its lease runs out and
+    catches up every missed tick."""
     await add(event_log, "beat")
     env = child_env(settings.nats_url, TEP_ORCHESTRATOR_LEASE_S="2", TEP_ORCHESTRATOR_RENEW_S="0.4")
     processes = Processes()
@@ -391,7 +394,7 @@ async def test_killing_the_leading_orchestrator_process_loses_no_tick(
         }
         before = await at_least(event_log, "beat", 5, timeout=60)
         lease = await event_log.js.key_value(OrchestratorConfig().lease_bucket)
-        entry = await lease.get(OrchestratorConfig().lease_key)
+        entry = await lease.get(partition_key(0))
         holder = json.loads(entry.value or b"{}")["holder"]
         started[holder].kill()
         started[holder].wait()

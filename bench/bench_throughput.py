@@ -52,6 +52,8 @@ from throughput_measure import (
     orchestrator_cpu,
     percentile,
     read_phase,
+    redeliveries,
+    redelivery_line,
     role_table,
     settle,
 )
@@ -293,6 +295,7 @@ async def main(args: argparse.Namespace) -> None:
                 contention = Contention(c.stack)
                 contention.start()
                 calls_before = Counter(api_calls.counts)
+                redelivered = await redeliveries(c.admin)
                 ids = [f"{shape}-{i}" for i in range(args.executions)]
                 if shape == "burst":
                     profiler = Profiler(c.stack, args.profile) if args.profile else None
@@ -311,6 +314,7 @@ async def main(args: argparse.Namespace) -> None:
                     lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
                 lines.append(contention.line())
                 lines.append(api_calls.line(calls_before, len(ids)))
+                lines.append(redelivery_line(redelivered, await redeliveries(c.admin)))
                 before = shape
             sampler.phase = "after"
             await asyncio.sleep(3)

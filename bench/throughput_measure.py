@@ -37,6 +37,8 @@ __all__ = [
     "orchestrator_cpu",
     "percentile",
     "read_phase",
+    "redeliveries",
+    "redelivery_line",
     "role_table",
     "settle",
 ]
@@ -239,6 +241,25 @@ class ApiCalls:
         delta = self.counts - since
         top = ", ".join(f"{kind} {n / executions:.1f}" for kind, n in delta.most_common(6))
         return f"  JetStream API requests per execution: {top}"
+
+
+async def redeliveries(nc: NatsClient) -> Counter[str]:
+    """Stream -> messages its consumers delivered again (an ack wait ran out, or a nak)."""
+    js = nc.jetstream()
+    found: Counter[str] = Counter()
+    for stream in await js.streams_info():
+        name = stream.config.name or ""
+        if name.startswith("KV_"):
+            continue
+        for consumer in await js.consumers_info(name):
+            found[name] += consumer.num_redelivered or 0
+    return found
+
+
+def redelivery_line(before: Counter[str], after: Counter[str]) -> str:
+    delta = after - before
+    text = ", ".join(f"{stream} {n}" for stream, n in sorted(delta.items())) or "none"
+    return f"  redelivered by the streams' consumers: {text}"
 
 
 async def settle(seconds: float) -> None:

@@ -28,24 +28,31 @@ class OrchestratorConfig(SettingsBase):
         description="what the partitions' durable consumers are named after "
         "(`orchestrator-p03`); every process serving a partition uses its consumer",
     )
-    lease_bucket: str = Field("tep_leases", description="KV bucket holding the leadership lease")
+    lease_bucket: str = Field(
+        "tep_leases",
+        description="KV bucket holding the partitions' leases and the live processes",
+    )
     lease_s: float = Field(
-        3.0, description="a lease not renewed for this long lets a standby replica take over"
+        3.0,
+        description="a partition lease not renewed for this long lets another process take "
+        "the partition over (a process not heard from for this long counts as gone)",
     )
     renew_s: float = Field(
-        0.5, description="how often the leader renews (must be below the lease time)"
+        0.5, description="how often a process renews its leases (must be below the lease time)"
     )
     ack_wait_s: float = Field(
         3.0,
         gt=0,
-        description="redelivery delay of an event a leader took but did not finish (events "
+        description="redelivery delay of an event a process took but did not finish (events "
         "still being worked on are kept with in-progress acks every third of it)",
     )
     pull_batch: int = Field(256, gt=0, description="messages per pull request")
     pull_expires_s: float = Field(
         1.0, gt=0, description="lifetime of a pull request (also the longest a clean stop waits)"
     )
-    max_ack_pending: int = Field(4096, gt=0, description="unfinished events the leader may hold")
+    max_ack_pending: int = Field(
+        4096, gt=0, description="unfinished events a partition's holder may have in hand"
+    )
     max_batch: int = Field(
         128,
         gt=0,

@@ -34,7 +34,7 @@ from nats.js.kv import KeyValue
 from eventstore.events import utc_now
 from orchestrator.balance import moves
 
-__all__ = ["LeaseRecord", "PartitionLeases", "member_key", "partition_key"]
+__all__ = ["LeaseRecord", "PartitionLeases", "member_key", "partition_key", "read_leases"]
 
 _log = logging.getLogger("tep.orchestrator.leases")
 _STEP_DOWN_FRACTION = 0.6
@@ -308,13 +308,13 @@ class PartitionLeases:
         self._changed.set()
 
 
-async def read_holders(kv: KeyValue, count: int) -> dict[int, str | None]:
-    """Each partition's recorded holder (``None``: free or never taken), for status."""
-    result: dict[int, str | None] = {}
+async def read_leases(kv: KeyValue, count: int) -> dict[int, LeaseRecord]:
+    """Each partition's lease as recorded (holder ``None``: free, or never taken)."""
+    result: dict[int, LeaseRecord] = {}
     for partition in range(count):
         try:
             entry = await kv.get(partition_key(partition))
-            result[partition] = _decode(entry.value or b"").holder
+            result[partition] = _decode(entry.value or b"")
         except (KeyNotFoundError, msgspec.DecodeError):
-            result[partition] = None
+            result[partition] = LeaseRecord(holder=None)
     return result

@@ -14,6 +14,7 @@ from projections import StateManager
 from projections.history import parse_at
 from tep.cli.common import EXIT_OK, UsageError, add_nats_url, print_json, settings_from
 from tep.cli.execution_views import state_table
+from tep.cli.partitions_view import run_partitions
 from tep.cli.text_format import format_duration
 
 __all__ = ["register", "status_lines"]
@@ -24,6 +25,7 @@ examples:
   tep status exe_018f2a9c3b1d4e5f6a7b --json | jq .counts
   tep status exe_018f2a9c3b1d4e5f6a7b --at 1234              # as of stream sequence 1234
   tep status exe_018f2a9c3b1d4e5f6a7b --at 2025-01-31T12:00:00Z
+  tep status --partitions                                  # holders and backlog per partition
 
 Without --at the state comes from the projected view (run `tep projector`); with --at it is
 folded from the execution's history in the log, up to that sequence or moment. A waiting
@@ -46,7 +48,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("execution_id", metavar="ID", help="the execution id")
+    parser.add_argument("execution_id", metavar="ID", nargs="?", help="the execution id")
+    parser.add_argument(
+        "--partitions",
+        action="store_true",
+        help="instead of an execution: which orchestrator process holds each partition, "
+        "and each partition's backlog (pending: not yet delivered; unsettled: delivered, "
+        "not yet acknowledged)",
+    )
     parser.add_argument(
         "--at",
         metavar="SEQ|ISO-TIME",
@@ -72,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``tep status``."""
+    if args.partitions:
+        if args.execution_id is not None or args.at is not None:
+            raise UsageError("--partitions takes no execution id and no --at")
+        return run_partitions(args)
+    if args.execution_id is None:
+        raise UsageError("an execution id is required (or --partitions)")
     problem = execution_id_problem(args.execution_id)
     if problem:
         raise UsageError(problem)

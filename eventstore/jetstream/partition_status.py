@@ -17,11 +17,13 @@ __all__ = ["Backlog", "partition_backlogs"]
 
 @dataclass(frozen=True)
 class Backlog:
-    """One partition consumer's backlog: events not yet delivered, delivered and unsettled."""
+    """One partition consumer's backlog: events not yet delivered, delivered and unsettled;
+    and the server that leads the consumer (on a cluster)."""
 
     pending: int
     ack_pending: int
     exists: bool = True
+    node: str | None = None
 
 
 async def partition_backlogs(
@@ -40,5 +42,8 @@ async def partition_backlogs(
         except NotFoundError:
             result[partition] = Backlog(0, 0, exists=False)
             continue
-        result[partition] = Backlog(int(info.num_pending or 0), int(info.num_ack_pending or 0))
+        node = info.cluster.leader if info.cluster is not None else None
+        result[partition] = Backlog(
+            int(info.num_pending or 0), int(info.num_ack_pending or 0), node=node
+        )
     return result

@@ -53,16 +53,18 @@ async def partition_rows(args: argparse.Namespace) -> list[dict[str, Any]] | Non
             "renewed_at": leases[partition].renewed_at,
             "pending": backlogs[partition].pending,
             "unsettled": backlogs[partition].ack_pending,
+            "node": backlogs[partition].node,
         }
         for partition in range(count)
     ]
 
 
 def partition_lines(rows: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
-    """The table, then one line naming each holder and how many partitions it serves."""
+    """The table, then one line naming each holder and how many partitions it serves (NODE:
+    the server leading the partition's consumer, on a cluster)."""
     now = now or datetime.now(UTC)
     table = format_table(
-        ["PARTITION", "HOLDER", "RENEWED", "PENDING", "UNSETTLED"],
+        ["PARTITION", "HOLDER", "RENEWED", "PENDING", "UNSETTLED", "NODE"],
         (
             [
                 str(row["partition"]),
@@ -70,6 +72,7 @@ def partition_lines(rows: list[dict[str, Any]], now: datetime | None = None) -> 
                 _ago(row["renewed_at"], now) if row["holder"] else "-",
                 str(row["pending"]),
                 str(row["unsettled"]),
+                row["node"] or "-",
             ]
             for row in rows
         ),

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,11 @@ from eventstore.events import (
 )
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
+from eventstore.jetstream.partition_status import partition_backlogs
 from eventstore.plan import Action, Plan, RequestSpec, RetryPolicy
 from eventstore.records import RecordedEvent
+from orchestrator.config import OrchestratorConfig
+from orchestrator.partition_leases import read_leases
 from tep.creds import init_credentials, seed_path
 from tep.provision import provision
 from tep.server import EmbeddedServer, find_free_port
@@ -244,3 +248,54 @@ async def test_a_100_action_plan_completes_when_a_node_dies_mid_run(
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
     print(f"node {victim.name} killed after {len(before)} events; completed {recovery:.1f}s later")
     await nc.close()
+
+
+async def test_partitions_spread_over_the_nodes_and_are_shared_by_two_orchestrators(
+    cluster: list[Node], tmp_path: Path
+) -> None:
+    url = ",".join(node.server.url for node in cluster)
+    settings = TepSettings(nats_url=url, replicas=3)
+    nc = await _provision(url, settings, cluster_seed(tmp_path, Role.ADMIN))
+    log = EventLog(nc, settings)
+    backlogs = await partition_backlogs(log.js, settings)
+    leaders = Counter(backlog.node for backlog in backlogs.values())
+
+    target_port = find_free_port()
+    processes = [_slow_target(target_port)]
+    try:
+        processes += [
+            _role(role, url, tmp_path / f"{role}-{n}.log", cluster_seed(tmp_path, role))
+            for n, role in enumerate(("orchestrator", "orchestrator", "executor"))
+        ]
+        leases = await log.js.key_value(OrchestratorConfig().lease_bucket)
+        with anyio.fail_after(60):
+            while True:
+                holders = Counter(
+                    lease.holder for lease in (await read_leases(leases, 16)).values()
+                )
+                if None not in holders and sorted(holders.values()) == [8, 8]:
+                    break
+                await anyio.sleep(0.2)
+        plan = Plan(
+            id="spread",
+            actions=[
+                Action(id="a", request=RequestSpec(url=f"http://127.0.0.1:{target_port}/slow")),
+            ],
+        )
+        ids = [f"spread-{n}" for n in range(8)]
+        for execution_id in ids:
+            await log.append(PlanSubmitted(execution_id=execution_id, plan=plan))
+        with anyio.fail_after(60):
+            for execution_id in ids:
+                while True:
+                    history = await _history(log, execution_id)
+                    if any(isinstance(r.event, ExecutionCompleted) for r in history):
+                        break
+                    await anyio.sleep(0.1)
+    finally:
+        _stop(processes)
+        await nc.close()
+
+    assert set(leaders) <= {node.name for node in cluster}
+    assert len(leaders) > 1, leaders  # the partitions' consumers are led by different nodes
+    print(f"partition consumers led per node: {dict(sorted(leaders.items()))}")

@@ -56,7 +56,8 @@ async def test_the_old_shared_consumer_hands_over_what_it_had_not_acknowledged(
             await js.consumer_info(settings.stream, ORCHESTRATOR_CONSUMER)
         subjects = set()
         for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-            subjects.add((await js.get_msg(stream, sequence)).subject.split(".", 3)[3])
+            subject = (await js.get_msg(stream, sequence)).subject or ""
+            subjects.add(subject.split(".", 3)[3])
     finally:
         await nc.close()
 

@@ -1,4 +1,4 @@
-"""``tep orchestrator``: run the orchestrator role (one leader, any number of hot standbys)."""
+"""``tep orchestrator``: run the orchestrator role (any number of processes share the work)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ examples:
   tep orchestrator
   tep orchestrator --nats-url nats://10.0.0.5:4222 --health-port 8080
 
-Start as many as you like: one holds the lease (KV bucket tep_leases) and decides, the others
-stand by and take over within seconds when it stops or dies. GET /healthz answers 200 while
-connected to NATS, with {"role", "leader", ...}. SIGTERM or Ctrl-C stops within a couple of
-seconds, handing unfinished events and the lease to a standby.
+Start as many as you like: executions are spread over the deployment's partitions (16 by
+default, TEP_PARTITIONS when first provisioned) and the processes share them evenly, each
+holding its partitions by lease (KV bucket tep_leases); when one stops the others take its
+partitions at once, when one dies within TEP_ORCHESTRATOR_LEASE_S (3 s), and a new one gets
+its share from the others. `tep status --partitions` shows who holds what. GET /healthz
+answers 200 while connected to NATS, with {"role", "partitions", "members", ...}. SIGTERM or
+Ctrl-C stops within a couple of seconds, handing unfinished events and the partitions over.
 Tuning: TEP_ORCHESTRATOR_LEASE_S, TEP_ORCHESTRATOR_ACK_WAIT_S, TEP_ORCHESTRATOR_CACHE_SIZE, ...
 """
 
@@ -33,8 +36,8 @@ def register(subparsers: Any) -> None:
         help="run the orchestrator: dispatch actions as their dependencies finish",
         description="Consume plan.submitted, action outcomes and cancel requests; decide what "
         "runs next (dependencies, conditions, skips, failure, cancellation, deadlines) and "
-        "append the decisions to the log. Replicas elect one leader; decisions are guarded in "
-        "the log, so no action is ever dispatched twice.",
+        "append the decisions to the log. Processes share the partitions of the executions; "
+        "decisions are guarded in the log, so no action is ever dispatched twice.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,7 +45,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--instance-id",
         default=None,
-        help="this replica's name in the lease and in logs (default: random)",
+        help="this process's name in the leases and in logs (default: random)",
     )
     add_nats_url(parser)
     parser.set_defaults(handler=run)

@@ -52,7 +52,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from tep_stack import Connected, bench_parser, connected_stack, load_average, run_bench
+from tep_stack import (
+    Connected,
+    bench_parser,
+    connected_stack,
+    load_average,
+    role_cpu_s,
+    run_bench,
+)
 
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RawRecord
@@ -295,6 +302,7 @@ async def main(args: Any) -> None:
             direct_seq: list[float] = []
             direct_conc: list[float] = []
             hops: dict[str, list[float]] = defaultdict(list)
+            fan_cpu: dict[str, list[float]] = defaultdict(list)
             try:
                 for _ in range(runs):  # interleaved, so both see the same machine
                     direct_seq.append(await direct_chain(session, target, args.chain))
@@ -303,7 +311,10 @@ async def main(args: Any) -> None:
                     for name, values in (await chain_hops(c, log, execution_id, returned)).items():
                         hops[name] += values
                     direct_conc.append(await direct_fan_out(session, target, args.fanout))
+                    before = role_cpu_s(c.stack)
                     fans.append((await through_state_manager(c, fan_plan))[0])
+                    for role, used in role_cpu_s(c.stack).items():
+                        fan_cpu[role].append((used - before.get(role, used)) * 1000)
             finally:
                 profiler.stop()
         with tempfile.TemporaryDirectory(prefix="tep-system-plans-") as tmp:
@@ -337,6 +348,8 @@ async def main(args: Any) -> None:
     print(f"  StateManager submit + wait    {ms(fans)}  = {fan_ms / conc_ms:.1f}x direct")
     print(f"  tep submit --wait (process)   {ms(cli_fan)}")
     print(f"  target <= {FANOUT_TARGET_MS:.0f} ms: {verdict(fan_ms <= FANOUT_TARGET_MS)}")
+    cpu = ", ".join(f"{role} {statistics.median(v):.0f}" for role, v in sorted(fan_cpu.items()))
+    print(f"  CPU ms per fan-out run (median; /proc, 10 ms ticks): {cpu}")
     print(f"tep submit without --wait (CLI start + submit): {ms(cli_submit)}")
     print(
         f"per-step overhead (outcome stored -> next request stored): p50 {p50:.2f} ms, "

@@ -34,6 +34,7 @@ __all__ = [
     "bench_parser",
     "connected_stack",
     "load_average",
+    "role_cpu_s",
     "run_bench",
     "start_stack",
 ]
@@ -190,6 +191,17 @@ def run_bench(main: Coroutine[Any, Any, None]) -> None:
 def load_average() -> str:
     """The closing line of a bench: the machine's load average."""
     return f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+
+
+def role_cpu_s(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by each kind of process of the stack (processes of one role
+    summed)."""
+    used: dict[str, float] = {}
+    for pid, name in stack.processes().items():
+        cpu = _cpu_s(pid)
+        if cpu is not None:
+            used[name] = used.get(name, 0.0) + cpu
+    return used
 
 
 def _descendants(pid: int) -> set[int]:

@@ -14,8 +14,8 @@ Each role gets the least it needs to do its job:
     ``execution.*``, no view.
 ``orchestrator``
     consumes the partition stream (every consumer on it is an orchestrator's: one per
-    partition) and publishes decisions (dispatches, skips, cancels,
-    waits and their outcomes, execution ends, deadlines and timers) and its lease; submits the
+    partition) and publishes decisions (dispatches, skips, cancels, waits and their outcomes,
+    execution ends, deadlines and timers) and its partitions' leases; submits the
     executions of schedule ticks and sub-plans' children (and cancels the children of a
     cancelled parent), and records the schedules' state (``$KV.tep_schedules.state.>``), never
     their definitions; reads the plan registry, never writes it.
@@ -103,7 +103,7 @@ def permissions(
         orchestrator_consumer: the name the orchestrator's durable consumers start with
             (one per partition, on the partition stream; the one shared before partitions
             on the log).
-        lease_bucket: the KV bucket of the orchestrator's lease.
+        lease_bucket: the KV bucket of the orchestrators' partition leases.
         queues: the executor queues this executor identity may serve.
         payload_bucket: the Object Store bucket of values stored by reference.
     """
@@ -113,10 +113,9 @@ def permissions(
     queues = tuple(queues)
     own = (f"{inbox_prefix(role)}.>",)
     common = _reader()
-    owned = {
-        Role.ORCHESTRATOR: {orchestrator_consumer},
-        Role.EXECUTOR: {f"queue-{queue}" for queue in queues},
-    }.get(role, set())
+    # The orchestrator's consumers are on the partition stream; the log's former shared one
+    # is nobody's (an old orchestrator must not make it again and be fed the whole log).
+    owned = {f"queue-{queue}" for queue in queues} if role is Role.EXECUTOR else set()
     durables = [orchestrator_consumer, *(f"queue-{queue}" for queue in queues)]
     partitions = partition_stream(stream)
     protected = (

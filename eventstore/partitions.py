@@ -15,6 +15,8 @@ the log's sequences, whichever stream delivered the event.
 
 from __future__ import annotations
 
+from eventstore.subjects import ORCHESTRATOR_SUBJECTS
+
 __all__ = [
     "DEFAULT_PARTITIONS",
     "MAX_PARTITIONS",
@@ -38,22 +40,6 @@ one durable consumer orchestrators shared before partitions."""
 PARTITION_PREFIX = "tep.part"
 PARTITIONS_KEY = "orchestrator.partitions"
 """The key of the meta bucket holding the deployment's partition count."""
-
-# The subjects the orchestrator consumes, as source filters, with the position (among the
-# filter's wildcards) of the execution id: always the first.
-_ORCHESTRATOR_SOURCES = (
-    "plan.submitted.*",
-    "action.completed.*.*",
-    "action.failed.*.*",
-    "action.resume.requested.*.*",
-    "action.timer.fired.*.*",
-    "execution.cancel.requested.*",
-    # A child execution's end gives its parent's sub-plan action its outcome.
-    "execution.completed.*",
-    "execution.failed.*",
-    "execution.cancelled.*",
-    "execution.retried.*",
-)
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -79,7 +65,7 @@ def partition_transforms(count: int) -> list[tuple[str, str]]:
     if not 1 <= count <= MAX_PARTITIONS:
         raise ValueError(f"partitions must be 1..{MAX_PARTITIONS}, not {count}")
     pairs = []
-    for source in _ORCHESTRATOR_SOURCES:
+    for source in ORCHESTRATOR_SUBJECTS:
         wildcards = source.count("*")
         tail = ".".join(f"{{{{wildcard({i})}}}}" for i in range(1, wildcards + 1))
         stem = source.removesuffix(".*" * wildcards)
@@ -108,6 +94,6 @@ def source_sequence(header: str | None) -> int | None:
     if not header:
         return None
     fields = header.split(" ", 2)
-    if len(fields) < 2 or not fields[1].isdigit():
+    if len(fields) < 2 or not (fields[1].isascii() and fields[1].isdigit()):
         return None
     return int(fields[1])

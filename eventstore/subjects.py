@@ -48,6 +48,7 @@ __all__ = [
     "EVENT_SUBJECT_ROOTS",
     "ID_PATTERN",
     "ORCHESTRATOR_FILTERS",
+    "ORCHESTRATOR_SUBJECTS",
     "PLAN_SUBMITTED_PREFIX",
     "RESERVED_IDS",
     "action_filter",
@@ -222,22 +223,10 @@ def payload_chunk_subject(bucket: str, nuid: str) -> str:
     return f"$O.{bucket}.C.{nuid}"
 
 
-ORCHESTRATOR_FILTERS: tuple[str, ...] = (
-    "plan.submitted.>",
-    "action.completed.>",
-    "action.failed.>",
-    "action.resume.requested.>",
-    "action.timer.fired.>",
-    "execution.cancel.requested.>",
-    # A child execution's end gives its parent's sub-plan action its outcome.
-    "execution.completed.>",
-    "execution.failed.>",
-    "execution.cancelled.>",
-    "execution.retried.>",
-)
-"""The events the orchestrator decides on; everything else it writes or ignores."""
-
-# Subject prefix -> (event type expected there, tokens of a well-formed subject, id position).
+# The events the orchestrator decides on (everything else it writes or ignores), by subject
+# prefix -> (event type expected there, tokens of a well-formed subject, id position: always
+# the first token after the prefix). A child execution's end gives its parent's sub-plan
+# action its outcome.
 _CONSUMED: dict[str, tuple[type[EventBase], int, int]] = {
     PLAN_SUBMITTED_PREFIX: (PlanSubmitted, 3, 2),
     "action.completed.": (ActionCompleted, 4, 2),
@@ -250,6 +239,16 @@ _CONSUMED: dict[str, tuple[type[EventBase], int, int]] = {
     "execution.cancelled.": (ExecutionCancelled, 3, 2),
     "execution.retried.": (ExecutionRetried, 3, 2),
 }
+
+
+ORCHESTRATOR_FILTERS: tuple[str, ...] = tuple(f"{prefix}>" for prefix in _CONSUMED)
+"""The events the orchestrator decides on, as filters (``plan.submitted.>``...)."""
+ORCHESTRATOR_SUBJECTS: tuple[str, ...] = tuple(
+    prefix + ".".join("*" * (length - prefix.count(".")))
+    for prefix, (_, length, _) in _CONSUMED.items()
+)
+"""The same, one wildcard per token (``action.completed.*.*``): the execution id is always
+the first."""
 
 
 def orchestrator_subject_type(subject: str) -> tuple[type[EventBase], str] | None:

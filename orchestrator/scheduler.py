@@ -1,16 +1,18 @@
-"""The leading orchestrator's clock: fires the ticks of every schedule as they come due.
+"""The schedules' clock: fires the ticks of every schedule as they come due.
 
-:class:`Scheduler` runs while its orchestrator holds the lease (started and cancelled with the
-consumer in :meth:`orchestrator.service.Orchestrator._lead`). Each look, at least once a
-second and at every tick due before that, reads every definition and state from the
-schedules bucket in one pass, works out the due ticks with
-:func:`eventstore.schedules.plan_ticks`, submits each as an execution with its deterministic id
-and records the newest tick dealt with by compare-and-set.
+:class:`Scheduler` runs while its orchestrator process serves partition 0 (started and
+cancelled with that partition's consumer,
+:class:`orchestrator.partition_worker.PartitionWorker`). Each look, at least once a second and
+at every tick due before that, reads every definition and state from the schedules bucket in
+one pass, works out the due ticks with :func:`eventstore.schedules.plan_ticks`, submits each as
+an execution with its deterministic id and records the newest tick dealt with by compare-and-set.
 
-Exactly once comes from the id, not from leadership: a tick submitted again (by a standby that
-just took over, or after a crash between submitting and recording) finds its execution stored
-and changes nothing. Ticks that came due while no scheduler looked (before this one started
-leading, or during a stall longer than the lease) are missed ones, for the catch-up policy.
+Exactly once comes from the id, not from the lease: a tick submitted again (by a process that
+just took partition 0 over, or after a crash between submitting and recording) finds its
+execution stored and changes nothing. Ticks that came due while no scheduler looked (before
+this one took partition 0, or during a stall longer than the lease) are missed ones, for the
+catch-up policy.
+
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class Touched:
 class RecordRange:
     """A run of records whose writes fit one atomic batch, decoded (or found poison)."""
 
-    records: list[tuple[RawRecord, Event | Poison]]
+    records: list[tuple[RawRecord, RecordedEvent | Poison]]
     first_events: dict[str, Event] = field(default_factory=dict)
     """The first event of each execution in the range, in order of appearance."""
 
@@ -101,27 +101,30 @@ def next_range(
         Where the next range starts, and this one.
     """
     batch = RecordRange(records=[])
+    taken = batch.records
+    first_events = batch.first_events
     size = 0
     index = start
-    first_events = batch.first_events
-    while index < len(records):
+    count = len(records)
+    while index < count:
         record = records[index]
-        item: Event | Poison
+        item: RecordedEvent | Poison
         try:
-            item = record.decode().event
+            item = record.decode()
         except EventDecodeError as exc:
             item = classify_undecodable(record, exc)
-        if not isinstance(item, Poison):
-            execution_id = item.execution_id
+        else:
+            event = item.event
+            execution_id = event.execution_id
             if execution_id not in first_events:
                 cached = cache.get(execution_id)
                 grow = cached.size if cached else _UNKNOWN_SIZE
                 full = len(first_events) >= _MAX_EXECUTIONS or size + grow > _BATCH_BYTES
-                if full and batch.records:
+                if full and taken:
                     break
-                first_events[execution_id] = item
+                first_events[execution_id] = event
                 size += grow
-        batch.records.append((record, item))
+        taken.append((record, item))
         index += 1
     return index, batch
 
@@ -140,37 +143,44 @@ def fold_range(batch: RecordRange, states: Mapping[str, CachedState | None]) -> 
         if isinstance(item, Poison):
             poisons.append(item)
             continue
-        execution_id = item.execution_id
+        event = item.event
+        execution_id = event.execution_id
         entry = touched.get(execution_id)
         if entry is None:
-            cached = states.get(execution_id)
-            if cached is None:
-                entry = Touched(state=None, revision=0)
-            else:
-                entry = Touched(
-                    state=cached.state,
-                    revision=cached.revision,
-                    size=cached.size,
-                    before=summary_of(cached.state),
-                    before_stats=contribution(cached.state),
-                    before_waiting=waits_for_person(cached.state),
-                )
+            entry = _touch(states.get(execution_id))
             touched[execution_id] = entry
-        if entry.state is None and not isinstance(item, PlanSubmitted):
-            poisons.append(
-                Poison(
-                    record,
-                    "unknown_execution",
-                    f"no plan.submitted for execution {execution_id!r}",
+        state = entry.state
+        if state is None:
+            if not isinstance(event, PlanSubmitted):
+                poisons.append(
+                    Poison(
+                        record,
+                        "unknown_execution",
+                        f"no plan.submitted for execution {execution_id!r}",
+                    )
                 )
-            )
-            continue
-        before = entry.state.last_sequence if entry.state is not None else -1
-        entry.state = apply(entry.state, RecordedEvent(record.sequence, record.subject, item))
-        if entry.state is not None and entry.state.last_sequence != before:
+                continue
+            before = -1
+        else:
+            before = state.last_sequence
+        state = entry.state = apply(state, item)
+        if state is not None and state.last_sequence != before:
             entry.changed = True
             applied += 1
     return Folded(touched, poisons, applied)
+
+
+def _touch(cached: CachedState | None) -> Touched:
+    if cached is None:
+        return Touched(state=None, revision=0)
+    return Touched(
+        state=cached.state,
+        revision=cached.revision,
+        size=cached.size,
+        before=summary_of(cached.state),
+        before_stats=contribution(cached.state),
+        before_waiting=waits_for_person(cached.state),
+    )
 
 
 def state_writes(

@@ -31,7 +31,7 @@ from projections.buckets import (
     read_pointer,
     switch_pointer,
 )
-from projections.log_range_reader import read_in_child
+from projections.log_range_reader import few_collections, read_in_child
 from projections.poison import Poison
 from projections.projector import value_limit
 from projections.updater import ViewUpdater
@@ -123,6 +123,18 @@ async def rebuild(
         PointerConflictError: another rebuild switched the view meanwhile (this one's bucket
             is left in place; delete it with ``nats kv del`` or let a later rebuild reuse it).
     """
+    with few_collections():
+        return await _rebuild(nc, settings, keep_old, batch_size, progress, parallel)
+
+
+async def _rebuild(
+    nc: NatsClient,
+    settings: TepSettings,
+    keep_old: bool,
+    batch_size: int,
+    progress: Callable[[RebuildProgress], None] | None,
+    parallel: bool | None,
+) -> RebuildReport:
     began = time.monotonic()
     log = EventLog(nc, settings)
     await ensure_log(log.js, settings)

@@ -289,7 +289,7 @@ async def partition_count(js: JetStreamContext) -> int | None:
     except (NotFoundError, KeyNotFoundError):
         return None
     value = (entry.value or b"").decode()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 async def _partition_count(meta: KeyValue, wanted: int) -> int:
@@ -302,7 +302,7 @@ async def _partition_count(meta: KeyValue, wanted: int) -> int:
         except KeyWrongLastSequenceError:
             entry = await meta.get(PARTITIONS_KEY)  # another process wrote it first
     value = (entry.value or b"").decode()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ConfigConflictError(f"the meta bucket's {PARTITIONS_KEY} is not a count: {value!r}")
     return int(value)
 

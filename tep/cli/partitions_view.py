@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+from nats.js.errors import NotFoundError
 
 from eventstore.jetstream.partition_status import partition_backlogs
 from eventstore.jetstream.provision import partition_count
 from orchestrator.config import OrchestratorConfig
-from orchestrator.partition_leases import read_leases
+from orchestrator.partition_leases import LeaseRecord, read_leases
 from tep.cli.common import EXIT_OK, UsageError, print_json, settings_from
 from tep.cli.executions import open_log
 from tep.cli.text_format import format_table
@@ -43,8 +44,11 @@ async def partition_rows(args: argparse.Namespace) -> list[dict[str, Any]] | Non
         count = await partition_count(log.js)
         if count is None:
             return None
-        kv = await log.js.key_value(config.lease_bucket)
-        leases = await read_leases(kv, count)
+        try:
+            kv = await log.js.key_value(config.lease_bucket)
+            leases = await read_leases(kv, count)
+        except NotFoundError:  # no orchestrator ever ran here
+            leases = {partition: LeaseRecord(holder=None) for partition in range(count)}
         backlogs = await partition_backlogs(log.js, settings, prefix=config.consumer)
     return [
         {

@@ -8,11 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from support.nats_auth import AuthServer, provision
 
 from eventstore.access import Role, permissions
-from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError
 from eventstore.events import (
     ActionFailed,
@@ -21,13 +19,10 @@ from eventstore.events import (
     ExecutionRetried,
     PlanSubmitted,
 )
-from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec
 from eventstore.records import Guard
-from eventstore.subjects import ORCHESTRATOR_FILTERS, terminal_filter
-from orchestrator.config import OrchestratorConfig
-from orchestrator.service import Orchestrator
+from eventstore.subjects import terminal_filter
 from projections import RetryRefusedError, StateManager
 
 pytestmark = pytest.mark.anyio
@@ -58,29 +53,6 @@ async def test_of_two_retries_read_at_the_same_end_only_one_lands(event_log: Eve
     history = [r.event for r in await event_log.read_execution("e1")]
     assert [e.event_id for e in history if isinstance(e, ExecutionRetried)] == [first.event_id]
     assert stored.sequence > end
-
-
-async def test_an_orchestrator_consumer_of_an_earlier_version_learns_the_retry_filter(
-    nc: NatsClient, settings: TepSettings
-) -> None:
-    config = OrchestratorConfig()
-    earlier = [f for f in ORCHESTRATOR_FILTERS if not f.startswith("execution.retried.")]
-    await EventLog(nc, settings).last_sequence()  # the log exists
-    await nc.jetstream().add_consumer(
-        settings.stream,
-        config=ConsumerConfig(
-            durable_name=config.consumer,
-            filter_subjects=earlier,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-        ),
-    )
-
-    await Orchestrator(nc, settings, config)._provision()
-
-    info = await nc.jetstream().consumer_info(settings.stream, config.consumer)
-    assert info.config.filter_subjects == list(ORCHESTRATOR_FILTERS)
-    assert "execution.retried.>" in ORCHESTRATOR_FILTERS
 
 
 @pytest.fixture

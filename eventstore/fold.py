@@ -261,31 +261,8 @@ def _apply(state: ExecutionState | None, event: Event, sequence: int) -> Executi
 def _apply_action_event(
     state: ExecutionState, action: ActionState, event: ActionEvent, sequence: int
 ) -> None:
+    # Commonest first: the cases are disjoint classes, so the order only saves tests.
     match event:
-        case ActionWaiting():
-            if apply_waiting(action, event, sequence):
-                if state.status == "pending":
-                    state.status = "running"
-                    state.started_at = event.occurred_at
-                _set_status(state, action, "waiting")
-        case ActionResumeRequested():
-            apply_resume(action, event)
-        case ActionTimerFired():
-            apply_timer(action, event)
-        case ActionExecuteRequested(queue=queue):
-            action.dispatched_at = action.dispatched_at or event.occurred_at
-            action.queue = queue
-            if state.status == "pending":
-                state.status = "running"
-                state.started_at = event.occurred_at
-        case ActionItemsStarted():
-            if (problem := items_started_problem(event)) is not None:
-                _refuse(state, event, sequence, problem)
-            elif start_items(action, event):
-                if state.status == "pending":
-                    state.status = "running"
-                    state.started_at = event.occurred_at
-                _set_status(state, action, "running")
         case ActionStarted(attempt=attempt, child_execution_id=child):
             if action.finished:
                 return
@@ -298,11 +275,6 @@ def _apply_action_event(
             action.attempts = max(action.attempts, attempt)
             action.started_at = action.started_at or event.occurred_at
             _set_status(state, action, "running")
-        case ActionAttemptFailed(attempt=attempt, error=error):
-            if action.finished:
-                return
-            action.attempts = max(action.attempts, attempt)
-            action.error = error
         case ActionCompleted(attempt=attempt, output=output, duration_ms=duration):
             if action.finished:
                 return  # a late result after cancellation: recorded in the log, ignored here
@@ -316,6 +288,35 @@ def _apply_action_event(
                 else _elapsed_ms(action.started_at, event.occurred_at)
             )
             _set_status(state, action, "completed")
+        case ActionExecuteRequested(queue=queue):
+            action.dispatched_at = action.dispatched_at or event.occurred_at
+            action.queue = queue
+            if state.status == "pending":
+                state.status = "running"
+                state.started_at = event.occurred_at
+        case ActionWaiting():
+            if apply_waiting(action, event, sequence):
+                if state.status == "pending":
+                    state.status = "running"
+                    state.started_at = event.occurred_at
+                _set_status(state, action, "waiting")
+        case ActionResumeRequested():
+            apply_resume(action, event)
+        case ActionTimerFired():
+            apply_timer(action, event)
+        case ActionItemsStarted():
+            if (problem := items_started_problem(event)) is not None:
+                _refuse(state, event, sequence, problem)
+            elif start_items(action, event):
+                if state.status == "pending":
+                    state.status = "running"
+                    state.started_at = event.occurred_at
+                _set_status(state, action, "running")
+        case ActionAttemptFailed(attempt=attempt, error=error):
+            if action.finished:
+                return
+            action.attempts = max(action.attempts, attempt)
+            action.error = error
         case ActionFailed(attempt=attempt, error=error):
             if action.finished:
                 return

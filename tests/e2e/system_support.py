@@ -35,10 +35,19 @@ from eventstore.events import (
     ExecutionFailed,
     PlanSubmitted,
 )
+from eventstore.headers import STREAM_SOURCE
 from eventstore.jetstream.connection import NatsClient, connect
 from eventstore.jetstream.log import EventLog
-from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.provision import ensure_log, partition_count
+from eventstore.partitions import (
+    PARTITION_PREFIX,
+    partition_consumer,
+    partition_of,
+    partition_stream,
+    source_sequence,
+)
 from eventstore.plan import Plan
+from eventstore.subjects import orchestrator_subject_type
 from orchestrator.config import OrchestratorConfig
 from projections import StateManager
 from tep.server import EmbeddedServer, find_free_port
@@ -143,37 +152,69 @@ class System:
         return [record.event for record in await self.log.read_execution(execution_id)]
 
     async def wait_orchestrated(self, sequence: int, timeout: float = 15.0) -> None:
-        """Wait until the orchestrators have decided on (and acked) every event up to
-        ``sequence``: whatever they would append in response is in the log by then."""
+        """Wait until the orchestrators have decided on (and acked) the event at ``sequence``:
+        whatever they would append in response is in the log by then. (The partition stream
+        keeps an event until its partition's consumer acknowledged it.)"""
+        js = self.log.js
+        stream = partition_stream(self.log.stream)
+        subject = (await js.get_msg(self.log.stream, sequence, direct=True)).subject or ""
+        routed = orchestrator_subject_type(subject)
+        if routed is None:
+            return  # not an event the orchestrators decide on
+        count = await partition_count(js) or 0
+        copy = f"{PARTITION_PREFIX}.{partition_of(routed[1], count)}.{subject}"
 
         async def processed() -> bool:
-            info = await self.log.js.consumer_info(self.log.stream, OrchestratorConfig().consumer)
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            return int(floor or 0) >= sequence
+            sources = (await js.stream_info(stream)).sources or []
+            if any(source.lag for source in sources):
+                return False  # not routed into its partition yet
+            try:
+                msg = await js.get_last_msg(stream, copy, direct=True)
+            except NotFoundError:
+                return True
+            return source_sequence((msg.headers or {}).get(STREAM_SOURCE)) != sequence
 
-        await eventually(processed, timeout, f"orchestrators never got past sequence {sequence}")
+        await eventually(processed, timeout, f"orchestrators never decided on sequence {sequence}")
 
-    async def leaders(self) -> list[Role]:
-        """The orchestrators that say they hold the lease (dead ones are skipped)."""
-        found = []
+    async def holders(self) -> dict[int, list[Role]]:
+        """Which live orchestrators say they serve each partition."""
+        found: dict[int, list[Role]] = {}
         async with aiohttp.ClientSession() as session:
             for role in self.orchestrators:
                 if role.process.poll() is not None:
                     continue
                 health = await role.health(session)
-                if health is not None and health.get("leader"):
-                    found.append(role)
+                for partition in (health or {}).get("partitions", []):
+                    found.setdefault(int(partition), []).append(role)
         return found
 
-    async def wait_leader(self, timeout: float = 20.0) -> Role:
-        """The one orchestrator leading, once there is exactly one."""
+    async def wait_leader(
+        self, timeout: float = 20.0, *, execution_id: str | None = None
+    ) -> Role:
+        """The orchestrator serving ``execution_id``'s partition (partition 0's holder, which
+        makes the schedule ticks, when ``None``), once every partition is served by exactly
+        one live orchestrator."""
+        count = await partition_count(self.log.js) or 0
+        wanted = 0 if execution_id is None else partition_of(execution_id, count)
 
-        async def one() -> Role | None:
-            leading = await self.leaders()
-            return leading[0] if len(leading) == 1 else None
+        async def served() -> Role | None:
+            holders = await self.holders()
+            once = all(len(roles) == 1 for roles in holders.values())
+            if count and once and sorted(holders) == list(range(count)):
+                return holders[wanted][0]
+            return None
 
-        leader: Role = await eventually(one, timeout, "no single orchestrator leads", 0.05)
+        leader: Role = await eventually(served, timeout, "the partitions are not served", 0.05)
         return leader
+
+    async def unsettled(self, execution_id: str) -> int:
+        """Events of ``execution_id``'s partition delivered to its holder, not yet acked."""
+        count = await partition_count(self.log.js) or 0
+        consumer = partition_consumer(
+            OrchestratorConfig().consumer, partition_of(execution_id, count)
+        )
+        info = await self.log.js.consumer_info(partition_stream(self.log.stream), consumer)
+        return int(info.num_ack_pending or 0)
 
     def hits_per_action(self, execution_id: str) -> Counter[str]:
         """How often the target was called per action of the execution (by Idempotency-Key)."""

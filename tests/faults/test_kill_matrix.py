@@ -168,7 +168,9 @@ async def run_case(ms: MatrixSystem, report: FaultReport, kind: str, size: int, 
     for point in points:
         wanted = max(1, int(point * size))
         # The leader is looked for before the kill point, not at it.
-        leader = await ms.system.wait_leader() if kind == "orchestrator" else None
+        leader = (
+            await ms.system.wait_leader(execution_id=e) if kind == "orchestrator" else None
+        )
 
         async def progressed(wanted: int = wanted) -> bool:
             return ms.target.called(e) >= wanted or await ms.system.end_of(e) is not None

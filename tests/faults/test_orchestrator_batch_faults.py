@@ -47,7 +47,7 @@ async def test_a_leader_killed_mid_for_each_leaves_each_item_once(
                 )
             ],
         )
-        leader = await system.wait_leader()
+        leader = await system.wait_leader(execution_id=e)
         await system.submit(e, plan)
         await eventually(
             lambda: sum(system.hits_per_action(e).values()) >= ITEMS // 4,
@@ -56,9 +56,9 @@ async def test_a_leader_killed_mid_for_each_leaves_each_item_once(
         )
         # Stopped while outcomes keep coming, it holds a burst of them; then it dies.
         os.killpg(leader.process.pid, signal.SIGSTOP)
-        await eventually(lambda: held(system), 10, "the stopped leader held nothing")
+        await eventually(lambda: held(system, e), 10, "the stopped holder held nothing")
         assert leader.kill() == -9
-        standby = await system.wait_leader(timeout=20)
+        standby = await system.wait_leader(timeout=20, execution_id=e)
         end = await system.wait_end(e, timeout=180)
 
         assert standby is not leader

@@ -180,7 +180,7 @@ async def test_the_orchestrator_leader_paused_past_its_lease_mid_decision(
     paused_s = max(config.lease_s, config.ack_wait_s) + MARGIN_S
     e = ms.system.new_id("pause-orchestrator")
     plan = mixed_plan(ms.target, e, 40, random.Random(f"{SEED}-orchestrator"))
-    leader = await ms.system.wait_leader()
+    leader = await ms.system.wait_leader(execution_id=e)
     await ms.system.submit(e, plan)
 
     async def holding() -> bool:
@@ -188,15 +188,14 @@ async def test_the_orchestrator_leader_paused_past_its_lease_mid_decision(
             return False
 
         async def unacked() -> int:
-            info = await ms.log.js.consumer_info(ms.log.stream, config.consumer)
-            return int(info.num_ack_pending or 0)
+            return await ms.system.unsettled(e)
 
         return await frozen_if(leader, unacked)
 
     await eventually(holding, 30, "the leader never held an unacked event", 0.02)
     figures = await pause(leader, paused_s)
     check, _ = await check_execution(ms, e, plan, duplicates_allowed=set(), timeout=60)
-    new_leader = await ms.system.wait_leader()
+    new_leader = await ms.system.wait_leader(execution_id=e)
     report.add(
         f"SIGSTOP orchestrator leader {paused_s:.0f}s (lease {config.lease_s:.0f}s)",
         check,

@@ -123,7 +123,7 @@ class Projector:
 
     async def run(self) -> None:
         """Project forever: survive errors (logged, retried with backoff) and view switches."""
-        await ensure_log(self.log.js, self.settings)
+        await self._provision()
         backoff = _FIRST_BACKOFF_S
         while True:
             before = self.updater
@@ -144,6 +144,20 @@ class Projector:
                     _log.error("projection interrupted, restarting: %s", self.last_error)
                 await anyio.sleep(backoff)
                 backoff = min(max(backoff * 2, _FIRST_BACKOFF_S), _MAX_BACKOFF_S)
+
+    async def _provision(self) -> None:
+        """Provision the log, asking again while the server is too busy to answer in time
+        (any other refusal, such as a missing permission, is raised)."""
+        backoff = _FIRST_BACKOFF_S
+        while True:
+            try:
+                await ensure_log(self.log.js, self.settings)
+                return
+            except TimeoutError as exc:
+                self.last_error = _describe(exc)
+                _log.warning("provisioning the log timed out, asking again: %s", self.last_error)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _run_generation(self) -> None:
         """Follow the log into the current view until the pointer moves (then return)."""

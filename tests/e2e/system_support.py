@@ -169,7 +169,7 @@ class System:
             if any(source.lag for source in sources):
                 return False  # not routed into its partition yet
             try:
-                msg = await js.get_last_msg(stream, copy, direct=True)
+                msg = await js.get_last_msg(stream, copy)
             except NotFoundError:
                 return True
             return source_sequence((msg.headers or {}).get(STREAM_SOURCE)) != sequence

@@ -255,7 +255,10 @@ async def assert_completed_once(
     """Every execution completed, each action dispatched, completed and called once."""
     started = time.monotonic()
     for e in executions:
-        end = await system.wait_end(e, timeout=max(timeout - (time.monotonic() - started), 1))
+        try:
+            end = await system.wait_end(e, timeout=max(timeout - (time.monotonic() - started), 1))
+        except AssertionError as stalled:
+            raise AssertionError(f"{stalled}\n{await stall_report(system, executions)}") from None
         assert isinstance(end, ExecutionCompleted), (e, end)
     once = Counter({step: 1 for step in steps})
     for e in executions:
@@ -266,6 +269,31 @@ async def assert_completed_once(
         assert completed == once, e
         # The executor was not disturbed: each action's one attempt called the target once.
         assert system.hits_per_action(e) == once, e
+
+
+async def stall_report(system: System, executions: list[str]) -> str:
+    """What the executions that did not end last had, and their partitions' consumers."""
+    js = system.nc.jetstream()
+    stream = partition_stream(system.log.stream)
+    lines = []
+    for e in executions:
+        if await system.end_of(e) is not None:
+            continue
+        records = await system.log.read_execution(e)
+        tail = [
+            f"{r.sequence}:{type(r.event).__name__}:{getattr(r.event, 'action_id', '')}"
+            for r in records[-4:]
+        ]
+        partition = partition_of(e, P)
+        info = await js.consumer_info(stream, partition_consumer("orchestrator", partition))
+        lines.append(
+            f"{e} (partition {partition}): {len(records)} events, last {tail}; consumer "
+            f"pending {info.num_pending} ack_pending {info.num_ack_pending} redelivered "
+            f"{info.num_redelivered} waiting {info.num_waiting} delivered "
+            f"{info.delivered.stream_seq if info.delivered else None} ack_floor "
+            f"{info.ack_floor.stream_seq if info.ack_floor else None}"
+        )
+    return "\n".join(lines)
 
 
 async def test_three_share_a_killed_ones_partitions_are_taken_over_without_double_dispatch(

@@ -28,9 +28,11 @@ stored, (10) -> the view's write of the execution (the KV message's time, which 
 gives it while the atomic batch is being stored: part of the batch's sync falls in (11)),
 (11) -> ``wait_for_completion`` returned.
 
-``--profile DIR`` runs ``py-spy record`` on every role during the timed runs and leaves one
-file of collapsed stacks per role in DIR (``-f raw``: feed it to a flame
-graph tool, or count the frames) (py-spy from the venv; it slows what it samples a little).
+Each fan-out run also reports the CPU time every role used (``/proc``, 10 ms ticks).
+
+``--profile DIR`` runs ``py-spy record -f raw`` (the venv's) on every role during the timed
+runs and leaves one file of collapsed stacks per role in DIR, for a flame graph tool; sampling
+pauses the process it samples, a little.
 """
 
 from __future__ import annotations

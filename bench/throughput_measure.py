@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ __all__ = [
     "redelivery_line",
     "role_table",
     "settle",
+    "warnings_summary",
 ]
 
 _TERMINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
@@ -260,6 +263,27 @@ def redelivery_line(before: Counter[str], after: Counter[str]) -> str:
     delta = after - before
     text = ", ".join(f"{stream} {n}" for stream, n in sorted(delta.items())) or "none"
     return f"  redelivered by the streams' consumers: {text}"
+
+
+def warnings_summary(up_stderr: str, top: int = 8) -> list[str]:
+    """The roles' most frequent warnings and errors in `tep up`'s stderr (JSON lines), each
+    cut to its first words (delivery counts and ids dropped) so that alike ones add up."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for line in up_stderr.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+            message = re.sub(r"\(delivery \d+\)|\d+", "N", str(entry.get("msg", "")))
+            counts[(str(entry.get("proc")), str(entry["level"]), message[:90])] += 1
+    if not counts:
+        return ["roles' warnings and errors: none"]
+    lines = ["roles' warnings and errors (most frequent):"]
+    lines += [
+        f"  {n:6d}  {proc} {level}: {msg}" for (proc, level, msg), n in counts.most_common(top)
+    ]
+    return lines
 
 
 async def settle(seconds: float) -> None:

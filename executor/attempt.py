@@ -10,12 +10,6 @@ server restart; the log does):
 2. **Claim.** Append ``action.started`` guarded on that position. If the guard fails another
    delivery got there first: the request is acked if the action has ended meanwhile, else
    dropped unsettled (an ack or nak would act on the other executor's delivery).
-
-A first delivery (the common case: a request just dispatched) skips the read: it claims
-attempt 1 guarded on "no event on the action's filter", which is what the read would find for
-a new action. The guard, not the delivery count, decides: when the action has any event the
-log refuses the claim and the delivery reads the position from the leader and goes on as
-above.
 3. **Call** the handler under the attempt's time limit, heartbeating the message. The call is
    aborted when the action is cancelled (acked, nothing more recorded) or when a newer
    delivery in this process started the action again.
@@ -26,6 +20,12 @@ above.
    retry).
 
 A message is acked only after the action's end is durably in the log.
+
+A first delivery (the common case: a request just dispatched) skips the read of step 1: it
+claims attempt 1 guarded on "no event on the action's filter", which is what the read finds
+for a new action, and saves a round trip. The guard, not the delivery count, decides: when the
+action has any event the log refuses the claim, and the delivery reads the position from the
+leader and goes on from step 1.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ supervises it starts a fresh one: a role never lingers, unhealthy, on a dead con
 
 from __future__ import annotations
 
-import gc
 import argparse
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable

@@ -315,7 +315,7 @@ async def main(args: argparse.Namespace) -> None:
                     run = await run_phase(c, watch, ids, submitter, args.drain_timeout)
                     await settle(0.6)
                     lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
-                lines.append(contention.line())
+                lines += contention.lines(run.log.actions_completed)
                 lines.append(api_calls.line(calls_before, len(ids)))
                 lines.append(redelivery_line(redelivered, await redeliveries(c.admin)))
                 before = shape

@@ -191,17 +191,23 @@ class Contention:
         self.began_s, self.pressure_us = time.monotonic(), _pressure_us()
         self.before = _sched_by_role(self.stack)
 
-    def line(self) -> str:
+    def lines(self, actions: int) -> list[str]:
+        """Run and wait seconds per role since :meth:`start`, and CPU ms per completed action."""
         wall = time.monotonic() - self.began_s
         pressure = (_pressure_us() - self.pressure_us) / 1e6 / wall if self.pressure_us else 0
-        parts = []
+        parts, costs, total = [], [], 0.0
         for role, (run, wait) in sorted(_sched_by_role(self.stack).items()):
             run0, wait0 = self.before.get(role, (0.0, 0.0))
             parts.append(f"{role} ran {run - run0:.1f} s, waited {wait - wait0:.1f} s")
-        return (
+            costs.append(f"{role} {1000 * (run - run0) / max(actions, 1):.2f}")
+            total += run - run0
+        return [
             f"  CPU contention over {wall:.1f} s: machine pressure {100 * pressure:.0f}% "
-            f"(load {os.getloadavg()[0]:.1f}); {'; '.join(parts)}"
-        )
+            f"(load {os.getloadavg()[0]:.1f}); {'; '.join(parts)}",
+            f"  CPU ms per completed action: {', '.join(costs)}; the stack "
+            f"{1000 * total / max(actions, 1):.2f} ({actions / total if total else 0:,.0f} "
+            "actions per CPU-second of the whole stack)",
+        ]
 
 
 def _pressure_us() -> int:

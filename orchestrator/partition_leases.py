@@ -124,6 +124,15 @@ class PartitionLeases:
             result[partition] = None if holder == self.holder else holder
         return result
 
+    def fresh(self, partition: int) -> bool:
+        """Whether this process holds ``partition`` and renewed it recently enough to act on
+        it: not after a pause, or a stall, that let its lease run towards expiry (no one may
+        take it over before 60 % of the lease time has passed twice over)."""
+        renewed = self._renewed_at.get(partition)
+        if partition not in self.held or renewed is None:
+            return False
+        return time.monotonic() - renewed <= self.lease_s * _STEP_DOWN_FRACTION
+
     def members(self) -> list[str]:
         """The live processes' ids (this one included)."""
         now = time.monotonic()
@@ -161,14 +170,15 @@ class PartitionLeases:
 
     async def _round(self) -> None:
         now = time.monotonic()
-        if now - self._last_renewal >= self.renew_s:
-            await self._renew(now)
-        late = [
-            p
-            for p in self.held
-            if time.monotonic() - self._renewed_at[p] > self.lease_s * _STEP_DOWN_FRACTION
-        ]
-        await self._stop_all(late, partial(self._lost, why="could not renew its lease in time"))
+        taken = await self._renew(now) if now - self._last_renewal >= self.renew_s else []
+        late = [p for p in self.held if p not in taken and not self.fresh(p)]
+        async with anyio.create_task_group() as stopping:
+            for partition in taken:
+                stopping.start_soon(partial(self._lost, partition, why="taken over"))
+            for partition in late:
+                stopping.start_soon(
+                    partial(self._lost, partition, why="could not renew its lease in time")
+                )
         holders = self.holders()
         now = time.monotonic()
         for partition, holder in holders.items():
@@ -185,7 +195,8 @@ class PartitionLeases:
         for partition in plan.take:
             await self._take(partition, planned[partition])
 
-    async def _renew(self, now: float) -> None:
+    async def _renew(self, now: float) -> list[int]:
+        """Renew the membership and every lease held; the partitions found taken over."""
         await self.kv.put(member_key(self.holder), self._record())
         self._last_renewal = now
         taken = []
@@ -198,8 +209,7 @@ class PartitionLeases:
                 continue
             self.held[partition] = written
             self._renewed_at[partition] = started
-        # Every renewal first, then the stops (which take a moment each) all at once.
-        await self._stop_all(taken, partial(self._lost, why="taken over"))
+        return taken
 
     @staticmethod
     async def _stop_all(

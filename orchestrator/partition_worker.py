@@ -53,6 +53,8 @@ class PartitionWorker:
         batcher: decides a lane's waiting messages.
         replicas: replicas of the consumer when it is created.
         also: run alongside while serving (the schedules' ticks, for partition 0).
+        fresh: whether the partition's lease is still this process's to act on; asked before
+            every decision (after a pause the answer is no: its messages are handed back).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class PartitionWorker:
         batcher: LaneBatcher,
         replicas: int,
         also: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        fresh: Callable[[], bool] = lambda: True,
     ) -> None:
         self.nc = nc
         self.js = js
@@ -78,6 +81,8 @@ class PartitionWorker:
         self.replicas = replicas
         self.consumer = partition_consumer(config.consumer, partition)
         self._also = also
+        self._fresh = fresh
+        self._serving = True
         self._lanes: dict[str, deque[Msg]] = {}
         self._lane_group: TaskGroup | None = None
         self._heartbeats = Heartbeats(config.ack_wait_s / 3)
@@ -107,7 +112,9 @@ class PartitionWorker:
             self._done.set()
 
     async def stop(self) -> None:
-        """Stop consuming, hand back what is not settled, and return once done."""
+        """Stop deciding at once, stop consuming, hand back what is not settled, and return
+        once done."""
+        self._serving = False
         self._scope.cancel()
         await self._done.wait()
 
@@ -171,6 +178,14 @@ class PartitionWorker:
     async def _run_lane(self, key: str) -> None:
         lane = self._lanes[key]
         while lane:
+            if not (self._serving and self._fresh()):
+                # Another process may serve the partition by now: its cache must not miss
+                # what this one would decide. Handed back, the messages go to whoever holds it.
+                while lane:
+                    msg = lane.popleft()
+                    self._heartbeats.discard(msg)
+                    await settle(msg.nak(), msg)
+                break
             for _ in range(await self.batcher.handle(lane)):
                 self._heartbeats.discard(lane.popleft())
         del self._lanes[key]

@@ -36,6 +36,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from eventstore import fold
+from eventstore.action_keys import parse_action_key
 from eventstore.config import TepSettings
 from eventstore.errors import ConcurrencyError, EventDecodeError, NatsUnavailableError, TepError
 from eventstore.events import (
@@ -342,9 +343,13 @@ class EventProcessor:
         """The execution's state with ``record`` folded in (cached, else from the log)."""
         execution_id = record.event.execution_id
         state = self.cache.get(execution_id)
-        if state is not None and record.sequence <= state.last_sequence:
+        if state is not None and (
+            record.sequence <= state.last_sequence or _unseen_dispatch(state, record.event)
+        ):
             # A late delivery (a replica held it, then gave it back): the cached state may have
-            # moved past it without it, and the fold would ignore it. The log has it in place.
+            # moved past it without it, and the fold would ignore it. Or an outcome of a
+            # dispatch the cache never saw (another process decided meanwhile). The log has
+            # both in place.
             state = await self._load(execution_id)
         if state is None:
             if isinstance(record.event, PlanSubmitted) and first_delivery:
@@ -407,3 +412,14 @@ def note_wait_sequence(state: ExecutionState, key: str, sequence: int) -> None:
     action = state.actions[action_id] if action_id is not None else None
     if action is not None and action.wait is not None:
         action.wait.sequence = sequence
+
+
+def _unseen_dispatch(state: ExecutionState, event: Event) -> bool:
+    """Whether ``event`` is the outcome of an action ``state`` has not seen dispatched."""
+    if not isinstance(event, ActionCompleted | ActionFailed):
+        return False
+    key = parse_action_key(event.action_id)
+    if key is None or key.item is not None:
+        return False
+    action = state.actions.get(key.action_id)
+    return action is not None and action.status == "pending"

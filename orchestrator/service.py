@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from functools import partial
 from typing import Any
 
 import anyio
@@ -174,6 +175,7 @@ class Orchestrator:
             batcher=self.batcher,
             replicas=self.settings.replicas,
             also=self.scheduler.run if partition == 0 else None,
+            fresh=partial(self.leases.fresh, partition) if self.leases else lambda: True,
         )
         self._workers[partition] = worker
         self._serving.start_soon(worker.run)

@@ -271,6 +271,27 @@ async def assert_completed_once(
         assert system.hits_per_action(e) == once, e
 
 
+async def freeze_while_renewing(cluster: Partitioned, victim: Role) -> None:
+    """SIGSTOP ``victim`` the moment one of its lease renewals is seen."""
+    kv = await cluster.system.nc.jetstream().key_value(OrchestratorConfig().lease_bucket)
+    watcher = await kv.watch("partition.*")
+    try:
+        deadline = time.monotonic() + 10
+        current = True  # the bucket's current values come first, then None
+        async for entry in watcher:
+            assert time.monotonic() < deadline, f"{victim.name} never renewed"
+            if entry is None:
+                current = False
+                continue
+            if current:
+                continue
+            if json.loads(entry.value or b"{}").get("holder") == victim.name:
+                os.killpg(victim.process.pid, signal.SIGSTOP)
+                return
+    finally:
+        await watcher.stop()
+
+
 async def stall_report(system: System, executions: list[str]) -> str:
     """What the executions that did not end last had, and their partitions' consumers."""
     js = system.nc.jetstream()
@@ -399,7 +420,9 @@ async def test_a_frozen_holder_whose_partitions_were_taken_over_wakes_without_do
             "the chains never got going",
             0.05,
         )
-        os.killpg(victim.process.pid, signal.SIGSTOP)
+        # Stopped in the middle of renewing its leases: some renewed a moment before, the
+        # rest found taken when it resumes.
+        await freeze_while_renewing(cluster, victim)
         stopped = time.monotonic()
         js = system.nc.jetstream()
         stream = partition_stream(system.log.stream)
@@ -428,7 +451,7 @@ async def test_a_frozen_holder_whose_partitions_were_taken_over_wakes_without_do
             cluster.frozen = set()
         resumed = time.monotonic()
         await assert_completed_once(
-            system, executions, timeout=90, steps=[f"f{n}" for n in range(length)]
+            system, executions, timeout=45, steps=[f"f{n}" for n in range(length)]
         )
         again = await cluster.wait_shared({5, 6}, 30, "the woken one never rejoined the share")
         assert victim.name in again

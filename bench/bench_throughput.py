@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -39,7 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -71,6 +72,7 @@ ACTIONS_TARGET = 2000.0
 LAG_P99_TARGET_MS = 250.0
 SUBMITS_IN_FLIGHT = 256
 STEPS = 5
+T = TypeVar("T")
 
 
 def serve_target(port: int) -> None:
@@ -113,7 +115,7 @@ async def direct_calls(target: str, calls: int, concurrency: int) -> float:
 
 
 async def ended(c: Connected) -> int:
-    stats = await c.sm.get_stats()
+    stats = await patiently(c.sm.get_stats)
     return sum(stats.executions.get(s, 0) for s in TERMINAL_EXECUTION_STATUSES)
 
 
@@ -125,6 +127,16 @@ async def wait_ended(c: Connected, count: int, timeout: float) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def patiently(ask: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
+    """``ask()``, asked again while an overloaded server does not answer in time."""
+    for _ in range(attempts - 1):
+        try:
+            return await ask()
+        except TimeoutError:
+            await asyncio.sleep(1.0)
+    return await ask()
 
 
 @dataclass
@@ -155,14 +167,14 @@ async def run_phase(
     then the run is cut short: the ones still running are counted as such), read the log."""
     log = EventLog(c.admin, c.settings)
     before = await ended(c)
-    first = await log.last_sequence() + 1
+    first = await patiently(log.last_sequence) + 1
     submitted: dict[str, int] = {}
     began = time.time_ns()
     await submit_all(ids, submitted)
     arrivals_end = time.time_ns()
     await wait_ended(c, before + len(ids), drain_timeout)
     await settle(0.5)  # the watch has seen the last checkpoint
-    phase = await read_phase(log, first, await log.last_sequence(), watch, set(ids))
+    phase = await read_phase(log, first, await patiently(log.last_sequence), watch, set(ids))
     if phase.statuses().get("execution.completed") != len(phase.ended) or not phase.ended:
         raise SystemExit(f"not every execution completed: {phase.statuses()}")
     return Run(began, arrivals_end, phase, submitted)
@@ -183,8 +195,17 @@ def burst_submitter(c: Connected, document: dict[str, Any]) -> Callable[..., Awa
 
 
 def steady_submitter(
-    c: Connected, document: dict[str, Any], rate: float
+    c: Connected, document: dict[str, Any], rate: float, timed_out: list[str]
 ) -> Callable[..., Awaitable[None]]:
+    """Submits at ``rate``; a submit the server did not acknowledge in time is noted in
+    ``timed_out`` (the plan may still have been stored) and the arrivals go on."""
+
+    async def one(execution_id: str) -> None:
+        try:
+            await c.sm.submit(document, execution_id=execution_id)
+        except TimeoutError:
+            timed_out.append(execution_id)
+
     async def submit_all(ids: list[str], submitted: dict[str, int]) -> None:
         start = time.monotonic()
         tasks = []
@@ -193,7 +214,7 @@ def steady_submitter(
             if delay > 0:
                 await asyncio.sleep(delay)
             submitted[execution_id] = time.time_ns()
-            tasks.append(asyncio.create_task(c.sm.submit(document, execution_id=execution_id)))
+            tasks.append(asyncio.create_task(one(execution_id)))
         await asyncio.gather(*tasks)
 
     return submit_all
@@ -271,9 +292,13 @@ async def main(args: argparse.Namespace) -> None:
     )
     shapes = ["burst", "steady"] if args.shape == "both" else [args.shape]
     try:
-        async with connected_stack(
-            "bench-throughput", executors=args.executors, up_args=up_args
-        ) as c:
+        async with (
+            connected_stack("bench-throughput", executors=args.executors, up_args=up_args) as c,
+            contextlib.AsyncExitStack() as stack_stops,
+        ):
+            up_err = c.stack.stdout.parent / "up.err"
+            if args.keep_log:
+                stack_stops.callback(shutil.copyfile, up_err, args.keep_log)
             sampler = RssSampler(c.stack)
             _, _, kv = await ensure_current_view(c.admin.jetstream(), c.settings)
             watch = CheckpointWatch(kv)
@@ -297,7 +322,7 @@ async def main(args: argparse.Namespace) -> None:
                 contention = Contention(c.stack)
                 contention.start()
                 calls_before = Counter(api_calls.counts)
-                redelivered = await redeliveries(c.admin)
+                redelivered = await patiently(lambda: redeliveries(c.admin))
                 ids = [f"{shape}-{i}" for i in range(args.executions)]
                 if shape == "burst":
                     profiler = Profiler(c.stack, args.profile) if args.profile else None
@@ -311,28 +336,36 @@ async def main(args: argparse.Namespace) -> None:
                     lines += burst_lines(run, direct, orchestrator_cpu(sampler, before, shape))
                 else:
                     ids = [f"steady-{i}" for i in range(int(args.rate * args.duration))]
-                    submitter = steady_submitter(c, document, args.rate)
+                    timed_out: list[str] = []
+                    submitter = steady_submitter(c, document, args.rate, timed_out)
                     run = await run_phase(c, watch, ids, submitter, args.drain_timeout)
                     await settle(0.6)
                     lines += steady_lines(run, args.rate, orchestrator_cpu(sampler, before, shape))
+                    if timed_out:
+                        lines.append(f"  {len(timed_out)} submits not acknowledged in time")
                 lines += contention.lines(run.log.actions_completed)
                 lines.append(api_calls.line(calls_before, len(ids)))
-                lines.append(redelivery_line(redelivered, await redeliveries(c.admin)))
+                now = await patiently(lambda: redeliveries(c.admin))
+                lines.append(redelivery_line(redelivered, now))
+                lines = emit(lines)
                 before = shape
             sampler.phase = "after"
             await asyncio.sleep(3)
             lines.append("RSS (MB) from the end of the warm-up to 3 s after the last phase:")
             lines += role_table(sampler, [*shapes, "after"], "warm-up")
-            up_err = c.stack.stdout.parent / "up.err"
             lines += warnings_summary(up_err.read_text(errors="replace"))
-            if args.keep_log:
-                shutil.copyfile(up_err, args.keep_log)
+            lines = emit(lines)
             for task in tasks:
                 task.cancel()
     finally:
         server.terminate()
-    print("\n".join(lines))
     print(load_average())
+
+
+def emit(lines: list[str]) -> list[str]:
+    """Print ``lines`` now (a later phase may not finish) and start a new list."""
+    print("\n".join(lines), flush=True)
+    return []
 
 
 def parse_args() -> argparse.Namespace:

@@ -235,14 +235,17 @@ def _sched_by_role(stack: Stack) -> dict[str, tuple[float, float]]:
 @dataclass
 class ApiCalls:
     """JetStream API requests seen on ``$JS.API.>`` (the admin identity may listen there),
-    counted by kind and stream: what the roles ask the server for, besides publishing."""
+    counted by kind, stream and asking role (each role's replies come to its own inbox
+    prefix): what the roles ask the server for, besides publishing."""
 
     counts: Counter[str] = field(default_factory=Counter)
 
     async def start(self, nc: NatsClient) -> None:
         async def count(msg: Msg) -> None:
             tokens = msg.subject.split(".")
-            self.counts[".".join(tokens[2:5])] += 1
+            reply = msg.reply.split(".")
+            asker = reply[1] if len(reply) > 1 and reply[0] == "_INBOX" else "?"
+            self.counts[f"{'.'.join(tokens[2:5])} ({asker})"] += 1
 
         await nc.subscribe("$JS.API.>", cb=count)
 

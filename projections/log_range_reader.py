@@ -67,13 +67,15 @@ def few_collections() -> Iterator[None]:
     Restored on exit.
     """
     thresholds = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     gc.set_threshold(_YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not frozen_before:  # a process that froze its start-up objects keeps them frozen
+            gc.unfreeze()
 
 
 async def _send_range(

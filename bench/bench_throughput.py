@@ -150,7 +150,8 @@ class Run:
 
     @property
     def last_end_ns(self) -> int:
-        return max(visible for _, _, visible in self.log.ended.values())
+        """When the last execution's end became visible (now if none ended)."""
+        return max((visible for _, _, visible in self.log.ended.values()), default=time.time_ns())
 
     def wall_s(self) -> float:
         return (self.last_end_ns - self.began_ns) / 1e9
@@ -175,7 +176,7 @@ async def run_phase(
     await wait_ended(c, before + len(ids), drain_timeout)
     await settle(0.5)  # the watch has seen the last checkpoint
     phase = await read_phase(log, first, await patiently(log.last_sequence), watch, set(ids))
-    if phase.statuses().get("execution.completed") != len(phase.ended) or not phase.ended:
+    if phase.statuses().get("execution.completed", 0) != len(phase.ended):
         raise SystemExit(f"not every execution completed: {phase.statuses()}")
     return Run(began, arrivals_end, phase, submitted)
 
@@ -224,7 +225,7 @@ def burst_lines(run: Run, direct: float, cpu: float) -> list[str]:
     wall = run.wall_s()
     actions = run.log.actions_completed
     rate = actions / wall
-    log_end = max(stored for _, stored, _ in run.log.ended.values())
+    log_end = max((stored for _, stored, _ in run.log.ended.values()), default=run.last_end_ns)
     verdict = "ok" if rate >= ACTIONS_TARGET else "MISSED"
     unfinished = len(run.submitted_ns) - len(run.log.ended)
     cut = f" ({unfinished} never ended: cut short)" if unfinished else ""
@@ -233,7 +234,7 @@ def burst_lines(run: Run, direct: float, cpu: float) -> list[str]:
         f"{(run.arrivals_end_ns - run.began_ns) / 1e9:.2f} s, all ended (view) after {wall:.2f} s "
         f"(log: {(log_end - run.began_ns) / 1e9:.2f} s)",
         f"  {rate:,.0f} actions/s [target >= {ACTIONS_TARGET:,.0f}: {verdict}], "
-        f"{len(run.log.ended) / wall:,.0f} executions/s; direct aiohttp {direct:,.0f} calls/s; "
+        f"{len(run.log.ended) / wall:,.1f} executions/s; direct aiohttp {direct:,.0f} calls/s; "
         f"ratio tep/direct {rate / direct:.2f}",
         f"  {actions / cpu:,.0f} actions per orchestrator CPU-second ({cpu:.2f} CPU s)"
         if cpu

@@ -200,7 +200,9 @@ def partition_stream_config(
         retention=RetentionPolicy.INTEREST,
         storage=StorageType.FILE,
         num_replicas=settings.replicas,
-        max_msg_size=settings.max_msg_bytes,
+        # A copy is larger than the event it copies (its source header, its subject's
+        # prefix): whatever the log took, this stream must take, or routing stops there.
+        max_msg_size=-1,
         max_age=settings.max_age_s,
     )
 

@@ -47,7 +47,6 @@ from eventstore.events import (
 from eventstore.fold import fold
 from eventstore.jetstream.log import EventLog
 from eventstore.plan import Action, Plan, RequestSpec, RetryPolicy
-from orchestrator.config import OrchestratorConfig
 from projections import StateManager
 
 __all__ = [
@@ -391,14 +390,13 @@ async def kill_executor_mid_call(ms: MatrixSystem, execution_id: str, victim: Ro
 async def kill_orchestrator_mid_decision(
     ms: MatrixSystem, execution_id: str, victim: Role
 ) -> Fault | None:
-    """SIGKILL the leader ``victim`` while it holds events it consumed and has not acked
-    (its decision not appended, or appended and not acked), then start a replacement."""
+    """SIGKILL ``victim``, the holder of the execution's partition, while it holds events it
+    consumed and has not acked (its decision not appended, or appended and not acked), then
+    start a replacement."""
     ms.note_rss()
-    consumer = OrchestratorConfig().consumer
 
     async def holding() -> int:
-        info = await ms.log.js.consumer_info(ms.log.stream, consumer)
-        return int(info.num_ack_pending or 0)
+        return await ms.system.unsettled(execution_id)
 
     frozen = await freeze_then(victim, holding, _ended(ms, execution_id))
     if frozen is None:

@@ -264,8 +264,8 @@ async def running_system(
     executors: int = 3,
     concurrency: int = 8,
 ) -> AsyncIterator[System]:
-    """Start a nats-server and the roles, wait until every one is healthy and one
-    orchestrator leads; stop everything (SIGTERM, then SIGKILL) on exit."""
+    """Start a nats-server and the roles, wait until every one is healthy and every
+    partition is served; stop everything (SIGTERM, then SIGKILL) on exit."""
     server = EmbeddedServer(data_dir=directory / "nats")
     server.start()
     processes = Processes()

@@ -188,6 +188,8 @@ def permissions(
             publish_allow=(
                 *common,
                 *_owned_durable(partitions, "*"),
+                # A silent copy of the log into it is set up again by its next leader.
+                f"{_API}.STREAM.LEADER.STEPDOWN.{partitions}",
                 "action.execute.requested.>",
                 "action.skipped.*.*",
                 "action.cancelled.*.*",

@@ -43,6 +43,7 @@ from orchestrator.partition_leases import PartitionLeases
 from orchestrator.partition_worker import PartitionWorker
 from orchestrator.processor import EventProcessor, execution_of
 from orchestrator.scheduler import Scheduler
+from orchestrator.source_watch import SourceWatch
 
 __all__ = ["Orchestrator", "execution_of"]
 
@@ -88,6 +89,7 @@ class Orchestrator:
         self.processor = EventProcessor(self.log, settings, self.config, self.cache, self.stats)
         self.batcher = LaneBatcher(self.processor, self.config.max_batch)
         self.scheduler = Scheduler(self.log, stats=self.stats, stall_s=self.config.lease_s)
+        self.source_watch = SourceWatch(nc, partition_stream(settings.stream), stats=self.stats)
         self._workers: dict[int, PartitionWorker] = {}
         self._serving: TaskGroup | None = None
 
@@ -163,6 +165,11 @@ class Orchestrator:
     def _ids(self) -> dict[str, Any]:
         return {"instance": self.instance_id, "partitions": self.held}
 
+    async def _beside_partition_zero(self) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.scheduler.run)
+            group.start_soon(self.source_watch.run)
+
     def _serve(self, partition: int) -> None:
         assert self._serving is not None
         worker = PartitionWorker(
@@ -174,7 +181,7 @@ class Orchestrator:
             config=self.config,
             batcher=self.batcher,
             replicas=self.settings.replicas,
-            also=self.scheduler.run if partition == 0 else None,
+            also=self._beside_partition_zero if partition == 0 else None,
             fresh=partial(self.leases.fresh, partition) if self.leases else lambda: True,
         )
         self._workers[partition] = worker

@@ -76,6 +76,8 @@ class EmbeddedServer:
         new_session: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        # A port picked here may be taken by someone else before the server binds it.
+        self._port_is_ours = port is None
         self.port = port or find_free_port()
         self.host = host
         self.config_file = config_file
@@ -116,6 +118,19 @@ class EmbeddedServer:
             self._tempdir = tempfile.TemporaryDirectory(prefix="tep-nats-")
             self.data_dir = Path(self._tempdir.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        retries = 2 if self._port_is_ours and not self.config_file else 0
+        while True:
+            self._spawn(binary)
+            try:
+                self._wait_until_listening(timeout)
+                return
+            except TepError:
+                if retries == 0 or self.exit_code is None:
+                    raise
+            retries -= 1
+            self.port = find_free_port()
+
+    def _spawn(self, binary: str) -> None:
         args = [binary, "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.data_dir)]
         if self.auth_file:
             args[1:1] = ["-c", str(self.auth_file)]
@@ -130,7 +145,6 @@ class EmbeddedServer:
         finally:
             if self.log_file:
                 output.close()  # type: ignore[union-attr]
-        self._wait_until_listening(timeout)
 
     def _wait_until_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from eventstore.access import Role
 from eventstore.config import TepSettings
-from eventstore.errors import NatsUnavailableError
+from eventstore.errors import NatsUnavailableError, TepError
 from eventstore.events import PlanSubmitted
 from eventstore.jetstream.connection import connect_as
 from eventstore.jetstream.log import EventLog
@@ -164,7 +164,7 @@ class TlsServer:
     def __init__(self, directory: Path, pki: Pki, *, verify: bool) -> None:
         self.port = find_free_port()
         self.monitor_port = find_free_port()
-        directory.mkdir()
+        directory.mkdir(parents=True)
         store = directory / "store"
         config = directory / "nats.conf"
         config.write_text(
@@ -200,8 +200,14 @@ class TlsServer:
 
 
 def _running(directory: Path, pki: Pki, *, verify: bool) -> Iterator[TlsServer]:
-    server = TlsServer(directory, pki, verify=verify)
-    server.server.start()
+    for attempt in range(3):  # a port found free may be taken before the server binds it
+        server = TlsServer(directory / str(attempt), pki, verify=verify)
+        try:
+            server.server.start()
+            break
+        except TepError:
+            if attempt == 2:
+                raise
     try:
         yield server
     finally:

@@ -61,6 +61,7 @@ def process(settings: TepSettings, health_port: int) -> Iterator[subprocess.Pope
 
 
 def _health(port: int, timeout: float = 15) -> dict[str, object]:
+    """The health document once the process, alone, serves every partition."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -69,10 +70,10 @@ def _health(port: int, timeout: float = 15) -> dict[str, object]:
             time.sleep(0.05)
             continue
         document: dict[str, object] = response.json()
-        if response.status_code == 200 and document.get("leader"):
+        if response.status_code == 200 and document.get("partitions") == list(range(16)):
             return document
         time.sleep(0.05)
-    raise AssertionError("the orchestrator never reported itself healthy and leading")
+    raise AssertionError("the orchestrator never reported itself healthy, serving all 16")
 
 
 async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
@@ -80,6 +81,7 @@ async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
 ) -> None:
     health = _health(health_port)
     assert health["role"] == "orchestrator" and health["instance"] == "cli-1"
+    assert health["leader"] is True
     log = EventLog(nc, settings)
     plan = Plan(id="p", actions=[Action(id="a", request=RequestSpec(url="http://h/x"))])
     await log.append(PlanSubmitted(execution_id="cli-e1", plan=plan))
@@ -97,7 +99,6 @@ async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
     assert code == 0
     assert time.monotonic() - started < 5
     assert b"Traceback" not in (process.stderr.read() if process.stderr else b"")
-    assert health["partitions"] == list(range(16))  # alone, it serves every partition
     kv = await nc.jetstream().key_value("tep_leases")
     for partition in range(16):
         entry = await kv.get(partition_key(partition))

@@ -73,10 +73,15 @@ async def connect(
     servers = [u.strip() for u in url.split(",") if u.strip()]
     connected = False
     refused = False
+    dropped_in_tls = False
 
     async def on_error(exc: Exception) -> None:
-        nonlocal refused
+        nonlocal refused, dropped_in_tls
         text = str(exc)
+        # A server refusing a TLS client sends an alert and closes; the close may arrive first.
+        dropped_in_tls = dropped_in_tls or (
+            "tls" in options and isinstance(exc, ConnectionResetError | BrokenPipeError)
+        )
         # nats-py reports a refused CONNECT as a plain error (reconnecting: "no servers").
         refused = refused or _AUTHORIZATION in text.lower()
         if _PERMISSIONS in text.lower():
@@ -113,6 +118,11 @@ async def connect(
                 "TEP_USER/TEP_PASSWORD)"
             ) from exc
         reason = str(exc) or type(exc).__name__
+        if dropped_in_tls:
+            reason = (
+                "the server closed the connection as TLS was set up (one that requires a client "
+                "certificate does: give --tls-cert and --tls-key, TEP_TLS_CERT and TEP_TLS_KEY)"
+            )
         raise NatsUnavailableError(f"cannot reach NATS at {url}: {reason}") from exc
     connected = True
     if reconnect:

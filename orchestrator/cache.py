@@ -4,6 +4,7 @@ the executions that ended here."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from eventstore.events import ActionCompleted, ActionFailed, Event
 from eventstore.state import ExecutionState
@@ -60,10 +61,10 @@ class StateCache:
             isinstance(event, ActionCompleted | ActionFailed) and event.execution_id in self._ended
         )
 
-    def clear(self) -> None:
-        """Forget everything."""
-        self._states.clear()
-        self._ended.clear()
+    def drop_where(self, belongs: Callable[[str], bool]) -> None:
+        """Forget every execution whose id ``belongs``."""
+        for execution_id in [e for e in (*self._states, *self._ended) if belongs(e)]:
+            self.drop(execution_id)
 
     def __len__(self) -> int:
         return len(self._states)

@@ -19,7 +19,9 @@ from eventstore.templates import TemplateError, find_references
 
 __all__ = ["LimitedQueue", "PlanGraph", "graph_of"]
 
-_MEMO_SIZE = 1024
+# Each execution decodes its own plan, so the memo needs room for every execution in flight
+# (the state cache's default size and more): at 1,024, 2,000 in flight rebuilt a graph per event.
+_MEMO_SIZE = 16_384
 
 
 class LimitedQueue(NamedTuple):

@@ -76,6 +76,14 @@ from orchestrator.timers import schedule_wait_timer
 __all__ = ["EventProcessor", "execution_of", "note_wait_sequence", "settle"]
 
 _log = logging.getLogger("tep.orchestrator")
+
+RELOADS_LATE = "reloads_late"
+RELOADS_UNSEEN = "reloads_unseen"
+RELOADS_UNCACHED = "reloads_uncached"
+"""Counters in the orchestrator's stats: states folded again from the log because an event
+came late for the cached state, was the outcome of a dispatch the cached state had not seen,
+or found nothing cached (evicted, dropped after a conflict or an error, or another process's
+until now)."""
 _ENDS = (ExecutionCompleted, ExecutionFailed, ExecutionCancelled)
 _RETRY_DELAY_S = 1.0
 _MAX_RETRY_DELAY_S = 60.0
@@ -350,6 +358,7 @@ class EventProcessor:
             # moved past it without it, and the fold would ignore it. Or an outcome of a
             # dispatch the cache never saw (another process decided meanwhile). The log has
             # both in place.
+            self._count(RELOADS_LATE if record.sequence <= state.last_sequence else RELOADS_UNSEEN)
             state = await self._load(execution_id)
         if state is None:
             if isinstance(record.event, PlanSubmitted) and first_delivery:
@@ -357,11 +366,15 @@ class EventProcessor:
                 # (Were it wrong, the guards would turn the decision into a reload.)
                 state = None
             else:
+                self._count(RELOADS_UNCACHED)
                 state = await self._load(execution_id)
         state = fold.apply(state, record)
         if state is not None and not state.terminal:
             self.cache.put(execution_id, state)
         return state
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
 
     async def _load(self, execution_id: str) -> ExecutionState | None:
         # What is no event of the execution is skipped (and logged) by the reader.

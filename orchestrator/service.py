@@ -35,7 +35,7 @@ from eventstore.config import TepSettings
 from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv, ensure_partitions
-from eventstore.partitions import partition_consumer, partition_stream
+from eventstore.partitions import partition_consumer, partition_of, partition_stream
 from orchestrator.batch import LaneBatcher
 from orchestrator.cache import StateCache
 from orchestrator.config import OrchestratorConfig
@@ -193,5 +193,6 @@ class Orchestrator:
         if worker is None:
             return
         await worker.stop()
-        self.cache.clear()  # another process may decide on its executions from now on
+        # Another process may decide on its executions from now on; the others' stay cached.
+        self.cache.drop_where(lambda e: partition_of(e, self.partitions) == partition)
         _log.info("stopped serving partition %s", partition, extra=self._ids())

@@ -39,8 +39,19 @@ def test_caching_the_state_again_or_dropping_it_forgets_the_end() -> None:
     cache.drop("e2")
     assert not cache.after_end(completed("e2"))
     cache.end("e3")
-    cache.clear()
+    cache.drop_where(lambda e: e == "e3")
     assert not cache.after_end(completed("e3"))
+
+
+def test_dropping_a_partition_keeps_the_other_executions() -> None:
+    cache = StateCache(10)
+    for execution_id in ("a1", "a2", "b1"):
+        cache.put(execution_id, ExecutionState(execution_id=execution_id, plan_id="p"))
+    cache.end("a3")
+    cache.end("b2")
+    cache.drop_where(lambda e: e.startswith("a"))
+    assert [cache.get(e) is not None for e in ("a1", "a2", "b1")] == [False, False, True]
+    assert not cache.after_end(completed("a3")) and cache.after_end(completed("b2"))
 
 
 def test_ended_executions_are_remembered_up_to_the_capacity() -> None:

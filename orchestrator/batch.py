@@ -35,6 +35,7 @@ from datetime import datetime
 from functools import partial
 from itertools import islice
 
+import anyio
 from nats.aio.msg import Msg
 
 from eventstore import fold
@@ -82,14 +83,21 @@ class LaneBatcher:
     Args:
         processor: the single path, and the cache, stats, payloads and sub-plans both use.
         max_batch: the most messages decided together (1: every message alone).
+        max_deciding: the most executions decided at once, over every partition served; the
+            others' messages wait in their lanes.
     """
 
-    def __init__(self, processor: EventProcessor, max_batch: int) -> None:
+    def __init__(self, processor: EventProcessor, max_batch: int, max_deciding: int) -> None:
         self.processor = processor
         self.max_batch = max_batch
+        self._deciding = anyio.CapacityLimiter(max_deciding)
 
     async def handle(self, lane: Iterable[Msg]) -> int:
         """Process and settle the first message(s) of ``lane``; how many. Never raises."""
+        async with self._deciding:
+            return await self._handle(lane)
+
+    async def _handle(self, lane: Iterable[Msg]) -> int:
         msgs = list(islice(lane, self.max_batch))
         heads = self._heads(msgs)
         if len(heads) < 2:

@@ -51,7 +51,10 @@ class OrchestratorConfig(SettingsBase):
         1.0, gt=0, description="lifetime of a pull request (also the longest a clean stop waits)"
     )
     max_ack_pending: int = Field(
-        4096, gt=0, description="unfinished events a partition's holder may have in hand"
+        256,
+        gt=0,
+        description="unfinished events a partition's holder may have in hand (16 partitions "
+        "held by one process: 4,096)",
     )
     max_batch: int = Field(
         128,
@@ -59,6 +62,13 @@ class OrchestratorConfig(SettingsBase):
         le=1000,
         description="action outcomes of one execution, waiting together, decided as one: one "
         "state, one atomic append, then every ack (1: one at a time)",
+    )
+    max_deciding: int = Field(
+        64,
+        gt=0,
+        description="executions decided at once by one process, over all its partitions (the "
+        "others wait their turn): bounds what is asked of the server at once, so a burst of "
+        "thousands queues here instead of timing out there and being retried",
     )
     cache_size: int = Field(
         10_000,

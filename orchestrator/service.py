@@ -87,7 +87,7 @@ class Orchestrator:
             "batched": 0,
         }
         self.processor = EventProcessor(self.log, settings, self.config, self.cache, self.stats)
-        self.batcher = LaneBatcher(self.processor, self.config.max_batch)
+        self.batcher = LaneBatcher(self.processor, self.config.max_batch, self.config.max_deciding)
         self.scheduler = Scheduler(self.log, stats=self.stats, stall_s=self.config.lease_s)
         self.source_watch = SourceWatch(nc, partition_stream(settings.stream), stats=self.stats)
         self._workers: dict[int, PartitionWorker] = {}

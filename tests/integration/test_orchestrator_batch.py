@@ -72,7 +72,7 @@ class Bench:
         self.processor = EventProcessor(
             self.log, settings, config, StateCache(config.cache_size), self.stats
         )
-        self.batcher = LaneBatcher(self.processor, config.max_batch)
+        self.batcher = LaneBatcher(self.processor, config.max_batch, config.max_deciding)
         self.durable = f"t{uuid.uuid4().hex[:8]}"
         self.appends: list[int] = []
         real = self.log.append_atomic

@@ -348,6 +348,7 @@ async def main(args: argparse.Namespace) -> None:
                 lines.append(api_calls.line(calls_before, len(ids)))
                 now = await patiently(lambda: redeliveries(c.admin))
                 lines.append(redelivery_line(redelivered, now))
+                lines.append(orchestrator_counters(c.stack.health("orchestrator")))
                 lines = emit(lines)
                 before = shape
             sampler.phase = "after"
@@ -361,6 +362,27 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
     print(load_average())
+
+
+_COUNTERS = (
+    "processed",
+    "appended",
+    "conflicts",
+    "retried",
+    "dead_lettered",
+    "reloads_uncached",
+    "reloads_late",
+    "reloads_unseen",
+    "source_step_downs",
+)
+
+
+def orchestrator_counters(health: dict[str, Any]) -> str:
+    """The first orchestrator's counters so far (since it started): why states were folded
+    again from the log, among the rest."""
+    return "  orchestrator counters so far: " + ", ".join(
+        f"{key} {health.get(key, 0)}" for key in _COUNTERS
+    )
 
 
 def emit(lines: list[str]) -> list[str]:

@@ -199,16 +199,26 @@ class PartitionLeases:
         """Renew the membership and every lease held; the partitions found taken over."""
         await self.kv.put(member_key(self.holder), self._record())
         self._last_renewal = now
-        taken = []
-        for partition, revision in list(self.held.items()):
+        taken: list[int] = []
+
+        async def renew(partition: int, revision: int) -> None:
             started = time.monotonic()  # the lease runs from the request, not its answer
             try:
                 written = await self.kv.update(partition_key(partition), self._record(), revision)
             except KeyWrongLastSequenceError:
                 taken.append(partition)
-                continue
-            self.held[partition] = written
-            self._renewed_at[partition] = started
+                return
+            except Exception as exc:  # not renewed: it goes stale, then is given up
+                _log.debug("lease of partition %s not renewed: %s", partition, exc)
+                return
+            if self.held.get(partition) == revision:
+                self.held[partition] = written
+                self._renewed_at[partition] = started
+
+        # All at once: one after another, under load the last waited for all the others.
+        async with anyio.create_task_group() as group:
+            for partition, revision in list(self.held.items()):
+                group.start_soon(renew, partition, revision)
         return taken
 
     @staticmethod

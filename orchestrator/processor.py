@@ -73,7 +73,13 @@ from orchestrator.subplan_service import SubplanService
 from orchestrator.subplans import may_be_child
 from orchestrator.timers import schedule_wait_timer
 
-__all__ = ["EventProcessor", "execution_of", "note_wait_sequence", "settle"]
+__all__ = [
+    "EventProcessor",
+    "execution_of",
+    "note_wait_sequence",
+    "outcome_of_unseen_dispatch",
+    "settle",
+]
 
 _log = logging.getLogger("tep.orchestrator")
 
@@ -352,7 +358,7 @@ class EventProcessor:
         execution_id = record.event.execution_id
         state = self.cache.get(execution_id)
         if state is not None and (
-            record.sequence <= state.last_sequence or _unseen_dispatch(state, record.event)
+            record.sequence <= state.last_sequence or outcome_of_unseen_dispatch(state, record.event)
         ):
             # A late delivery (a replica held it, then gave it back): the cached state may have
             # moved past it without it, and the fold would ignore it. Or an outcome of a
@@ -427,7 +433,7 @@ def note_wait_sequence(state: ExecutionState, key: str, sequence: int) -> None:
         action.wait.sequence = sequence
 
 
-def _unseen_dispatch(state: ExecutionState, event: Event) -> bool:
+def outcome_of_unseen_dispatch(state: ExecutionState, event: Event) -> bool:
     """Whether ``event`` is the outcome of an action ``state`` has not seen dispatched."""
     if not isinstance(event, ActionCompleted | ActionFailed):
         return False
@@ -435,4 +441,5 @@ def _unseen_dispatch(state: ExecutionState, event: Event) -> bool:
     if key is None or key.item is not None:
         return False
     action = state.actions.get(key.action_id)
-    return action is not None and action.status == "pending"
+    # Dispatched means pending until the executor's action.started, which is not consumed here.
+    return action is not None and action.status == "pending" and action.dispatched_at is None

@@ -358,7 +358,8 @@ class EventProcessor:
         execution_id = record.event.execution_id
         state = self.cache.get(execution_id)
         if state is not None and (
-            record.sequence <= state.last_sequence or outcome_of_unseen_dispatch(state, record.event)
+            record.sequence <= state.last_sequence
+            or outcome_of_unseen_dispatch(state, record.event)
         ):
             # A late delivery (a replica held it, then gave it back): the cached state may have
             # moved past it without it, and the fold would ignore it. Or an outcome of a

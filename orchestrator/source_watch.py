@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -83,7 +82,6 @@ class SourceWatch:
         nc: the connection (the step-down is a JetStream API request).
         stream: the partition stream.
         stats: counters to add to (the orchestrator's).
-        clock: monotonic seconds (tests).
     """
 
     def __init__(
@@ -92,12 +90,10 @@ class SourceWatch:
         stream: str,
         *,
         stats: dict[str, int],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.nc = nc
         self.stream = stream
         self.stats = stats
-        self.clock = clock
         self.rule = Silence()
 
     async def run(self) -> None:
@@ -109,8 +105,9 @@ class SourceWatch:
                 info = await js.stream_info(self.stream)
             except (NatsError, JetStreamError, TimeoutError):
                 continue  # the server is busy or electing: look again
-            if self.rule.kick(_active_ns(info), self.clock()):
-                await self._step_down(_active_ns(info))
+            active_ns = _active_ns(info)
+            if self.rule.kick(active_ns, time.monotonic()):
+                await self._step_down(active_ns)
 
     async def _step_down(self, active_ns: int | None) -> None:
         silent = "not heard from" if not active_ns or active_ns < 0 else f"{active_ns / 1e9:.1f}s"

@@ -28,6 +28,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerInfo
 
 from eventstore.config import TepSettings
 from eventstore.events import ActionExecuteRequested
@@ -35,6 +36,7 @@ from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.pull import PullFeed
 from eventstore.jetstream.queues import ensure_queue_consumer
+from eventstore.jetstream.settling import asking_again
 from eventstore.metrics import count_consumed, label_cache
 from eventstore.plan import DEFAULT_ACTION_TYPE
 from executor.attempt import AttemptRunner
@@ -123,10 +125,11 @@ class Executor:
         self._stop = anyio.Event()
         if self._stop_requested:
             self._stop.set()
-        js = self.nc.jetstream()
-        consumer = self._consumer = await self._ensure_consumer()
+        consumer, info = await asking_again(
+            self._consumer_info, what=f"setting up queue {self.config.queue}'s consumer"
+        )
+        self._consumer = consumer
         ACTIONS_IN_FLIGHT.labels(self.config.queue).set_function(lambda: self._in_flight)
-        info = await js.consumer_info(self.settings.stream, consumer)
         # Another executor may have set a shorter one since: heartbeat for whichever is less.
         ack_wait = min(
             float(info.config.ack_wait or self.config.ack_wait_s), self.config.ack_wait_s
@@ -198,6 +201,10 @@ class Executor:
 
     async def _recreate_consumer(self) -> None:
         await self._ensure_consumer()
+
+    async def _consumer_info(self) -> tuple[str, ConsumerInfo]:
+        consumer = await self._ensure_consumer()
+        return consumer, await self.nc.jetstream().consumer_info(self.settings.stream, consumer)
 
     async def _ensure_consumer(self) -> str:
         """At start, and after a refused pull (consumer deleted, leader change...): make sure

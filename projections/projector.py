@@ -29,6 +29,7 @@ from eventstore.config import TepSettings
 from eventstore.jetstream.deadletter import dead_letter
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.settling import asking_again
 from projections.buckets import POINTER_KEY, ViewPointer, ensure_current_view, read_pointer
 from projections.metrics import batch_applied, follow_pending
 from projections.poison import Poison
@@ -146,18 +147,17 @@ class Projector:
                 backoff = min(max(backoff * 2, _FIRST_BACKOFF_S), _MAX_BACKOFF_S)
 
     async def _provision(self) -> None:
-        """Provision the log, asking again while the server is too busy to answer in time
-        (any other refusal, such as a missing permission, is raised)."""
-        backoff = _FIRST_BACKOFF_S
-        while True:
-            try:
-                await ensure_log(self.log.js, self.settings)
-                return
-            except TimeoutError as exc:
-                self.last_error = _describe(exc)
-                _log.warning("provisioning the log timed out, asking again: %s", self.last_error)
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        """Provision the log, asking again while JetStream is settling (a refused permission
+        is raised)."""
+
+        def note(exc: Exception) -> None:
+            self.last_error = _describe(exc)
+
+        await asking_again(
+            lambda: ensure_log(self.log.js, self.settings),
+            what="provisioning the log",
+            on_error=note,
+        )
 
     async def _run_generation(self) -> None:
         """Follow the log into the current view until the pointer moves (then return)."""

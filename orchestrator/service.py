@@ -35,6 +35,7 @@ from eventstore.config import TepSettings
 from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv, ensure_partitions
+from eventstore.jetstream.settling import asking_again
 from eventstore.partitions import partition_consumer, partition_of, partition_stream
 from orchestrator.batch import LaneBatcher
 from orchestrator.cache import StateCache
@@ -134,8 +135,13 @@ class Orchestrator:
         Cancelling stops cleanly: undelivered and unfinished messages are given back to the
         consumers and the leases released, so the other processes take over at once.
         """
-        self.partitions = await ensure_partitions(self.js, self.settings)
-        kv = await ensure_kv(self.js, self.config.lease_bucket, replicas=self.settings.replicas)
+        self.partitions = await asking_again(
+            lambda: ensure_partitions(self.js, self.settings), what="setting up the partitions"
+        )
+        kv = await asking_again(
+            lambda: ensure_kv(self.js, self.config.lease_bucket, replicas=self.settings.replicas),
+            what="setting up the lease bucket",
+        )
         self.leases = PartitionLeases(
             kv,
             self.instance_id,

@@ -35,6 +35,7 @@ from eventstore.config import TepSettings
 from eventstore.errors import NatsAuthorizationError, NatsUnavailableError
 from eventstore.jetstream.connection import NatsClient, connect_as, last_permission_denial
 from eventstore.jetstream.provision import ensure_log
+from eventstore.jetstream.settling import asking_again
 from tep.cli.common import single_errors
 from tep.health import serve_health
 from tep.logging_setup import configure_logging
@@ -139,7 +140,9 @@ async def _serve(
     nc = await connect_as(settings, role, name=client_name)
     try:
         if provision:
-            await ensure_log(nc.jetstream(), settings)
+            await asking_again(
+                lambda: ensure_log(nc.jetstream(), settings), what="provisioning the log"
+            )
         service = build(nc)
         async with anyio.create_task_group() as group:
             group.start_soon(_stop_on_signal, service, group.cancel_scope)

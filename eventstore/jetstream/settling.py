@@ -64,9 +64,11 @@ async def asking_again(
             if on_error is not None:
                 on_error(exc)
             _log.warning(
-                "%s: JetStream did not answer (%s), asking again in %.1fs",
+                "%s: %s, asking again in %.1fs",
                 what,
-                type(exc).__name__ if not str(exc) else exc,
+                "JetStream did not answer in time"
+                if isinstance(exc, TimeoutError)
+                else "no JetStream answered (is it enabled? has the cluster a leader?)",
                 backoff,
             )
         await anyio.sleep(backoff)

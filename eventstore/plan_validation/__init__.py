@@ -55,6 +55,7 @@ from eventstore.plan_validation.limits import (
 from eventstore.plan_validation.route_checks import explicit_run_if_problems
 from eventstore.plan_validation.semantics import salvage, semantic_problems
 from eventstore.plan_validation.shape import Shape, translate_msgspec_error
+from eventstore.plan_validation.skeletons import ValidSkeletons
 from eventstore.plan_validation.typed_checks import input_problems
 
 __all__ = [
@@ -67,6 +68,8 @@ __all__ = [
     "parse_plan",
     "plan_problems",
 ]
+
+_VALID_SKELETONS = ValidSkeletons()
 
 
 def parse_plan(
@@ -139,8 +142,26 @@ def plan_problems(plan: Plan, *, limits: PlanLimits = DEFAULT_PLAN_LIMITS) -> li
     """The problems of a plan built in code or decoded from an event; empty when it is valid.
 
     Nesting and non-finite numbers are checked first (alone when found), then the meaning; not
-    the sizes of the document and of its event.
+    the sizes of the document and of its event. A plan whose skeleton (the plan but its
+    ``input``) was found valid before has only its ``input`` checked (:mod:`.skeletons`).
     """
+    key = _VALID_SKELETONS.key(plan, limits)
+    if (
+        key in _VALID_SKELETONS
+        # The input sits one level below the plan: its own depth limit is one less.
+        and not document_problems(plan.input, limits.max_json_depth - 1)
+        and not input_problems(plan)
+    ):
+        return []
+    problems = _skeleton_problems(plan, limits)
+    if not problems:
+        _VALID_SKELETONS.add(key)
+    problems.extend(input_problems(plan))
+    return list(dict.fromkeys(problems))
+
+
+def _skeleton_problems(plan: Plan, limits: PlanLimits) -> list[str]:
+    """Every problem of ``plan`` but its input's mismatches with its ``input_schema``."""
     problems = document_problems(plan, limits.max_json_depth)
     if problems:
         return problems
@@ -149,11 +170,9 @@ def plan_problems(plan: Plan, *, limits: PlanLimits = DEFAULT_PLAN_LIMITS) -> li
     except RecursionError:
         return [too_deep_problem(limits.max_json_depth)]
     nodes, plan_fields = salvage(document, plan)
-    problems = semantic_problems(
+    return semantic_problems(
         nodes,
         plan_fields,
         max_actions=limits.max_actions,
         max_subplan_depth=limits.max_subplan_depth,
     )
-    problems.extend(input_problems(plan))
-    return list(dict.fromkeys(problems))

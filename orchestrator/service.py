@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from nats.aio.client import Client as NatsClient
 
 from eventstore.config import TepSettings
-from eventstore.jetstream.consumer_metrics import sample_consumer
+from eventstore.jetstream.consumer_metrics import forget_consumer, sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv, ensure_partitions
 from eventstore.jetstream.settling import asking_again
@@ -199,6 +199,7 @@ class Orchestrator:
         if worker is None:
             return
         await worker.stop()
+        forget_consumer(partition_consumer(self.config.consumer, partition))
         # Another process may decide on its executions from now on; the others' stay cached.
         self.cache.drop_where(lambda e: partition_of(e, self.partitions) == partition)
         _log.info("stopped serving partition %s", partition, extra=self._ids())

@@ -15,12 +15,20 @@ from eventstore.config import TepSettings
 from eventstore.errors import NatsAuthorizationError, NatsUnavailableError, SettingsError
 from eventstore.jetstream.local_stack import local_stack_for
 
-__all__ = ["NatsClient", "auth_options", "connect", "connect_as", "last_permission_denial"]
+__all__ = [
+    "NatsClient",
+    "auth_options",
+    "connect",
+    "connect_as",
+    "last_permission_denial",
+    "permission_denials_seen",
+]
 
 _log = logging.getLogger("tep.nats")
 _PERMISSIONS = "permissions violation"
 _AUTHORIZATION = "authorization violation"
 _denials: list[str] = []
+_denials_seen = 0
 # OpenSSL's X509_V_ERR_ codes of a certificate whose issuer is not among the trusted CAs.
 _UNKNOWN_ISSUER = {18, 19, 20}
 _EOF_OVER_TLS = "returning true from eof_received() has no effect when using ssl"
@@ -47,6 +55,12 @@ def last_permission_denial() -> str | None:
     request to a refused subject then times out. This names the cause of such a timeout.
     """
     return _denials[-1] if _denials else None
+
+
+def permission_denials_seen() -> int:
+    """How many refused permissions the server has told this process of so far: a request
+    that timed out while this grew was most likely refused, not slow."""
+    return _denials_seen
 
 
 async def _log_error(exc: Exception) -> None:
@@ -76,6 +90,7 @@ async def connect(
     dropped_in_tls = False
 
     async def on_error(exc: Exception) -> None:
+        global _denials_seen
         nonlocal refused, dropped_in_tls
         text = str(exc)
         # A server refusing a TLS client sends an alert and closes; the close may arrive first.
@@ -87,6 +102,7 @@ async def connect(
         if _PERMISSIONS in text.lower():
             _denials.append(text[text.lower().index(_PERMISSIONS) + len(_PERMISSIONS) :].strip())
             del _denials[:-8]
+            _denials_seen += 1
         if not connected and isinstance(exc, ssl.SSLError):
             # A refused certificate stays refused: fail at once. Retrying would also hang, as
             # nats-py never finishes closing a failed TLS upgrade (nats-io/nats.py#718).

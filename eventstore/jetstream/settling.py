@@ -17,7 +17,7 @@ import anyio
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
 
-from eventstore.jetstream.connection import last_permission_denial
+from eventstore.jetstream.connection import permission_denials_seen
 
 __all__ = ["SETTLING_ERRORS", "asking_again"]
 
@@ -50,16 +50,17 @@ async def asking_again(
         on_error: told each error before the pause (to show it in a health document).
 
     Raises:
-        TimeoutError: the server refused this identity a permission (see
+        TimeoutError: the server refused this identity a permission while ``step`` ran (see
             :func:`~eventstore.jetstream.connection.last_permission_denial`).
         Exception: any error that is not one of :data:`SETTLING_ERRORS`.
     """
     backoff = _FIRST_BACKOFF_S
     while True:
+        denials = permission_denials_seen()
         try:
             return await step()
         except SETTLING_ERRORS as exc:
-            if last_permission_denial() is not None:
+            if permission_denials_seen() != denials:
                 raise
             if on_error is not None:
                 on_error(exc)

@@ -34,11 +34,12 @@ from eventstore.events import (
     ExecutionCompleted,
     PlanSubmitted,
 )
-from eventstore.jetstream.connection import connect_as
+from eventstore.jetstream.connection import connect_as, last_permission_denial
 from eventstore.jetstream.event_messages import event_message
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.provision import ensure_kv
 from eventstore.jetstream.queues import QUEUE_CONFIG_BUCKET, ensure_queue_consumer, set_queue_limit
+from eventstore.jetstream.settling import asking_again
 from eventstore.partitions import partition_consumer, partition_stream
 from eventstore.plan import Action, Plan, RequestSpec
 from orchestrator.config import OrchestratorConfig
@@ -375,3 +376,23 @@ async def test_a_key_the_server_does_not_know_is_refused(auth: AuthServer, tmp_p
 
     with pytest.raises(NatsAuthorizationError, match="refused the credentials given"):
         await connect_as(stranger, Role.ADMIN, name="stranger", reconnect=False)
+
+
+async def test_a_start_up_step_refused_a_permission_ends_at_once_not_asked_again(
+    auth: AuthServer, admin: Admin
+) -> None:
+    nc = await connect_as(auth.settings(Role.EXECUTOR), Role.EXECUTOR, name="executor")
+    calls = 0
+
+    async def forbidden() -> None:
+        nonlocal calls
+        calls += 1
+        await nc.request("plan.submitted.not-mine", b"{}", timeout=_REFUSED_WAIT_S)
+
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await asking_again(forbidden, what="a refused step")
+    finally:
+        await nc.close()
+    assert calls == 1
+    assert 'publish to "plan.submitted.not-mine"' in (last_permission_denial() or "")

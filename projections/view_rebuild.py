@@ -152,6 +152,7 @@ async def _rebuild(
         cache_size=_CACHE_SIZE,
         on_poison=_note_poison,
         pipeline=_PIPELINE,
+        regroup=True,
     )
     await updater.load()
     try:

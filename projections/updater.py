@@ -45,7 +45,6 @@ from projections.view_batch import (
     Touched,
     fold_range,
     next_range,
-    regrouped_ranges,
     state_writes,
     stats_delta,
 )
@@ -73,8 +72,6 @@ class ViewUpdater:
         write_timeout_s: how long to wait for the answer to one batch (not pipelined); a
             write whose answer was lost (the server restarted) fails after this, and the
             caller starts over from the bucket's checkpoint.
-        regroup: commit each :meth:`apply` by execution (:func:`regrouped_ranges`), writing
-            each state touched once per call; for a rebuild's large reads.
 
     After an exception other than a conflict the in-memory states may be ahead of the bucket:
     discard the updater and start a new one from the bucket's checkpoint.
@@ -91,7 +88,6 @@ class ViewUpdater:
         on_poison: PoisonHandler | None = None,
         pipeline: int = 0,
         write_timeout_s: float = 30.0,
-        regroup: bool = False,
     ) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=30.0)
@@ -115,7 +111,6 @@ class ViewUpdater:
         self._started = False
         self.pipeline = pipeline
         self.write_timeout_s = write_timeout_s
-        self.regroup = regroup
         self._in_flight: list[tuple[asyncio.Future[int], int]] = []
         self._next_revision = 0
 
@@ -173,10 +168,6 @@ class ViewUpdater:
     async def apply(self, records: Sequence[RawRecord]) -> None:
         """Fold ``records`` (in log order) into the bucket, committing one or more batches."""
         self.largest_write = 0
-        if self.regroup:
-            for batch in regrouped_ranges(records, self._cache):
-                await self._commit_range(batch)
-            return
         start = 0
         while start < len(records):
             start, batch = next_range(records, start, self._cache)
@@ -237,7 +228,7 @@ class ViewUpdater:
     async def _try_commit(self, batch: RecordRange, *, reload: bool) -> None:
         folded = fold_range(batch, await self._load_states(batch, reload))
         work, poisons = folded.touched, folded.poisons
-        end = batch.records[-1][0].sequence if batch.end is None else batch.end
+        end = batch.records[-1][0].sequence
         writes, sizes = state_writes(work, self.value_limit)
         largest = max((size for _, size in sizes.values()), default=0)
         delta = stats_delta(work, sizes)

@@ -6,7 +6,6 @@ hands them in, and commits the writes that come out in one atomic batch.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ __all__ = [
     "Touched",
     "fold_range",
     "next_range",
-    "regrouped_ranges",
     "state_writes",
     "stats_delta",
 ]
@@ -83,8 +81,6 @@ class RecordRange:
     records: list[tuple[RawRecord, RecordedEvent | Poison]]
     first_events: dict[str, Event] = field(default_factory=dict)
     """The first event of each execution in the range, in order of appearance."""
-    end: int | None = None
-    """The checkpoint its commit writes: ``None``, its last record's sequence; ``0``, none."""
 
 
 @dataclass
@@ -131,53 +127,6 @@ def next_range(
         taken.append((record, item))
         index += 1
     return index, batch
-
-
-def regrouped_ranges(
-    records: Sequence[RawRecord], cache: Mapping[str, CachedState]
-) -> list[RecordRange]:
-    """The records of one read, regrouped by execution, in ranges that each fit one batch.
-
-    For a writer alone on its bucket (a rebuild): each execution touched by the read is
-    written once, not once per :func:`next_range` range it appears in. Ranges hold whole
-    executions (their records in log order), in the order each execution first appears. So
-    once a range is committed, every event before the next range's first record is in the
-    bucket: that is the checkpoint the range writes (the last one writes the read's end). A
-    rebuild stopped between ranges starts again there; the later events of executions already
-    written change nothing, and no execution it takes for new exists already.
-    """
-    groups: dict[str | None, list[tuple[RawRecord, RecordedEvent | Poison]]] = {}
-    for record in records:
-        item: RecordedEvent | Poison
-        try:
-            item = record.decode()
-        except EventDecodeError as exc:
-            item = classify_undecodable(record, exc)
-        key = None if isinstance(item, Poison) else item.event.execution_id
-        groups.setdefault(key, []).append((record, item))
-    ranges: list[RecordRange] = []
-    batch = RecordRange(records=[], end=0)
-    size = 0
-    for execution_id, taken in groups.items():
-        if execution_id is not None:
-            cached = cache.get(execution_id)
-            grow = cached.size if cached else _UNKNOWN_SIZE
-            full = len(batch.first_events) >= _MAX_EXECUTIONS or size + grow > _BATCH_BYTES
-            if full and batch.records:
-                ranges.append(batch)
-                batch, size = RecordRange(records=[], end=0), 0
-            first = taken[0][1]
-            assert not isinstance(first, Poison)
-            batch.first_events[execution_id] = first.event
-            size += grow
-        batch.records.extend(taken)
-    if batch.records:
-        ranges.append(batch)
-    for this, following in itertools.pairwise(ranges):
-        this.end = following.records[0][0].sequence - 1
-    if ranges:
-        ranges[-1].end = records[-1].sequence
-    return ranges
 
 
 def fold_range(batch: RecordRange, states: Mapping[str, CachedState | None]) -> Folded:

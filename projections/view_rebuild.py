@@ -152,7 +152,6 @@ async def _rebuild(
         cache_size=_CACHE_SIZE,
         on_poison=_note_poison,
         pipeline=_PIPELINE,
-        regroup=True,
     )
     await updater.load()
     try:

@@ -14,25 +14,20 @@ from eventstore.errors import TepError
 from eventstore.jetstream.connection import NatsClient
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.scan import scan_keys
-from eventstore.records import RawRecord
 from projections import RebuildProgress, StateManager, rebuild
 from projections.buckets import (
     ensure_meta_bucket,
-    ensure_view_bucket,
     read_pointer,
     view_bucket_exists,
 )
 from projections.log_range_reader import read_in_child
-from projections.projector import value_limit
 from projections.testing import (
     interleave,
     running_projector,
     synthetic_run,
     synthetic_runs,
 )
-from projections.updater import ViewUpdater
 from projections.view import CHECKPOINT_KEY, STATS_KEY, decode_checkpoint, decode_stats
-from projections.view_batch import regrouped_ranges
 from tep.server import find_free_port
 
 pytestmark = pytest.mark.anyio
@@ -203,45 +198,3 @@ async def test_a_failing_reader_process_fails_the_rebuild_cleanly(
     with pytest.raises(TepError, match=r"log reader process failed: .*cannot reach NATS"):
         async for _ in read_in_child(unreachable, 1, 10, max_batch=100):
             pass
-
-
-async def test_a_rebuild_stopped_between_the_ranges_of_one_read_resumes_to_the_same_view(
-    nc: NatsClient, settings: TepSettings, event_log: EventLog, sm: StateManager
-) -> None:
-    # More executions at once than one atomic batch holds: one read gives several ranges.
-    runs = synthetic_runs(320, actions=3)
-    results = await event_log.append_many(list(interleave(runs, concurrency=320)))
-    last = results[-1].sequence
-    async with running_projector(nc, settings):
-        await sm.wait_for_sequence(last, timeout=30)
-    live = await scan_keys(nc, "tep_view_1")
-    records = [r async for batch in event_log.replay_batches(1, to_sequence=last) for r in batch]
-    ranges = regrouped_ranges(records, {})
-    assert len(ranges) >= 2
-    # A range's checkpoint: every event before the next range's first record.
-    starts = [r.records[0][0].sequence for r in ranges]
-    assert [r.end for r in ranges] == [start - 1 for start in starts[1:]] + [last]
-    # Each execution's records are in one range, in log order.
-    for one in ranges:
-        for execution_id in one.first_events:
-            mine = [rec.sequence for rec, _ in one.records if _execution(rec) == execution_id]
-            assert mine == sorted(mine)
-            assert len(mine) == sum(1 for rec in records if _execution(rec) == execution_id)
-
-    # A rebuild that stopped after the first range of its read.
-    kv = await ensure_view_bucket(nc.jetstream(), settings, 2)
-    stopped = ViewUpdater(nc, kv, "tep_view_2", value_limit=value_limit(nc, settings), regroup=True)
-    await stopped.load()
-    await stopped._commit_range(ranges[0])
-    await stopped.close()
-    stopped_at = decode_checkpoint((await kv.get(CHECKPOINT_KEY)).value or b"")
-    assert stopped_at == starts[1] - 1
-
-    report = await rebuild(nc, settings, keep_old=True)
-
-    assert report.resumed_from == stopped_at and report.events == last - stopped_at
-    assert _comparable(await scan_keys(nc, "tep_view_2")) == _comparable(live)
-
-
-def _execution(record: RawRecord) -> str:
-    return record.decode().event.execution_id

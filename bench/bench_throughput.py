@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_throughput.py [--shape burst|steady|both] [--executions 2000]
         [--rate 200] [--duration 10] [--executors 1] [--orchestrators 1] [--dag]
-        [--profile DIR]
+        [--profile DIR] [--no-floor]
 
 Starts `tep up` with its defaults in a scratch directory (embedded nats-server, ``--orchestrators``
 orchestrators, ``--executors`` executors at their default concurrency, projector, API) and a
@@ -21,7 +21,9 @@ ended when the view's counters say so (``StateManager.get_stats``).
   stack at the start, peak and end of the measured phases (after a warm-up), CPU seconds per
   process, and completed actions per orchestrator CPU-second.
 - baseline, in the same run: as many HTTP calls as the burst's actions made directly with
-  aiohttp to the same target at the executors' total concurrency, and the ratio.
+  aiohttp to the same target at the executors' total concurrency, and the ratio; and after the
+  burst, unless ``--no-floor``, the raw nats-py floor (``throughput_floor``): the same messages
+  for as many 5-step chains, with no Python work in the roles, on a server of its own.
 
 ``--profile DIR`` records every role with py-spy during the burst (collapsed stacks in DIR, and
 the functions with the largest share of each role's samples printed).
@@ -45,6 +47,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 from tep_stack import Connected, RssSampler, bench_parser, connected_stack, load_average, run_bench
+from throughput_floor import FloorResult, raw_floor
 from throughput_measure import (
     ApiCalls,
     CheckpointWatch,
@@ -335,6 +338,8 @@ async def main(args: argparse.Namespace) -> None:
                         lines += profiler.stop()
                     await settle(0.6)
                     lines += burst_lines(run, direct, orchestrator_cpu(sampler, before, shape))
+                    burst = run
+                    burst_server_cpu = sampler.cpu(before, shape, "nats-server")
                 else:
                     ids = [f"steady-{i}" for i in range(int(args.rate * args.duration))]
                     timed_out: list[str] = []
@@ -351,6 +356,10 @@ async def main(args: argparse.Namespace) -> None:
                 lines.append(orchestrator_counters(c.stack.health("orchestrator")))
                 lines = emit(lines)
                 before = shape
+                if shape == "burst" and not args.no_floor:
+                    sampler.phase = before = "floor"  # the next phase's CPU counts from its end
+                    floor = await raw_floor(args.executions, executors_concurrency=concurrency)
+                    lines = emit([floor_line(floor, burst, burst_server_cpu, args.dag)])
             sampler.phase = "after"
             await asyncio.sleep(3)
             lines.append("RSS (MB) from the end of the warm-up to 3 s after the last phase:")
@@ -362,6 +371,18 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
     print(load_average())
+
+
+def floor_line(floor: FloorResult, run: Run, server_cpu: float | None, dag: bool) -> str:
+    """The burst against the raw nats-py floor of the same messages (a chain's)."""
+    rate = run.log.actions_completed / run.wall_s()
+    tep = f"{1000 * server_cpu / run.log.actions_completed:.3f}" if server_cpu else "-"
+    return (
+        f"  raw nats-py floor (same messages, no Python work, no HTTP"
+        f"{'; a chain' if dag else ''}): {floor.actions_per_s:,.0f} actions/s; tep burst = "
+        f"{rate / floor.actions_per_s:.2f} x floor; nats-server "
+        f"{floor.cpu_ms_per_action['nats-server']:.3f} ms/action in the floor vs {tep} in tep"
+    )
 
 
 _COUNTERS = (
@@ -409,6 +430,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dag", action="store_true", help="a diamond instead of a chain")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every role")
     parser.add_argument("--keep-log", type=Path, metavar="FILE", help="copy tep up's stderr")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the raw nats-py floor after the burst"
+    )
     return parser.parse_args()
 
 

@@ -114,7 +114,16 @@ def ups() -> Iterator[list[Up]]:
 
 
 def embedded_args(tmp_path: Path, port: int | None = None) -> list[str]:
-    return ["--data-dir", str(tmp_path / "data"), "--port", str(port or find_free_port())]
+    # A free API port of its own: tests run side by side, and two stacks starting at once
+    # would both find the default API port free before either binds it.
+    return [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        str(port or find_free_port()),
+        "--api-port",
+        str(find_free_port()),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -352,7 +352,7 @@ async def _provision(url: str, executions: int, steps: int, credit: int) -> Conf
             p, ack_wait_s=conf.ack_wait_s, max_ack_pending=conf.max_ack_pending
         )
         consumers.append((await js.add_consumer(stream, config=config)).name)
-    queue = await ensure_queue_consumer(js, settings, "http", ack_wait_s=executor.ack_wait_s)
+    queue = (await ensure_queue_consumer(js, settings, "http", ack_wait_s=executor.ack_wait_s)).name
     _, pointer, _ = await ensure_current_view(js, settings)
     await nc.close()
     kv = kv_subject_prefix(pointer.bucket)

@@ -154,7 +154,10 @@ def lag_line(phase: PhaseLog, target_ms: float) -> str:
 def role_table(sampler: RssSampler, phases: list[str], before: str) -> list[str]:
     """Per role: RSS at the start of ``phases``, its peak and at the end (MB), the CPU seconds
     from the end of ``before`` to the end of the last phase, and whether RSS grew."""
-    lines = [f"{'process':<16}{'RSS start':>10}{'peak':>8}{'end':>8}{'growth':>9}{'CPU s':>8}"]
+    lines = [
+        f"{'process':<16}{'RSS start':>10}{'peak':>8}{'end':>8}{'growth':>9}{'CPU s':>8}"
+        "  peak by quarter of the run"
+    ]
     for label in sampler.labels():
         values = [v for p in phases for v in sampler.samples.get(p, {}).get(label, [])]
         if not values:
@@ -163,8 +166,17 @@ def role_table(sampler: RssSampler, phases: list[str], before: str) -> list[str]
         cpu = sampler.cpu(before, phases[-1], label)
         growth = f"{(end - start):+.1f}"
         cpu_text = f"{cpu:8.2f}" if cpu is not None else f"{'-':>8}"
-        lines.append(f"{label:<16}{start:10.1f}{peak:8.1f}{end:8.1f}{growth:>9}{cpu_text}")
+        by_quarter = " ".join(f"{q:.1f}" for q in quarter_peaks(values))
+        lines.append(
+            f"{label:<16}{start:10.1f}{peak:8.1f}{end:8.1f}{growth:>9}{cpu_text}  {by_quarter}"
+        )
     return lines
+
+
+def quarter_peaks(values_kb: list[int]) -> list[float]:
+    """The peak (MB) of each quarter of a run's samples: a plateau shows as equal last three."""
+    size = max(1, -(-len(values_kb) // 4))
+    return [max(values_kb[i : i + size]) / 1024 for i in range(0, len(values_kb), size)]
 
 
 def orchestrator_cpu(sampler: RssSampler, before: str, phase: str) -> float:

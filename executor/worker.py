@@ -35,7 +35,7 @@ from eventstore.events import ActionExecuteRequested
 from eventstore.jetstream.consumer_metrics import sample_consumer
 from eventstore.jetstream.log import EventLog
 from eventstore.jetstream.pull import PullFeed
-from eventstore.jetstream.queues import ensure_queue_consumer
+from eventstore.jetstream.queues import consumer_name, ensure_queue_consumer
 from eventstore.jetstream.settling import asking_again
 from eventstore.metrics import count_consumed, label_cache
 from eventstore.plan import DEFAULT_ACTION_TYPE
@@ -203,10 +203,10 @@ class Executor:
         await self._ensure_consumer()
 
     async def _consumer_info(self) -> tuple[str, ConsumerInfo]:
-        consumer = await self._ensure_consumer()
-        return consumer, await self.nc.jetstream().consumer_info(self.settings.stream, consumer)
+        info = await self._ensure_consumer()
+        return info.name or consumer_name(self.config.queue), info
 
-    async def _ensure_consumer(self) -> str:
+    async def _ensure_consumer(self) -> ConsumerInfo:
         """At start, and after a refused pull (consumer deleted, leader change...): make sure
         the queue's consumer exists, with our ack wait."""
         return await ensure_queue_consumer(

@@ -244,7 +244,7 @@ async def ensure_queue_consumer(
     queue: str,
     *,
     ack_wait_s: float | None = None,
-) -> str:
+) -> ConsumerInfo:
     """Create the queue's durable consumer, or bring its concurrency limit and ack wait in line.
 
     The limit is the operator's stored setting (:func:`set_queue_limit`), else
@@ -253,12 +253,12 @@ async def ensure_queue_consumer(
     :data:`DEFAULT_ACK_WAIT_S`). A consumer already as asked is left alone.
 
     Returns:
-        The consumer's name.
+        The consumer's info as the server holds it now.
     """
     name = consumer_name(queue)
     max_ack_pending = _max_ack_pending(await read_queue_limit(js, queue))
     try:
-        info = await js.consumer_info(settings.stream, name)
+        info: ConsumerInfo | None = await js.consumer_info(settings.stream, name)
     except NotFoundError:
         info = None
     if info is not None:
@@ -271,9 +271,9 @@ async def ensure_queue_consumer(
             config.ack_wait = ack_wait_s
             changed = True
         if changed:
-            await js.add_consumer(settings.stream, config=config)
-        return name
-    await js.add_consumer(
+            return await js.add_consumer(settings.stream, config=config)
+        return info
+    return await js.add_consumer(
         settings.stream,
         config=ConsumerConfig(
             durable_name=name,
@@ -287,4 +287,3 @@ async def ensure_queue_consumer(
             num_replicas=settings.replicas,
         ),
     )
-    return name

@@ -82,10 +82,10 @@ def start_up(tmp_path: Path, *args: str, name: str = "up") -> Up:
         )
     up = Up(process, stdout, stderr, "")
     try:
-        wait_for(lambda: "ready:" in up.output() or process.poll() is not None, 30, "tep up ready")
-    except AssertionError:
+        wait_for(lambda: "ready:" in up.output() or process.poll() is not None, 60, "tep up ready")
+    except AssertionError as error:
         os.killpg(process.pid, signal.SIGKILL)  # its children too: they share its group
-        raise
+        raise AssertionError(f"{error}\n{up.output()}\n{stderr.read_text()[-4000:]}") from None
     assert process.poll() is None, up.output() + stderr.read_text()
     for line in up.output().splitlines():
         if line.strip().startswith("nats"):

@@ -11,6 +11,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -74,6 +75,8 @@ class EmbeddedServer:
         extra_args: list[str] | None = None,
         log_file: Path | None = None,
         new_session: bool = False,
+        launcher: list[str] | None = None,
+        spawn_with: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self.data_dir = data_dir
         # A port picked here may be taken by someone else before the server binds it.
@@ -88,6 +91,11 @@ class EmbeddedServer:
         # In its own session, a terminal's Ctrl-C reaches only the owner, which can then stop
         # its clients before the server (``tep up``).
         self.new_session = new_session
+        # A command prefix that execs the server (e.g. one that sets a parent-death signal),
+        # and what runs the spawn: Linux ties that signal to the thread that forked, so a
+        # server started from a worker thread must be forked by the owner's long-lived one.
+        self.launcher = launcher or []
+        self.spawn_with = spawn_with
         self._process: subprocess.Popen[bytes] | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -120,7 +128,10 @@ class EmbeddedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         retries = 2 if self._port_is_ours and not self.config_file else 0
         while True:
-            self._spawn(binary)
+            if self.spawn_with is None:
+                self._spawn(binary)
+            else:
+                self.spawn_with(lambda: self._spawn(binary))
             try:
                 self._wait_until_listening(timeout)
                 return
@@ -136,7 +147,7 @@ class EmbeddedServer:
             args[1:1] = ["-c", str(self.auth_file)]
         if self.config_file:
             args = [binary, "-c", str(self.config_file)]
-        args += self.extra_args
+        args = [*self.launcher, *args, *self.extra_args]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._process = subprocess.Popen(

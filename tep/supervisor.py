@@ -84,7 +84,7 @@ except OSError as exc:
 """
 
 
-def _parent_death_launcher() -> list[str]:
+def parent_death_launcher() -> list[str]:
     """The command prefix that asks Linux to SIGTERM the child when its parent dies.
 
     ``anyio.open_process`` takes no pre-exec hook, so the flag is set by a small interpreter
@@ -135,7 +135,7 @@ class Supervisor:
         self._children = [_Child(spec, backoff()) for spec in specs]
         self._sink = sink
         self._health = health
-        self._launcher = _parent_death_launcher()
+        self._launcher = parent_death_launcher()
         self._stopping = False
         self._stop_asked: anyio.Event | None = None
         self._done: anyio.Event | None = None

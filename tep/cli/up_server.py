@@ -19,6 +19,7 @@ import anyio
 
 from eventstore.errors import ServerBinaryNotFoundError, TepError
 from tep.server import EmbeddedServer
+from tep.supervisor import parent_death_launcher
 
 __all__ = [
     "EmbeddedServerError",
@@ -59,6 +60,9 @@ async def start_embedded_server(
         auth_file=auth_file,
         new_session=True,
         extra_args=["--server_name", name],
+        # Gone with `tep up` even when it is killed: SIGTERM from Linux, as its roles get.
+        launcher=parent_death_launcher(),
+        spawn_with=anyio.from_thread.run_sync,
     )
     start_of_log = log_file.stat().st_size if log_file.exists() else 0
     try:

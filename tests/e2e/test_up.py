@@ -169,6 +169,31 @@ def test_up_starts_every_role_and_stops_them_all_within_5s(
     assert up.output().splitlines()[-1] == "stopped"
 
 
+def test_up_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path, ups: list[Up]) -> None:
+    # Linux signals each child when `tep up` dies, nats-server included: a server left
+    # running would hold the data dir's store and its port for the next `tep up`.
+    up = start_up(tmp_path, *embedded_args(tmp_path), "--no-api")
+    ups.append(up)
+    expected = ["executor", "nats-server", "orchestrator", "projector"]
+    roles = wait_for(
+        lambda: (r := up.roles()) and sorted(r.values()) == expected and r,
+        15,
+        f"every role running ({up.roles()})",
+    )
+
+    up.process.kill()
+    up.process.wait(10)
+
+    wait_for(
+        lambda: not any(alive(pid) for pid in roles),
+        15,
+        f"every child gone ({[roles[p] for p in roles if alive(p)]} still running)",
+    )
+    again = start_up(tmp_path, *embedded_args(tmp_path), "--no-api", name="again")
+    ups.append(again)
+    assert "ready:" in again.output()
+
+
 def test_up_runs_several_orchestrators_and_a_plan_completes(
     tmp_path: Path, ups: list[Up], demo_target: DemoTarget
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from eventstore.events import ActionCompleted, ActionFailed, Event
 from eventstore.state import ExecutionState
+from orchestrator.plan_memo import forget_plan
 
 __all__ = ["StateCache"]
 
@@ -35,19 +36,26 @@ class StateCache:
     def put(self, execution_id: str, state: ExecutionState) -> None:
         """Cache ``state``, evicting the least recently used entry if full."""
         self._ended.pop(execution_id, None)
+        previous = self._states.get(execution_id)
+        if previous is not None and previous.plan is not state.plan:
+            forget_plan(previous.plan)  # a reload from the log decoded the plan again
         self._states[execution_id] = state
         self._states.move_to_end(execution_id)
         while len(self._states) > self.capacity:
-            self._states.popitem(last=False)
+            forget_plan(self._states.popitem(last=False)[1].plan)
 
     def drop(self, execution_id: str) -> None:
         """Forget one execution (its next event reloads it from the log)."""
-        self._states.pop(execution_id, None)
+        state = self._states.pop(execution_id, None)
+        if state is not None:
+            forget_plan(state.plan)
         self._ended.pop(execution_id, None)
 
     def end(self, execution_id: str) -> None:
         """Forget the state of an execution whose end was just stored, noting that it ended."""
-        self._states.pop(execution_id, None)
+        state = self._states.pop(execution_id, None)
+        if state is not None:
+            forget_plan(state.plan)
         self._ended[execution_id] = None
         self._ended.move_to_end(execution_id)
         while len(self._ended) > self.capacity:

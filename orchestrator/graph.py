@@ -8,7 +8,6 @@ is refilled by a look at that queue's actions alone.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import NamedTuple
 
 import msgspec
@@ -16,12 +15,9 @@ import msgspec
 from eventstore.dag import dependents_index
 from eventstore.plan import Action, Plan
 from eventstore.templates import TemplateError, find_references
+from orchestrator.plan_memo import PlanMemo
 
 __all__ = ["LimitedQueue", "PlanGraph", "graph_of"]
-
-# Each execution decodes its own plan, so the memo needs room for every execution in flight
-# (the state cache's default size and more): at 1,024, 2,000 in flight rebuilt a graph per event.
-_MEMO_SIZE = 16_384
 
 
 class LimitedQueue(NamedTuple):
@@ -100,18 +96,5 @@ def _limited_queues(plan: Plan) -> dict[str, LimitedQueue]:
     return limited
 
 
-_memo: OrderedDict[int, PlanGraph] = OrderedDict()
-
-
-def graph_of(plan: Plan) -> PlanGraph:
-    """The (memoized) graph of ``plan``; plans are immutable, so the tables never go stale."""
-    key = id(plan)
-    graph = _memo.get(key)
-    if graph is not None and graph.plan is plan:
-        _memo.move_to_end(key)
-        return graph
-    graph = PlanGraph(plan)
-    _memo[key] = graph
-    if len(_memo) > _MEMO_SIZE:
-        _memo.popitem(last=False)
-    return graph
+graph_of: PlanMemo[PlanGraph] = PlanMemo(PlanGraph)
+"""The graph of a plan, memoized per plan object (plans are immutable: it never goes stale)."""

@@ -31,7 +31,6 @@ this action's child, and its end is never taken for the action's outcome.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -59,6 +58,7 @@ from eventstore.state import ActionState, ExecutionState
 from eventstore.templates import TemplateError, render
 from orchestrator import ids
 from orchestrator.context import CONTEXT_KINDS, template_context
+from orchestrator.plan_memo import PlanMemo
 
 __all__ = [
     "CHILD_ID_PREFIX",
@@ -114,38 +114,16 @@ def may_be_child(execution_id: str) -> bool:
     return execution_id.startswith(CHILD_ID_PREFIX)
 
 
-_refs_memo: OrderedDict[int, tuple[Plan, tuple[tuple[str, str], ...]]] = OrderedDict()
-_MEMO_SIZE = 1024
+# Asked before every decision, and most plans have none.
+_plan_refs: PlanMemo[tuple[tuple[str, str], ...]] = PlanMemo(
+    lambda plan: tuple((a.id, a.plan_ref) for a in plan.actions if a.plan_ref is not None)
+)
+"""``(action id, registry name)`` of the plan's ``plan_ref`` actions."""
 
-
-def _plan_refs(plan: Plan) -> tuple[tuple[str, str], ...]:
-    """``(action id, registry name)`` of the plan's ``plan_ref`` actions (memoized: asked
-    before every decision, and most plans have none)."""
-    key = id(plan)
-    memo = _refs_memo.get(key)
-    if memo is not None and memo[0] is plan:
-        _refs_memo.move_to_end(key)
-        return memo[1]
-    refs = tuple((a.id, a.plan_ref) for a in plan.actions if a.plan_ref is not None)
-    _refs_memo[key] = (plan, refs)
-    if len(_refs_memo) > _MEMO_SIZE:
-        _refs_memo.popitem(last=False)
-    return refs
-
-
-def _subplan_actions(plan: Plan) -> tuple[Action, ...]:
-    key = id(plan)
-    memo = _subplans_memo.get(key)
-    if memo is not None and memo[0] is plan:
-        return memo[1]
-    found = tuple(a for a in plan.actions if a.runs_plan)
-    _subplans_memo[key] = (plan, found)
-    if len(_subplans_memo) > _MEMO_SIZE:
-        _subplans_memo.popitem(last=False)
-    return found
-
-
-_subplans_memo: OrderedDict[int, tuple[Plan, tuple[Action, ...]]] = OrderedDict()
+_subplan_actions: PlanMemo[tuple[Action, ...]] = PlanMemo(
+    lambda plan: tuple(a for a in plan.actions if a.runs_plan)
+)
+"""The plan's actions that run a sub-plan."""
 
 
 def children_to_start(state: ExecutionState | None) -> list[tuple[str, str]]:

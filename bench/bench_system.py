@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ from tep_stack import (
     role_cpu_s,
     run_bench,
 )
+from throughput_profile import py_spy
 
 from eventstore.jetstream.log import EventLog
 from eventstore.records import RawRecord
@@ -250,7 +250,7 @@ class Profiler:
         self.processes: list[subprocess.Popen[bytes]] = []
         if directory is None:
             return
-        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spy = py_spy()
         directory.mkdir(parents=True, exist_ok=True)
         for pid, role in c.stack.processes().items():
             if role in ("nats-server", "tep up"):
@@ -387,4 +387,7 @@ if __name__ == "__main__":
     parser.add_argument("--big-fanout", type=int, default=1000, help="(default %(default)s)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR", help="py-spy output")
     os.environ.setdefault("TEP_LOG_LEVEL", "WARNING")
-    run_bench(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.profile is not None:
+        py_spy()  # missing: one line now, not after the stack has started
+    run_bench(main(arguments))

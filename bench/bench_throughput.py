@@ -63,7 +63,7 @@ from throughput_measure import (
     settle,
     warnings_summary,
 )
-from throughput_profile import Profiler
+from throughput_profile import Profiler, py_spy
 
 from eventstore.jetstream.log import EventLog
 from eventstore.state import TERMINAL_EXECUTION_STATUSES
@@ -433,7 +433,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the raw nats-py floor after the burst"
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.profile is not None:
+        py_spy()  # missing: one line now, not after the stack has started
+    return args
 
 
 if __name__ == "__main__":

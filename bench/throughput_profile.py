@@ -8,6 +8,7 @@ functions with the most samples anywhere in the stack (inclusive).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +17,19 @@ from pathlib import Path
 
 from tep_stack import Stack
 
-__all__ = ["Profiler", "summarize"]
+__all__ = ["Profiler", "py_spy", "summarize"]
 
 _PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def py_spy() -> str:
+    """The venv's ``py-spy`` (else the one on PATH); exits with one line when there is none."""
+    if _PY_SPY.is_file():
+        return str(_PY_SPY)
+    found = shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install -e '.[bench]'")
+    return found
 _OURS = ("eventstore/", "orchestrator/", "executor/", "projections/", "tep/")
 _SKIP_ROLES = {"tep up", "nats-server"}
 
@@ -41,7 +52,7 @@ class Profiler:
             counts[name] += 1
             label = f"{name}-{counts[name]}"
             out = self.directory / f"{label}.txt"
-            command = [str(_PY_SPY), "record", "--pid", str(pid), "--format", "raw"]
+            command = [py_spy(), "record", "--pid", str(pid), "--format", "raw"]
             command += ["--rate", str(self.rate), "--nonblocking", "-o", str(out)]
             process = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tep_cli import (
@@ -169,16 +170,38 @@ def test_up_starts_every_role_and_stops_them_all_within_5s(
     assert up.output().splitlines()[-1] == "stopped"
 
 
-def test_up_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path, ups: list[Up]) -> None:
+def test_up_killed_with_sigkill_leaves_no_process_behind_and_its_run_goes_on(
+    tmp_path: Path, ups: list[Up], demo_target: DemoTarget
+) -> None:
     # Linux signals each child when `tep up` dies, nats-server included: a server left
     # running would hold the data dir's store and its port for the next `tep up`.
-    up = start_up(tmp_path, *embedded_args(tmp_path), "--no-api")
+    port = find_free_port()
+    up = start_up(tmp_path, *embedded_args(tmp_path, port), "--no-api")
     ups.append(up)
     expected = ["executor", "nats-server", "orchestrator", "projector"]
     roles = wait_for(
         lambda: (r := up.roles()) and sorted(r.values()) == expected and r,
         15,
         f"every role running ({up.roles()})",
+    )
+    slow = {"method": "GET", "url": f"{demo_target.url}/slow?ms=1500"}
+    plan = {
+        "id": "killed-mid-run",
+        "actions": [
+            {"id": "first", "request": slow},
+            {"id": "second", "request": slow, "dependsOn": ["first"]},
+        ],
+    }
+    submitted = run_tep(
+        "submit", str(write_plan(tmp_path, plan)), "--execution-id", "kept", nats_url=up.nats_url
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    wait_for(
+        lambda: (
+            '"action.started"' in run_tep("events", "kept", "--json", nats_url=up.nats_url).stdout
+        ),
+        30,
+        "the first action started",
     )
 
     up.process.kill()
@@ -189,9 +212,18 @@ def test_up_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path, ups: li
         15,
         f"every child gone ({[roles[p] for p in roles if alive(p)]} still running)",
     )
-    again = start_up(tmp_path, *embedded_args(tmp_path), "--no-api", name="again")
+    again = start_up(tmp_path, *embedded_args(tmp_path, port), "--no-api", name="again")
     ups.append(again)
-    assert "ready:" in again.output()
+    finished = wait_for(lambda: _ended(again, "kept"), 90, "the run ended after the restart")
+    assert finished["status"] == "completed", finished
+
+
+def _ended(up: Up, execution_id: str) -> dict[str, Any] | None:
+    status = run_tep("status", execution_id, "--json", nats_url=up.nats_url)
+    if status.returncode != 0:
+        return None  # not in the view yet
+    document: dict[str, Any] = json_output(status)
+    return document if document["status"] in ("completed", "failed", "cancelled") else None
 
 
 def test_up_runs_several_orchestrators_and_a_plan_completes(

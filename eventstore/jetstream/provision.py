@@ -19,6 +19,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
     StreamSource,
     SubjectTransform,
 )
@@ -44,6 +45,7 @@ from eventstore.subjects import DEADLETTER_PREFIX, EVENT_SUBJECT_ROOTS
 
 __all__ = [
     "META_BUCKET",
+    "create_kv",
     "deadletter_stream_config",
     "ensure_kv",
     "ensure_log",
@@ -142,6 +144,10 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
         )
 
 
+_STREAM_NAME_IN_USE = 10058
+"""JetStream's error code for a stream that exists with another configuration."""
+
+
 async def ensure_kv(
     js: JetStreamContext, bucket: str, *, history: int = 1, replicas: int = 1
 ) -> KeyValue:
@@ -153,6 +159,20 @@ async def ensure_kv(
     try:
         info = await js.stream_info(f"KV_{bucket}")
     except NotFoundError:
+        return await create_kv(js, bucket, history=history, replicas=replicas)
+    return await _open_kv(js, bucket, info, history=history, replicas=replicas)
+
+
+async def create_kv(
+    js: JetStreamContext, bucket: str, *, history: int = 1, replicas: int = 1
+) -> KeyValue:
+    """Create a KV bucket found missing, or open it if another process created it meanwhile
+    (and may already have changed its flags, as the view's buckets get atomic batches).
+
+    Raises:
+        ConfigConflictError: it exists with a different history or replica count.
+    """
+    try:
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=bucket,
@@ -162,6 +182,16 @@ async def ensure_kv(
                 direct=True,
             )
         )
+    except BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+    info = await js.stream_info(f"KV_{bucket}")
+    return await _open_kv(js, bucket, info, history=history, replicas=replicas)
+
+
+async def _open_kv(
+    js: JetStreamContext, bucket: str, info: StreamInfo, *, history: int, replicas: int
+) -> KeyValue:
     have_history = info.config.max_msgs_per_subject
     have_replicas = info.config.num_replicas
     if have_history != history or have_replicas != replicas:

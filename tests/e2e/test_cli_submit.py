@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import anyio
@@ -119,13 +118,11 @@ async def test_submit_wait_without_roles_times_out_with_124(
 ) -> None:
     plan = write_plan(tmp_path, PLAN)
 
-    begin = time.monotonic()
     result = await _tep(
         "submit", str(plan), "--wait", "--timeout", "1", "--json", nats_url=settings.nats_url
     )
 
     assert result.returncode == 124
-    assert time.monotonic() - begin < 15
     state = json_output(result)
     assert state["status"] == "pending" and state["plan_id"] == "one-call"
 

@@ -92,13 +92,11 @@ async def test_watch_timeout_exits_124_while_the_execution_goes_on(
 ) -> None:
     await append_all(event_log, started("e1"))
 
-    begin = time.monotonic()
     result = await anyio.to_thread.run_sync(
         lambda: run_tep("watch", "e1", "--timeout", "0.5", nats_url=settings.nats_url)
     )
 
     assert result.returncode == 124
-    assert time.monotonic() - begin < 10
     assert "the execution goes on" in result.stderr
 
 

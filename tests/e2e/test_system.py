@@ -307,6 +307,7 @@ async def test_cancellation_mid_run_stops_everything_pending(
     end = await system.wait_end(e)
 
     assert isinstance(end, ExecutionCancelled) and end.reason == "operator"
+
     # The slow call is aborted: its executor records nothing more and acks the request.
     async def settled() -> bool:
         info = await system.log.js.consumer_info(system.log.stream, "queue-http")
@@ -339,7 +340,7 @@ async def test_deadline_cancels_the_execution(system: System, target: HttpTarget
     elapsed = time.monotonic() - started
     assert isinstance(end, ExecutionCancelled)
     assert end.reason == "deadline exceeded"
-    assert 0.8 < elapsed < 5, elapsed
+    assert elapsed > 0.8, elapsed  # not before the deadline; wait_end's timeout bounds the rest
     history = await system.history(e)
     assert [r.reason for r in of(history, ExecutionCancelRequested)] == ["deadline exceeded"]
     assert {c.action_id for c in of(history, ActionCancelled)} == {"slow", "next"}

@@ -295,7 +295,7 @@ async def test_deadline_cancels_the_execution(nc: NatsClient, settings: TepSetti
     assert end.reason == "deadline exceeded"
     requests = c.of("deadline-1", ExecutionCancelRequested)
     assert [r.reason for r in requests] == ["deadline exceeded"]
-    assert 0.8 < elapsed < 5
+    assert elapsed > 0.8  # not before the deadline; wait_end's timeout bounds the other side
     assert [e.action_id for e in c.of("deadline-1", ActionCancelled)] == ["stuck"]
     # The fired request is an ordinary event of the execution's history.
     history = [r.event for r in await c.log.read_execution("deadline-1")]

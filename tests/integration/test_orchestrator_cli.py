@@ -92,12 +92,10 @@ async def test_process_leads_dispatches_and_stops_cleanly_on_sigterm(
     assert msgspec.json.decode(request.data)["action_id"] == "a"
     assert request.subject == "action.execute.requested.http.cli-e1.a"
 
-    started = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=10)
+    code = process.wait(timeout=10)  # a process that ignores it fails here
 
     assert code == 0
-    assert time.monotonic() - started < 5
     assert b"Traceback" not in (process.stderr.read() if process.stderr else b"")
     kv = await nc.jetstream().key_value("tep_leases")
     for partition in range(16):

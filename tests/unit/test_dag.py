@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from eventstore.dag import (
@@ -133,12 +131,11 @@ def test_reachability_inside_a_cycle() -> None:
     assert not reach.reaches("a", "c")
 
 
-def test_reachability_on_a_long_chain_is_fast() -> None:
+def test_reachability_on_a_long_chain_does_not_recurse() -> None:
+    # 5,000 levels: past the interpreter's recursion limit, so a recursive walk would fail.
     edges = {f"n{i}": [f"n{i - 1}"] if i else [] for i in range(5_000)}
 
-    started = time.perf_counter()
     reach = Reachability(edges)
-    elapsed = time.perf_counter() - started
 
     assert reach.reaches("n4999", "n0")
-    assert elapsed < 2.0
+    assert not reach.reaches("n0", "n4999")

@@ -121,6 +121,13 @@ async def test_sign_in_and_the_live_list(api: Api, target: HttpTarget, tab: Brow
     # The list refreshes by itself: the row turns completed, with its progress.
     await expect(row).to_have_attribute("data-status", "completed")
     await expect(row).to_contain_text("1/1")
+    # A poll that finds nothing changed leaves the row's element alone: one replaced under a
+    # pressed mouse button loses the click.
+    kept = await row.element_handle()
+    for _ in range(2):  # the next poll is sent only once this one's rows are drawn
+        async with page.expect_response(lambda r: "/v1/executions?" in r.url):
+            pass
+    assert await kept.evaluate("element => element.isConnected")
     await page.locator("#filter-q").fill(e)
     await expect(page.locator("tbody tr")).to_have_count(1)
     await page.locator("#filter-status").select_option("failed")

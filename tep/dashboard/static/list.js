@@ -23,6 +23,9 @@ class ListPage {
     this.filters = { status: params.get("status") || "", plan: params.get("plan") || "", q: params.get("q") || "" };
     this.cursors = [null]; // the cursor of each page seen; the last one is shown
     this.progress = new Map(); // id -> {key, counts}: cached while the execution does not change
+    // What is on screen, by what it shows: a poll redraws only what changed, so a click
+    // pressed on a row or a count is not lost to its element being replaced under it.
+    this.drawn = { counts: "", rows: new Map() }; // rows: id -> {shows, element}
     this.timer = null;
     this.stopped = false;
     this.ticket = 0;
@@ -123,14 +126,30 @@ class ListPage {
 
   draw(page) {
     const counts = page.counts || {};
-    replace(this.counts,
-      h("span", { text: `${page.total} execution${page.total === 1 ? "" : "s"}` }),
-      STATUSES.filter((s) => counts[s]).map((s) => h("button", {
-        type: "button", class: "count", data: { status: s },
-        title: `show only ${s}`,
-        on: { click: () => { this.statusSelect.value = s; this.setFilter("status", s); } },
-      }, badge(s), ` ${counts[s]}`)));
-    replace(this.body, page.items.map((item) => this.row(item)));
+    const countsShown = JSON.stringify([page.total, counts]);
+    if (countsShown !== this.drawn.counts) {
+      this.drawn.counts = countsShown;
+      replace(this.counts,
+        h("span", { text: `${page.total} execution${page.total === 1 ? "" : "s"}` }),
+        STATUSES.filter((s) => counts[s]).map((s) => h("button", {
+          type: "button", class: "count", data: { status: s },
+          title: `show only ${s}`,
+          on: { click: () => { this.statusSelect.value = s; this.setFilter("status", s); } },
+        }, badge(s), ` ${counts[s]}`)));
+    }
+    const rows = new Map();
+    const elements = page.items.map((item) => {
+      const shows = JSON.stringify([item, this.progress.get(item.execution_id)?.counts, this.duration(item)]);
+      const drawn = this.drawn.rows.get(item.execution_id);
+      const element = drawn && drawn.shows === shows ? drawn.element : this.row(item);
+      rows.set(item.execution_id, { shows, element });
+      return element;
+    });
+    this.drawn.rows = rows;
+    const current = this.body.children;
+    if (elements.length !== current.length || elements.some((element, i) => element !== current[i])) {
+      replace(this.body, elements);
+    }
     this.empty.hidden = page.items.length > 0;
     this.newer.disabled = this.cursors.length <= 1;
     this.older.disabled = !page.next_cursor;
@@ -139,7 +158,6 @@ class ListPage {
 
   row(item) {
     const known = this.progress.get(item.execution_id);
-    const end = TERMINAL.has(item.status) ? item.completed_at : null;
     let progress = h("span", { class: "note", text: "-" });
     if (known) {
       const c = known.counts;
@@ -153,7 +171,12 @@ class ListPage {
       h("td", {}, badge(item.status)),
       h("td", { class: "mono", text: item.plan_id }),
       h("td", {}, timeCell(item.started_at || item.submitted_at)),
-      h("td", { text: item.started_at ? fmtDuration(msBetween(item.started_at, end)) : "-" }),
+      h("td", { text: this.duration(item) }),
       h("td", {}, progress));
+  }
+
+  duration(item) {
+    const end = TERMINAL.has(item.status) ? item.completed_at : null;
+    return item.started_at ? fmtDuration(msBetween(item.started_at, end)) : "-";
   }
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import anyio
 from aiohttp import web
 from anyio.abc import TaskStatus
 
+from eventstore.errors import TepError
 from tep.metrics import render_latest
 
 __all__ = ["serve_health"]
@@ -44,7 +46,13 @@ async def serve_health(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise TepError(
+                f"cannot serve health checks on {host}:{port}: {_reason(exc)}"
+                " (another process listens there? pick another --health-port)"
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         bound = int(sockets[0].getsockname()[1]) if sockets else port
@@ -53,3 +61,8 @@ async def serve_health(
     finally:
         with anyio.CancelScope(shield=True):
             await runner.cleanup()
+
+
+def _reason(error: OSError) -> str:
+    # asyncio's message repeats the address; the errno's own words say it once.
+    return os.strerror(error.errno).lower() if error.errno else str(error)

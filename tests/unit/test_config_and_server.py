@@ -47,9 +47,12 @@ def test_server_starts_listens_and_stops(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "jetstream").is_dir()
 
 
-def test_a_free_port_is_picked_outside_the_range_of_outgoing_connections() -> None:
+def test_a_free_port_is_picked_outside_the_range_of_outgoing_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A port from that range can be taken by any client's connection before its server binds
     # it: parallel tests and `tep up`'s children then failed with "address already in use".
+    monkeypatch.delenv("TEP_PORT_RANGE", raising=False)
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     ports = [find_free_port() for _ in range(20)]
 
@@ -59,3 +62,15 @@ def test_a_free_port_is_picked_outside_the_range_of_outgoing_connections() -> No
     for port in ports:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # free, as promised
+
+
+def test_a_port_range_of_its_own_is_kept_to_and_a_bad_one_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEP_PORT_RANGE", "41000-41009")
+    assert {find_free_port() for _ in range(20)} <= set(range(41000, 41010))
+
+    for bad in ("41000", "41009-41000", "80-90", "a-b"):
+        monkeypatch.setenv("TEP_PORT_RANGE", bad)
+        with pytest.raises(SettingsError, match="TEP_PORT_RANGE"):
+            find_free_port()

@@ -46,20 +46,22 @@ class StateCache:
 
     def drop(self, execution_id: str) -> None:
         """Forget one execution (its next event reloads it from the log)."""
-        state = self._states.pop(execution_id, None)
-        if state is not None:
-            forget_plan(state.plan)
+        self._release(execution_id)
         self._ended.pop(execution_id, None)
 
     def end(self, execution_id: str) -> None:
         """Forget the state of an execution whose end was just stored, noting that it ended."""
-        state = self._states.pop(execution_id, None)
-        if state is not None:
-            forget_plan(state.plan)
+        self._release(execution_id)
         self._ended[execution_id] = None
         self._ended.move_to_end(execution_id)
         while len(self._ended) > self.capacity:
             self._ended.popitem(last=False)
+
+    def _release(self, execution_id: str) -> None:
+        """Drop the cached state and what was derived from its plan."""
+        state = self._states.pop(execution_id, None)
+        if state is not None:
+            forget_plan(state.plan)
 
     def after_end(self, event: Event) -> bool:
         """Whether ``event`` is an action's outcome in an execution that ended here, with
